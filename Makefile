@@ -1,0 +1,30 @@
+# The README's two commands: `make demo` (the main job on the built-in Faust synths) and
+# `make test`. Each sets up its own virtualenv with the pinned requirements on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test lint venv clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+demo: venv
+	$(PY) data_generation/view_parameters.py --list
+	$(PY) data_generation/render_presets.py --synth va --out demo_out/va
+	$(PY) data_generation/render_presets.py --synth fm --out demo_out/fm
+	$(PY) data_generation/render_presets.py --synth modal --out demo_out/modal
+
+lint: venv
+	$(PY) -m ruff check .
+
+test: venv lint
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf demo_out renders .pytest_cache .ruff_cache

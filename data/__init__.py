@@ -1,0 +1,1 @@
+"""Datasets: encoding presets into the paper's vectors, and (later) the npy_data layout."""

@@ -1,0 +1,451 @@
+"""Synth specs: one JSON file per synth declares everything the project knows about it.
+
+A spec names the synth and its backend (``faust`` with a shipped ``.dsp`` file, ``vst``/``vst3``
+with a plugin path, ``lv2`` with a plugin URI), lists every parameter in plugin index order, and
+holds the render settings. Encoded vector sizes, decoder head sizes and random preset sampling
+are all derived from it.
+
+Values are *normalized* everywhere in the project: each parameter is a number in [0, 1], and a
+categorical parameter with ``n`` classes takes the values ``k / (n - 1)`` (class ``k``), as in the
+paper's published dataset. ``native_range`` maps normalized values to what DawDreamer's
+``set_parameter`` expects (slider units for Faust, [0, 1] for plugins); ``units`` optionally maps
+them to the synth's own units (e.g. seconds in an amsynth ``.bank`` file).
+
+Spec files live in ``data_generation/synths/``; users add their own in a folder named by the
+``ASP_SYNTH_PATH`` environment variable (``os.pathsep``-separated) or pass a path to a ``.json``.
+The plugin path of a ``vst``/``vst3``/``lv2`` spec can be overridden with the environment
+variable ``ASP_<NAME>_PLUGIN`` (e.g. ``ASP_SERUM_PLUGIN=/path/to/Serum.so``) or a script flag.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from data_generation.errors import ASPError
+
+SYNTH_DIR = Path(__file__).resolve().parent / "synths"
+BACKENDS = ("faust", "vst", "vst3", "lv2")
+GROUPS = ("vol", "osc", "env", "fil", "lfo", "mod", "fx", "pitch")
+RENDER_KEYS = ("sample_rate", "block_size", "note", "velocity", "note_start", "note_duration", "duration")
+DEFAULT_RENDER = {
+    "sample_rate": 44100,
+    "block_size": 512,
+    "note": 60,
+    "velocity": 127,
+    "note_start": 0.25,
+    "note_duration": 3.0,
+    "duration": 5.0,
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One synth parameter.
+
+    Attributes:
+        name: unique identifier (snake_case for generated specs).
+        index: the plugin's parameter index (Faust: position in DawDreamer's parameter list).
+        classes: 0 for continuous, n >= 2 for categorical with n classes.
+        group: role for per-group errors, one of ``GROUPS``.
+        default: normalized default value.
+        sample_range: normalized (low, high) sampled when generating random presets.
+        native_range: (low, high) sent to DawDreamer: native = low + value * (high - low).
+        units: optional (low, high) in the synth's own units, linear in the normalized value.
+        fixed: not learned: always rendered at ``default`` and left out of encodings.
+        label: the plugin's own name for the parameter, when it differs from ``name``.
+        choices: optional names of the classes of a categorical parameter.
+    """
+
+    name: str
+    index: int
+    classes: int
+    group: str
+    default: float
+    sample_range: tuple[float, float] = (0.0, 1.0)
+    native_range: tuple[float, float] = (0.0, 1.0)
+    units: tuple[float, float] | None = None
+    fixed: bool = False
+    label: str | None = None
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def categorical(self) -> bool:
+        return self.classes >= 2
+
+    @property
+    def width(self) -> int:
+        """Length of this parameter in an encoded vector."""
+        return max(1, self.classes)
+
+    def to_json(self) -> dict:
+        out = {
+            "name": self.name,
+            "index": self.index,
+            "classes": self.classes,
+            "group": self.group,
+            "default": self.default,
+            "sample_range": list(self.sample_range),
+            "native_range": list(self.native_range),
+        }
+        if self.units is not None:
+            out["units"] = list(self.units)
+        if self.fixed:
+            out["fixed"] = True
+        if self.label is not None:
+            out["label"] = self.label
+        if self.choices is not None:
+            out["choices"] = list(self.choices)
+        return out
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How one note is rendered (the paper's defaults: note 60, on at 0.25 s, held 3 s, 5 s long)."""
+
+    sample_rate: int = 44100
+    block_size: int = 512
+    note: int = 60
+    velocity: int = 127
+    note_start: float = 0.25
+    note_duration: float = 3.0
+    duration: float = 5.0
+
+    @property
+    def num_samples(self) -> int:
+        return int(round(self.duration * self.sample_rate))
+
+
+@dataclass(frozen=True)
+class SynthSpec:
+    """A synth: its backend, parameters and render settings. Build it with ``load_spec``."""
+
+    name: str
+    backend: str
+    source: str | None
+    params: tuple[Param, ...]
+    render: RenderSettings = field(default_factory=RenderSettings)
+    description: str = ""
+    num_voices: int = 8
+    presets: tuple[dict, ...] = ()
+    path: Path | None = None
+
+    # -- derived facts -------------------------------------------------------------------
+    @property
+    def n_params(self) -> int:
+        return len(self.params)
+
+    @cached_property
+    def learned(self) -> tuple[Param, ...]:
+        """Parameters that are encoded and predicted (all but ``fixed`` ones)."""
+        return tuple(p for p in self.params if not p.fixed)
+
+    @cached_property
+    def learned_index(self) -> np.ndarray:
+        """Positions of the learned parameters in a full preset array: (n_learned,) int."""
+        return np.array([i for i, p in enumerate(self.params) if not p.fixed], dtype=np.int64)
+
+    @cached_property
+    def classes(self) -> np.ndarray:
+        """Class counts of the learned parameters: (n_learned,) int, 0 = continuous."""
+        return np.array([p.classes for p in self.learned], dtype=np.int64)
+
+    @property
+    def encoded_size(self) -> int:
+        """Length of the encoded vector: sum over learned parameters of max(1, classes)."""
+        return int(np.maximum(self.classes, 1).sum())
+
+    @cached_property
+    def defaults(self) -> np.ndarray:
+        """Default preset: (n_params,) float64 normalized."""
+        return np.array([p.default for p in self.params], dtype=np.float64)
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise ASPError(f"synth {self.name!r} has no parameter {name!r}; see "
+                       f"`python data_generation/view_parameters.py --synth {self.name}`")
+
+    @cached_property
+    def hash(self) -> str:
+        """Short fingerprint of everything that defines the encoding and the sound."""
+        blob = json.dumps(self.to_json(with_path=False), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    # -- presets -------------------------------------------------------------------------
+    def snap(self, values: np.ndarray) -> np.ndarray:
+        """Clips to [0, 1] and rounds categorical values to their class: (..., n_params)."""
+        values = np.clip(np.asarray(values, dtype=np.float64), 0.0, 1.0)
+        n = np.array([p.classes for p in self.params])
+        cat = n >= 2
+        if cat.any():
+            steps = (n[cat] - 1).astype(np.float64)
+            values[..., cat] = np.rint(values[..., cat] * steps) / steps
+        return values
+
+    def preset_from_dict(self, values: dict, *, native: bool = False) -> np.ndarray:
+        """Builds a full preset from ``{name: value}``; unnamed parameters take their default.
+
+        Args:
+            values: parameter values, normalized, or native slider units with ``native=True``.
+            native: interpret values in ``native_range`` units (Faust sliders, class numbers).
+
+        Returns:
+            (n_params,) float64 normalized preset.
+        """
+        out = self.defaults.copy()
+        index = {p.name: i for i, p in enumerate(self.params)}
+        for name, value in values.items():
+            if name not in index:
+                raise ASPError(f"synth {self.name!r} has no parameter {name!r} (in preset values); "
+                               f"see `python data_generation/view_parameters.py --synth {self.name}`")
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise ASPError(f"parameter {name!r} of {self.name!r} has value {value!r}; expected a number")
+            p = self.params[index[name]]
+            if native:
+                lo, hi = p.native_range
+                value = (value - lo) / (hi - lo)
+            out[index[name]] = value
+        return self.snap(out)
+
+    def preset_to_dict(self, preset: np.ndarray, *, native: bool = False) -> dict[str, float | int]:
+        """Named values of a preset (normalized, or native units with class numbers as ints)."""
+        preset = self.snap(preset)
+        out: dict[str, float | int] = {}
+        for p, v in zip(self.params, preset, strict=True):
+            if native:
+                lo, hi = p.native_range
+                v = lo + v * (hi - lo)
+                out[p.name] = int(round(v)) if p.categorical else round(float(v), 6)
+            else:
+                out[p.name] = round(float(v), 6)
+        return out
+
+    def to_native(self, presets: np.ndarray) -> np.ndarray:
+        """Values for DawDreamer's ``set_parameter``: (..., n_params) float64."""
+        lo = np.array([p.native_range[0] for p in self.params])
+        hi = np.array([p.native_range[1] for p in self.params])
+        return lo + self.snap(presets) * (hi - lo)
+
+    # -- serialization -------------------------------------------------------------------
+    def to_json(self, *, with_path: bool = True) -> dict:
+        out = {
+            "name": self.name,
+            "description": self.description,
+            "backend": self.backend,
+            "source": self.source,
+        }
+        if self.backend == "faust":
+            out["num_voices"] = self.num_voices
+        out["render"] = {k: getattr(self.render, k) for k in RENDER_KEYS}
+        out["presets"] = [dict(p) for p in self.presets]
+        out["parameters"] = [p.to_json() for p in self.params]
+        return out
+
+    def write(self, path: Path) -> None:
+        """Writes the spec as JSON (atomically: a temp file, then a rename)."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
+        tmp.replace(path)
+
+    # -- backend -------------------------------------------------------------------------
+    def plugin_env(self) -> str:
+        """Environment variable that overrides this synth's plugin path."""
+        return f"ASP_{self.name.upper().replace('-', '_')}_PLUGIN"
+
+    def resolve_source(self, override: str | None = None) -> str:
+        """Where the synth lives: a ``.dsp`` path, a plugin path or an LV2 URI.
+
+        Args:
+            override: a path given on the command line, taking precedence over everything.
+
+        Raises:
+            ASPError: when the plugin is not found, saying how to point at it.
+        """
+        if self.backend == "faust":
+            if self.source is None:
+                raise ASPError(f"faust synth {self.name!r} names no .dsp source in its spec")
+            src = Path(self.source)
+            if not src.is_absolute() and self.path is not None:
+                src = self.path.parent / src
+            if not src.is_file():
+                raise ASPError(f"faust source {src} of synth {self.name!r} not found; fix 'source' in its spec")
+            return str(src)
+        source = override or os.environ.get(self.plugin_env()) or self.source
+        how = (f"point at it with --plugin {self.name}=/path/to/plugin or the environment variable "
+               f"{self.plugin_env()}")
+        if not source:
+            raise ASPError(f"synth {self.name!r} needs its {self.backend.upper()} plugin, which is not set; {how}")
+        if self.backend == "lv2":
+            if "://" in source or source.startswith("urn:"):
+                return source
+            if not Path(source).exists():
+                raise ASPError(f"LV2 plugin {source!r} of synth {self.name!r} not found; {how}")
+            return source
+        if not Path(source).exists():
+            hint = " (install it with `apt-get install amsynth`)" if self.name == "amsynth" else ""
+            raise ASPError(f"plugin {source} of synth {self.name!r} not found{hint}; {how}")
+        return source
+
+
+# ---------------------------------------------------------------------------------------
+# loading and validation
+
+
+def _fail(where: str, what: str) -> ASPError:
+    return ASPError(f"malformed synth spec {where}: {what}")
+
+
+def _pair(value, where: str, key: str) -> tuple[float, float]:
+    if (not isinstance(value, (list, tuple)) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise _fail(where, f"{key} must be a [low, high] pair of numbers, got {value!r}")
+    return float(value[0]), float(value[1])
+
+
+def _parse_param(raw: dict, k: int, where: str) -> Param:
+    if not isinstance(raw, dict):
+        raise _fail(where, f"parameter {k} must be an object, got {raw!r}")
+    for key in ("name", "index", "classes", "group", "default"):
+        if key not in raw:
+            raise _fail(where, f"parameter {k} ({raw.get('name', '?')}) lacks {key!r}")
+    name = raw["name"]
+    if not isinstance(name, str) or not name:
+        raise _fail(where, f"parameter {k} has no valid name")
+    classes = raw["classes"]
+    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0 or classes == 1:
+        raise _fail(where, f"parameter {name!r}: classes must be 0 (continuous) or an integer >= 2, got {classes!r}")
+    if raw["group"] not in GROUPS:
+        raise _fail(where, f"parameter {name!r}: group {raw['group']!r} is not one of {', '.join(GROUPS)}")
+    default = raw["default"]
+    if not isinstance(default, (int, float)) or not 0.0 <= default <= 1.0:
+        raise _fail(where, f"parameter {name!r}: default must be a normalized number in [0, 1], got {default!r}")
+    sample_range = _pair(raw.get("sample_range", [0.0, 1.0]), where, f"parameter {name!r} sample_range")
+    if not 0.0 <= sample_range[0] <= sample_range[1] <= 1.0:
+        raise _fail(where, f"parameter {name!r}: sample_range must lie in [0, 1] with low <= high")
+    native = _pair(raw.get("native_range", [0.0, 1.0]), where, f"parameter {name!r} native_range")
+    if native[0] == native[1]:
+        raise _fail(where, f"parameter {name!r}: native_range must not be empty")
+    units = _pair(raw["units"], where, f"parameter {name!r} units") if raw.get("units") is not None else None
+    choices = raw.get("choices")
+    if choices is not None:
+        if not isinstance(choices, list) or len(choices) != classes:
+            raise _fail(where, f"parameter {name!r}: choices must list exactly {classes} class names")
+        choices = tuple(str(c) for c in choices)
+    return Param(
+        name=name,
+        index=int(raw["index"]),
+        classes=classes,
+        group=raw["group"],
+        default=float(default),
+        sample_range=sample_range,
+        native_range=native,
+        units=units,
+        fixed=bool(raw.get("fixed", False)),
+        label=raw.get("label"),
+        choices=choices,
+    )
+
+
+def spec_from_json(data: dict, *, path: Path | None = None) -> SynthSpec:
+    """Validates a spec dict (as read from JSON) and builds the ``SynthSpec``."""
+    where = str(path) if path else "(in memory)"
+    if not isinstance(data, dict):
+        raise _fail(where, "the file must hold a JSON object")
+    for key in ("name", "backend", "parameters"):
+        if key not in data:
+            raise _fail(where, f"missing key {key!r}")
+    if data["backend"] not in BACKENDS:
+        raise _fail(where, f"backend {data['backend']!r} is not one of {', '.join(BACKENDS)}")
+    if not isinstance(data["parameters"], list) or not data["parameters"]:
+        raise _fail(where, "'parameters' must be a non-empty list")
+    params = tuple(_parse_param(raw, k, where) for k, raw in enumerate(data["parameters"]))
+    names = [p.name for p in params]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise _fail(where, f"duplicate parameter names {dupes}")
+    indexes = [p.index for p in params]
+    if indexes != sorted(indexes) or len(set(indexes)) != len(indexes):
+        raise _fail(where, "parameters must be listed in increasing plugin index order")
+    render = dict(DEFAULT_RENDER)
+    raw_render = data.get("render", {})
+    unknown = set(raw_render) - set(RENDER_KEYS)
+    if unknown:
+        raise _fail(where, f"unknown render settings {sorted(unknown)}; known: {', '.join(RENDER_KEYS)}")
+    render.update(raw_render)
+    settings = RenderSettings(**render)
+    if not settings.note_start + settings.note_duration <= settings.duration:
+        raise _fail(where, "render: the note must end within the render duration")
+    if data["backend"] == "faust" and not data.get("source"):
+        raise _fail(where, "a faust synth needs 'source', the path of its .dsp file")
+    presets = data.get("presets", [])
+    if not isinstance(presets, list) or not all(isinstance(p, dict) and "kind" in p for p in presets):
+        raise _fail(where, "'presets' must be a list of objects with a 'kind'")
+    return SynthSpec(
+        name=str(data["name"]),
+        backend=data["backend"],
+        source=data.get("source"),
+        params=params,
+        render=settings,
+        description=str(data.get("description", "")),
+        num_voices=int(data.get("num_voices", 8)),
+        presets=tuple(presets),
+        path=path,
+    )
+
+
+def spec_dirs() -> list[Path]:
+    """Folders searched for spec files: ``$ASP_SYNTH_PATH`` entries first, then the built-ins."""
+    extra = [Path(p) for p in os.environ.get("ASP_SYNTH_PATH", "").split(os.pathsep) if p]
+    return [*extra, SYNTH_DIR]
+
+
+def available_synths() -> list[str]:
+    """Names of every spec found in ``spec_dirs()``."""
+    names: set[str] = set()
+    for d in spec_dirs():
+        if d.is_dir():
+            names.update(p.stem for p in d.glob("*.json") if not p.name.endswith(".presets.json"))
+    return sorted(names)
+
+
+_CACHE: dict[str, SynthSpec] = {}
+
+
+def load_spec(name_or_path: str | Path) -> SynthSpec:
+    """Loads a spec by synth name (searched in ``spec_dirs()``) or by the path of a ``.json`` file.
+
+    Raises:
+        ASPError: for an unknown synth or a malformed spec, naming the problem and the fix.
+    """
+    key = str(name_or_path)
+    if key in _CACHE:
+        return _CACHE[key]
+    path = Path(key)
+    if path.suffix != ".json":
+        found = [d / f"{key}.json" for d in spec_dirs() if (d / f"{key}.json").is_file()]
+        if not found:
+            raise ASPError(f"unknown synth {key!r}; available: {', '.join(available_synths())} "
+                           "(or give the path of a spec .json file)")
+        path = found[0]
+    if not path.is_file():
+        raise ASPError(f"synth spec file {path} not found")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise _fail(str(path), f"not valid JSON ({err.msg} at line {err.lineno})") from None
+    spec = spec_from_json(data, path=path.resolve())
+    _CACHE[key] = spec
+    return spec

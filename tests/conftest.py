@@ -1,0 +1,33 @@
+"""Shared fixtures. Importing data_generation first loads dawdreamer before anything pulls in
+tensorflow (the other order segfaults)."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+import data_generation  # noqa: F401  (dawdreamer before tensorflow)
+from data_generation.spec import available_synths, load_spec
+
+AMSYNTH = Path("/usr/lib/vst/amsynth_vst.so")
+CALF_TTL = Path("/usr/lib/lv2/calf.lv2")
+BANKS = Path("/usr/share/amsynth/banks")
+
+needs_amsynth = pytest.mark.skipif(
+    not AMSYNTH.exists() or not BANKS.is_dir(),
+    reason="amsynth is not installed (apt-get install amsynth; CI installs it)",
+)
+needs_calf = pytest.mark.skipif(
+    not CALF_TTL.exists(), reason="Calf plugins are not installed (apt-get install calf-plugins; CI installs them)"
+)
+
+FAUST_SYNTHS = [n for n in available_synths() if load_spec(n).backend == "faust"]
+ALL_SYNTHS = available_synths()
+
+
+@pytest.fixture
+def tmp_out(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    yield out
+    shutil.rmtree(out, ignore_errors=True)
