@@ -44,8 +44,7 @@ class Codec:
     def _check(self, array: np.ndarray, width: int, what: str) -> np.ndarray:
         array = np.asarray(array, dtype=np.float64)
         if array.ndim not in (1, 2) or array.shape[-1] != width:
-            raise ASPError(f"{what} for synth {self.spec.name!r} must have shape (..., {width}), "
-                           f"got {array.shape}")
+            raise ASPError(f"{what} for synth {self.spec.name!r} must have shape (..., {width}), got {array.shape}")
         return array
 
     def encode(self, presets: np.ndarray) -> np.ndarray:

@@ -71,8 +71,7 @@ def read_bank(path: str | Path) -> list[BankPreset]:
         try:
             values[m.group(1)] = float(m.group(2))
         except ValueError:
-            raise ASPError(f"malformed amsynth bank {path}, line {number}: "
-                           f"{m.group(2)!r} is not a number") from None
+            raise ASPError(f"malformed amsynth bank {path}, line {number}: {m.group(2)!r} is not a number") from None
     if name is not None:
         presets.append(BankPreset(name, values, f"{path.name}#{len(presets)}"))
     return presets
@@ -82,8 +81,10 @@ def read_banks(pattern: str | Path) -> list[BankPreset]:
     """Reads every bank matching a glob pattern (e.g. ``/usr/share/amsynth/banks/*.bank``), sorted."""
     paths = sorted(glob.glob(str(pattern)))
     if not paths:
-        raise ASPError(f"no amsynth bank matches {pattern}; install amsynth (`apt-get install amsynth`) "
-                       "or give the path of a .bank file")
+        raise ASPError(
+            f"no amsynth bank matches {pattern}; install amsynth (`apt-get install amsynth`) "
+            "or give the path of a .bank file"
+        )
     return [p for path in paths for p in read_bank(path)]
 
 
@@ -105,8 +106,10 @@ def bank_to_presets(spec: SynthSpec, presets: list[BankPreset]) -> np.ndarray:
     for row, preset in enumerate(presets):
         unknown = set(preset.values) - set(index)
         if unknown:
-            raise ASPError(f"amsynth preset {preset.name!r} ({preset.source}) has unknown parameters "
-                           f"{sorted(unknown)}; is the spec {spec.name!r} for this amsynth version?")
+            raise ASPError(
+                f"amsynth preset {preset.name!r} ({preset.source}) has unknown parameters "
+                f"{sorted(unknown)}; is the spec {spec.name!r} for this amsynth version?"
+            )
         cols = np.array([index[k] for k in preset.values], dtype=np.int64)
         vals = np.array(list(preset.values.values()), dtype=np.float64)
         out[row, cols] = (vals - lo[cols]) / (hi[cols] - lo[cols])
@@ -151,8 +154,12 @@ def write_bank(path: str | Path, spec: SynthSpec, presets: np.ndarray, names: li
         raise ASPError(f"write_bank got {len(presets)} presets but {len(names)} names")
     if len(presets) > BANK_SIZE:
         raise ASPError(f"an amsynth bank holds at most {BANK_SIZE} presets, got {len(presets)}")
-    body = BANK_HEADER + "\n" + "".join(
-        preset_text(n, v) for n, v in zip(names, presets_to_bank_values(spec, presets), strict=True)) + "EOF\n"
+    body = (
+        BANK_HEADER
+        + "\n"
+        + "".join(preset_text(n, v) for n, v in zip(names, presets_to_bank_values(spec, presets), strict=True))
+        + "EOF\n"
+    )
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(body)
@@ -163,6 +170,13 @@ def write_bank(path: str | Path, spec: SynthSpec, presets: np.ndarray, names: li
 def fxp_chunk(name: str, values: dict[str, float], *, num_params: int = 41) -> bytes:
     """An FXP file (opaque chunk, fxID ``amsy``) that amsynth's ``load_preset`` accepts headless."""
     chunk = (CHUNK_HEADER + preset_text(name, values)).encode() + b"\0"
-    body = (b"FPCh" + struct.pack(">i", 1) + b"amsy" + struct.pack(">ii", 1, num_params)
-            + name.encode()[:27].ljust(28, b"\0") + struct.pack(">i", len(chunk)) + chunk)
+    body = (
+        b"FPCh"
+        + struct.pack(">i", 1)
+        + b"amsy"
+        + struct.pack(">ii", 1, num_params)
+        + name.encode()[:27].ljust(28, b"\0")
+        + struct.pack(">i", len(chunk))
+        + chunk
+    )
     return b"CcnK" + struct.pack(">i", len(body)) + body

@@ -57,8 +57,12 @@ def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.n
 def write_preset_file(path: str | Path, spec: SynthSpec, presets: np.ndarray, names: list[str]) -> Path:
     """Writes presets as a JSON preset file (native units) that ``read_preset_file`` loads back."""
     presets = np.atleast_2d(presets)
-    data = {"synth": spec.name, "presets": [
-        {"name": n, "values": spec.preset_to_dict(p, native=True)} for n, p in zip(names, presets, strict=True)]}
+    data = {
+        "synth": spec.name,
+        "presets": [
+            {"name": n, "values": spec.preset_to_dict(p, native=True)} for n, p in zip(names, presets, strict=True)
+        ],
+    }
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
@@ -134,13 +138,21 @@ def mutate_presets(
     order = np.argsort(rng.random((n, len(learned))), axis=1)[:, :k]
     cols = learned[order]  # (n, k) columns to change
     rows = np.repeat(np.arange(n)[:, None], k, axis=1)
-    fresh = random_presets(spec, n, rng)
-    classes = np.array([p.classes for p in spec.params])
-    lo = np.array([p.sample_range[0] for p in spec.params])
-    hi = np.array([p.sample_range[1] for p in spec.params])
     current = presets[rows, cols]
+    # categorical: redraw from the sample range, preferring a class other than the current one
+    redrawn = random_presets(spec, n, rng)[rows, cols]
+    for _ in range(4):
+        same = redrawn == current
+        if not same.any():
+            break
+        redrawn = np.where(same, random_presets(spec, n, rng)[rows, cols], redrawn)
+    # continuous: a normal step, reflected back into the (widened) sample range
+    lo = np.array([p.sample_range[0] for p in spec.params])[cols]
+    hi = np.array([p.sample_range[1] for p in spec.params])[cols]
+    lo, hi = np.minimum(lo, current), np.maximum(hi, current)
     stepped = current + rng.normal(0.0, scale, size=current.shape)
-    stepped = np.clip(stepped, np.minimum(lo[cols], current), np.maximum(hi[cols], current))
-    cat = classes[cols] >= 2
-    presets[rows, cols] = np.where(cat, fresh[rows, cols], stepped)
+    stepped = np.where(stepped < lo, 2 * lo - stepped, stepped)
+    stepped = np.clip(np.where(stepped > hi, 2 * hi - stepped, stepped), lo, hi)
+    cat = np.array([p.classes for p in spec.params])[cols] >= 2
+    presets[rows, cols] = np.where(cat, redrawn, stepped)
     return spec.snap(presets)

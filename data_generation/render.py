@@ -91,9 +91,11 @@ class Renderer:
         desc = [d for d in proc.get_parameters_description() if d["label"] not in _FAUST_RESERVED]
         labels = [d["label"] for d in desc]
         if labels != [p.label or p.name for p in spec.params]:
-            raise ASPError(f"spec of {spec.name!r} is out of date with {source}: the DSP has parameters "
-                           f"{labels}; regenerate it with `python data_generation/view_parameters.py "
-                           f"--synth {spec.name} --write-spec`")
+            raise ASPError(
+                f"spec of {spec.name!r} is out of date with {source}: the DSP has parameters "
+                f"{labels}; regenerate it with `python data_generation/view_parameters.py "
+                f"--synth {spec.name} --write-spec`"
+            )
         addresses = [d["name"] for d in desc]
         self._faust[spec.name] = (proc, addresses)
         return proc, addresses
@@ -105,12 +107,16 @@ class Renderer:
             with quiet_native_output():
                 proc = self.engine(spec).make_plugin_processor(f"plugin_{spec.name}_{self._count}", source)
         except Exception as err:  # DawDreamer raises plain exceptions for unloadable plugins
-            raise ASPError(f"plugin {source} of synth {spec.name!r} could not be loaded ({err}); check "
-                           f"the path, or point at another one with {spec.plugin_env()}") from None
+            raise ASPError(
+                f"plugin {source} of synth {spec.name!r} could not be loaded ({err}); check "
+                f"the path, or point at another one with {spec.plugin_env()}"
+            ) from None
         count = proc.get_plugin_parameter_size()
         if count <= spec.params[-1].index:
-            raise ASPError(f"plugin {source} has {count} parameters but spec {spec.name!r} expects "
-                           f"{spec.params[-1].index + 1}; is it the right plugin?")
+            raise ASPError(
+                f"plugin {source} has {count} parameters but spec {spec.name!r} expects "
+                f"{spec.params[-1].index + 1}; is it the right plugin?"
+            )
         return proc
 
     def _plugin_processor(self, spec: SynthSpec):

@@ -174,8 +174,10 @@ class SynthSpec:
         for p in self.params:
             if p.name == name:
                 return p
-        raise ASPError(f"synth {self.name!r} has no parameter {name!r}; see "
-                       f"`python data_generation/view_parameters.py --synth {self.name}`")
+        raise ASPError(
+            f"synth {self.name!r} has no parameter {name!r}; see "
+            f"`python data_generation/view_parameters.py --synth {self.name}`"
+        )
 
     @cached_property
     def hash(self) -> str:
@@ -208,8 +210,10 @@ class SynthSpec:
         index = {p.name: i for i, p in enumerate(self.params)}
         for name, value in values.items():
             if name not in index:
-                raise ASPError(f"synth {self.name!r} has no parameter {name!r} (in preset values); "
-                               f"see `python data_generation/view_parameters.py --synth {self.name}`")
+                raise ASPError(
+                    f"synth {self.name!r} has no parameter {name!r} (in preset values); "
+                    f"see `python data_generation/view_parameters.py --synth {self.name}`"
+                )
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ASPError(f"parameter {name!r} of {self.name!r} has value {value!r}; expected a number")
             p = self.params[index[name]]
@@ -284,8 +288,7 @@ class SynthSpec:
                 raise ASPError(f"faust source {src} of synth {self.name!r} not found; fix 'source' in its spec")
             return str(src)
         source = override or os.environ.get(self.plugin_env()) or self.source
-        how = (f"point at it with --plugin {self.name}=/path/to/plugin or the environment variable "
-               f"{self.plugin_env()}")
+        how = f"point at it with --plugin {self.name}=/path/to/plugin or the environment variable {self.plugin_env()}"
         if not source:
             raise ASPError(f"synth {self.name!r} needs its {self.backend.upper()} plugin, which is not set; {how}")
         if self.backend == "lv2":
@@ -309,8 +312,11 @@ def _fail(where: str, what: str) -> ASPError:
 
 
 def _pair(value, where: str, key: str) -> tuple[float, float]:
-    if (not isinstance(value, (list, tuple)) or len(value) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+    if (
+        not isinstance(value, (list, tuple))
+        or len(value) != 2
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         raise _fail(where, f"{key} must be a [low, high] pair of numbers, got {value!r}")
     return float(value[0]), float(value[1])
 
@@ -437,8 +443,10 @@ def load_spec(name_or_path: str | Path) -> SynthSpec:
     if path.suffix != ".json":
         found = [d / f"{key}.json" for d in spec_dirs() if (d / f"{key}.json").is_file()]
         if not found:
-            raise ASPError(f"unknown synth {key!r}; available: {', '.join(available_synths())} "
-                           "(or give the path of a spec .json file)")
+            raise ASPError(
+                f"unknown synth {key!r}; available: {', '.join(available_synths())} "
+                "(or give the path of a spec .json file)"
+            )
         path = found[0]
     if not path.is_file():
         raise ASPError(f"synth spec file {path} not found")

@@ -52,8 +52,10 @@ def describe_plugin(source: str) -> list[dict]:
         with quiet_native_output():
             proc = engine.make_plugin_processor("describe", source)
     except Exception as err:
-        raise ASPError(f"could not load plugin {source!r} ({err}); give the path of a .so/.vst3 "
-                       "or an LV2 URI (e.g. http://calf.sourceforge.net/plugins/Monosynth)") from None
+        raise ASPError(
+            f"could not load plugin {source!r} ({err}); give the path of a .so/.vst3 "
+            "or an LV2 URI (e.g. http://calf.sourceforge.net/plugins/Monosynth)"
+        ) from None
     described = list(proc.get_parameters_description())
     for d in described:  # the value at instantiation is the plugin's real default (amsynth reports 0)
         d["value"] = float(proc.get_parameter(int(d["index"])))
@@ -85,8 +87,13 @@ def _plugin_param(d: dict) -> dict:
     steps = int(d.get("numSteps") or 0)
     classes = steps if d.get("isDiscrete") and 2 <= steps <= MAX_CLASSES else 0
     default = float(d.get("value", d.get("defaultValue", 0.0)))
-    out = {"label": d["name"], "index": int(d["index"]), "classes": classes,
-           "default": default, "native_range": [0.0, 1.0]}
+    out = {
+        "label": d["name"],
+        "index": int(d["index"]),
+        "classes": classes,
+        "default": default,
+        "native_range": [0.0, 1.0],
+    }
     choices = [_fix_text(str(s)) for s in d.get("valueStrings") or []]
     if classes and len(choices) == classes:
         out["choices"] = choices
@@ -98,8 +105,13 @@ def _faust_param(d: dict, index: int) -> dict:
     steps = int(d.get("numSteps") or 0)
     discrete = d.get("isDiscrete") and float(d.get("step", 0)) == 1.0 and 2 <= steps <= MAX_CLASSES
     default = (float(d["value"]) - lo) / (hi - lo)
-    return {"label": d["label"], "index": index, "classes": steps if discrete else 0,
-            "default": default, "native_range": [lo, hi]}
+    return {
+        "label": d["label"],
+        "index": index,
+        "classes": steps if discrete else 0,
+        "default": default,
+        "native_range": [lo, hi],
+    }
 
 
 def build_spec(
@@ -121,11 +133,15 @@ def build_spec(
         previous: an existing spec for this synth, whose hand-made fields are kept.
         description: one line for the spec.
     """
-    raw = ([_faust_param(d, i) for i, d in enumerate(described)] if backend == "faust"
-           else [_plugin_param(d) for d in described])
+    raw = (
+        [_faust_param(d, i) for i, d in enumerate(described)]
+        if backend == "faust"
+        else [_plugin_param(d) for d in described]
+    )
     # a parameter keeps its declarations when its label (and, for plugins, its index) is unchanged
-    old = {((p.label or p.name), None if backend == "faust" else p.index): p
-           for p in (previous.params if previous else ())}
+    old = {
+        ((p.label or p.name), None if backend == "faust" else p.index): p for p in (previous.params if previous else ())
+    }
     params, seen = [], set()
     for r in raw:
         base = r["label"] if backend == "faust" else snake(r["label"])
@@ -133,9 +149,15 @@ def build_spec(
         while pname in seen:
             pname, k = f"{base}_{k}", k + 1
         seen.add(pname)
-        entry = {"name": pname, "index": r["index"], "classes": r["classes"], "group": guess_group(pname),
-                 "default": min(max(r["default"], 0.0), 1.0), "sample_range": [0.0, 1.0],
-                 "native_range": r["native_range"]}
+        entry = {
+            "name": pname,
+            "index": r["index"],
+            "classes": r["classes"],
+            "group": guess_group(pname),
+            "default": min(max(r["default"], 0.0), 1.0),
+            "sample_range": [0.0, 1.0],
+            "native_range": r["native_range"],
+        }
         if backend != "faust" and r["label"] != pname:
             entry["label"] = r["label"]
         if "choices" in r:
@@ -163,8 +185,9 @@ def build_spec(
         "description": description or (previous.description if previous else f"{name} ({backend})"),
         "backend": backend,
         "source": source,
-        "render": dict(DEFAULT_RENDER) if previous is None else
-        {k: getattr(previous.render, k) for k in DEFAULT_RENDER},
+        "render": dict(DEFAULT_RENDER)
+        if previous is None
+        else {k: getattr(previous.render, k) for k in DEFAULT_RENDER},
         "presets": list(previous.presets) if previous else [],
         "parameters": params,
     }

@@ -61,16 +61,23 @@ def main() -> int:
     what.add_argument("--plugin", help="a VST2 .so, VST3 .vst3, LV2 URI or Faust .dsp to describe")
     what.add_argument("--list", action="store_true", help="list the synths that have a spec")
     parser.add_argument("--name", help="synth name for a spec generated with --plugin (default: from the file)")
-    parser.add_argument("--write-spec", nargs="?", const="", metavar="PATH",
-                        help="write a spec generated from the synth's own parameter list "
-                             "(default path: the existing spec, or ./<name>.json)")
+    parser.add_argument(
+        "--write-spec",
+        nargs="?",
+        const="",
+        metavar="PATH",
+        help="write a spec generated from the synth's own parameter list "
+        "(default path: the existing spec, or ./<name>.json)",
+    )
     args = parser.parse_args()
 
     if args.list:
         for name in available_synths():
             spec = load_spec(name)
-            print(f"{name:<16} {spec.backend:<6} {spec.n_params:>4} params  encoded {spec.encoded_size:>4}  "
-                  f"{spec.description}")
+            print(
+                f"{name:<16} {spec.backend:<6} {spec.n_params:>4} params  encoded {spec.encoded_size:>4}  "
+                f"{spec.description}"
+            )
         return 0
 
     if args.synth and args.write_spec is None:

@@ -9,16 +9,20 @@ from data_generation.spec import load_spec, spec_from_json
 
 
 def _toy():
-    return spec_from_json({
-        "name": "toy", "backend": "vst", "source": None,
-        "parameters": [
-            {"name": "a", "index": 0, "classes": 0, "group": "osc", "default": 0.25},
-            {"name": "b", "index": 1, "classes": 3, "group": "osc", "default": 0.0},
-            {"name": "c", "index": 2, "classes": 0, "group": "fil", "default": 0.0},
-            {"name": "chan", "index": 3, "classes": 17, "group": "mod", "default": 0.0, "fixed": True},
-            {"name": "d", "index": 4, "classes": 2, "group": "env", "default": 1.0},
-        ],
-    })
+    return spec_from_json(
+        {
+            "name": "toy",
+            "backend": "vst",
+            "source": None,
+            "parameters": [
+                {"name": "a", "index": 0, "classes": 0, "group": "osc", "default": 0.25},
+                {"name": "b", "index": 1, "classes": 3, "group": "osc", "default": 0.0},
+                {"name": "c", "index": 2, "classes": 0, "group": "fil", "default": 0.0},
+                {"name": "chan", "index": 3, "classes": 17, "group": "mod", "default": 0.0, "fixed": True},
+                {"name": "d", "index": 4, "classes": 2, "group": "env", "default": 1.0},
+            ],
+        }
+    )
 
 
 def test_known_encoding():

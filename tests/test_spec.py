@@ -64,13 +64,21 @@ def test_unknown_synth_lists_the_available_ones():
         ({"parameters": [{"name": "a", "index": 0, "classes": 0, "group": "osc", "default": 2}]}, "default"),
         ({"parameters": [{"name": "a", "index": 0, "classes": 0, "group": "osc"}]}, "lacks 'default'"),
         (
-            {"parameters": [{"name": "a", "index": 0, "classes": 0, "group": "osc", "default": 0},
-                            {"name": "a", "index": 1, "classes": 0, "group": "osc", "default": 0}]},
+            {
+                "parameters": [
+                    {"name": "a", "index": 0, "classes": 0, "group": "osc", "default": 0},
+                    {"name": "a", "index": 1, "classes": 0, "group": "osc", "default": 0},
+                ]
+            },
             "duplicate",
         ),
         (
-            {"parameters": [{"name": "a", "index": 3, "classes": 0, "group": "osc", "default": 0},
-                            {"name": "b", "index": 1, "classes": 0, "group": "osc", "default": 0}]},
+            {
+                "parameters": [
+                    {"name": "a", "index": 3, "classes": 0, "group": "osc", "default": 0},
+                    {"name": "b", "index": 1, "classes": 0, "group": "osc", "default": 0},
+                ]
+            },
             "index order",
         ),
         ({"render": {"tempo": 120}}, "unknown render"),

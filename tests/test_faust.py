@@ -1,0 +1,128 @@
+"""The built-in Faust synths: the default that needs nothing but pip."""
+
+import numpy as np
+import pytest
+from conftest import FAUST_SYNTHS
+
+from data_generation.errors import ASPError
+from data_generation.presets import human_presets, random_presets, read_preset_file, write_preset_file
+from data_generation.render import Renderer, rms
+from data_generation.spec import load_spec
+from data_generation.spec_gen import build_spec, describe_faust
+
+
+def test_three_builtin_synths_with_categorical_parameters():
+    assert len(FAUST_SYNTHS) >= 3
+    for name in FAUST_SYNTHS:
+        spec = load_spec(name)
+        assert 20 <= spec.n_params <= 60, name
+        assert sum(p.categorical for p in spec.params) >= 3, name
+
+
+@pytest.mark.parametrize("name", FAUST_SYNTHS)
+def test_spec_matches_the_compiled_dsp(name):
+    spec = load_spec(name)
+    regenerated = build_spec(
+        name=name,
+        backend="faust",
+        source=spec.source,
+        described=describe_faust(spec.resolve_source(), spec.num_voices),
+        previous=spec,
+    )
+    assert regenerated.params == spec.params
+
+
+@pytest.mark.parametrize("name", FAUST_SYNTHS)
+def test_defaults_and_factory_presets_are_audible(name):
+    spec = load_spec(name)
+    names, presets = human_presets(spec)
+    assert len(names) >= 4
+    audio = Renderer().render_batch(spec, np.vstack([spec.defaults, presets]))
+    assert audio.shape == (len(names) + 1, 220500)
+    levels = rms(audio)
+    assert (levels > 0.01).all(), dict(zip(["default", *names], levels.round(4)))
+    assert np.abs(audio).max() < 1.0
+    # the factory presets sound distinct from one another
+    spectra = np.abs(np.fft.rfft(audio[1:, 11025:143325], axis=1))
+    spectra /= spectra.sum(axis=1, keepdims=True)
+    distances = np.abs(spectra[:, None] - spectra[None]).sum(-1)
+    assert distances[~np.eye(len(names), dtype=bool)].min() > 0.05
+
+
+@pytest.mark.parametrize("name", FAUST_SYNTHS)
+def test_renders_are_bit_identical(name):
+    spec = load_spec(name)
+    renderer = Renderer()
+    first = renderer.render(spec)
+    renderer.render(spec, random_presets(spec, 1, np.random.default_rng(0))[0], note=48)
+    np.testing.assert_array_equal(renderer.render(spec), first)
+    np.testing.assert_array_equal(Renderer().render(spec), first)
+
+
+def _changed(spec, preset, param):
+    out = preset.copy()
+    i = spec.names.index(param.name)
+    if param.categorical:
+        n = param.classes - 1
+        out[i] = ((round(preset[i] * n) + 1) % param.classes) / n
+    else:
+        out[i] = preset[i] + 0.4 if preset[i] < 0.5 else preset[i] - 0.4
+    return out
+
+
+@pytest.mark.parametrize("name", FAUST_SYNTHS)
+def test_one_continuous_and_one_categorical_change_the_audio(name):
+    spec = load_spec(name)
+    renderer = Renderer()
+    base = renderer.render(spec)
+    continuous = next(p for p in spec.params if not p.categorical and p.group in ("fil", "osc", "env"))
+    categorical = next(p for p in spec.params if p.categorical and p.group in ("osc", "fil", "mod"))
+    for param in (continuous, categorical):
+        other = renderer.render(spec, _changed(spec, spec.defaults, param))
+        assert np.abs(other - base).max() > 1e-3, param.name
+
+
+@pytest.mark.parametrize("name", FAUST_SYNTHS)
+def test_random_presets_are_mostly_audible(name):
+    spec = load_spec(name)
+    audio = Renderer().render_batch(spec, random_presets(spec, 30, np.random.default_rng(7)))
+    assert (rms(audio) > 0.01).mean() >= 0.85
+    assert np.isfinite(audio).all()
+
+
+def test_note_and_velocity_settings(tmp_path):
+    renderer = Renderer()
+    low = renderer.render("va", note=48)
+    high = renderer.render("va", note=72)
+    freqs = np.fft.rfftfreq(low.size, 1 / 44100)
+    centroid = [float((freqs * np.abs(np.fft.rfft(a))).sum() / np.abs(np.fft.rfft(a)).sum()) for a in (low, high)]
+    assert centroid[1] > centroid[0]
+    assert renderer.render("va", duration=1.0, note_duration=0.5).shape == (44100,)
+    with pytest.raises(ASPError, match="MIDI note"):
+        renderer.render("va", note=200)
+
+
+def test_preset_file_round_trip(tmp_path):
+    spec = load_spec("va")
+    presets = random_presets(spec, 3, np.random.default_rng(0))
+    path = write_preset_file(tmp_path / "p.json", spec, presets, ["a", "b", "c"])
+    names, back = read_preset_file(spec, path)
+    assert names == ["a", "b", "c"]
+    np.testing.assert_allclose(back, presets, atol=1e-6)
+    with pytest.raises(ASPError, match="is for synth 'va', not 'fm'"):
+        read_preset_file(load_spec("fm"), path)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ASPError, match="not valid JSON"):
+        read_preset_file(spec, tmp_path / "bad.json")
+
+
+def test_broken_dsp_is_a_clear_error(tmp_path):
+    import json
+
+    spec = load_spec("va")
+    data = spec.to_json()
+    (tmp_path / "broken.dsp").write_text("process = undefined_thing;")
+    data["name"], data["source"] = "broken", "broken.dsp"
+    (tmp_path / "broken.json").write_text(json.dumps(data))
+    with pytest.raises(ASPError, match="does not compile"):
+        Renderer().render(load_spec(tmp_path / "broken.json"))
