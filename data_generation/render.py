@@ -1,8 +1,12 @@
 """Rendering: (spec, preset, MIDI note) -> mono float32 audio through DawDreamer.
 
-One ``RenderEngine`` per process (per sample rate and block size) is reused for every render.
+Each synth gets one ``RenderEngine`` per process, reused for every render of that synth (a
+DawDreamer engine that has rendered cannot take a new Faust processor, so synths do not share one).
 Faust synths are compiled once and reused: DawDreamer clears their state before each render, so
-the same preset renders bit-identically every time. Plugins (VST2/VST3/LV2) keep state between
+the same preset renders bit-identically every time. A Faust spec with ``num_voices`` 0 (the
+built-ins) is compiled monophonic and the renderer drives its ``freq``, ``gain`` (velocity / 127)
+and ``gate`` controls: faster than DawDreamer's polyphonic mode, which also frees a released voice
+at its first quiet sample and so cuts release tails. ``num_voices`` > 0 plays MIDI notes. Plugins (VST2/VST3/LV2) keep state between
 renders (oscillator phases, noise generators, reverb tails), so by default (``exact=True``) each
 render gets a fresh plugin instance in the shared engine, which makes renders bit-identical at
 the cost of instantiating the plugin (~0.1 s for amsynth); ``exact=False`` reuses one instance
@@ -52,7 +56,7 @@ def _as_spec(spec: SynthSpec | str) -> SynthSpec:
 
 
 class Renderer:
-    """Renders presets of any spec; holds the process's DawDreamer engines and processors.
+    """Renders presets of any spec; holds the process's DawDreamer engines (one per synth).
 
     Args:
         exact: give each plugin render a fresh plugin instance (bit-identical renders).
@@ -62,16 +66,17 @@ class Renderer:
     def __init__(self, *, exact: bool = True, plugin_paths: dict[str, str] | None = None):
         self.exact = exact
         self.plugin_paths = dict(plugin_paths or {})
-        self._engines: dict[tuple[int, int], daw.RenderEngine] = {}
+        self._engines: dict[str, daw.RenderEngine] = {}
         self._faust: dict[str, tuple[object, list[str]]] = {}
+        self._faust_voice: dict[str, dict[str, str]] = {}
         self._plugins: dict[str, object] = {}
         self._count = 0
 
     def engine(self, spec: SynthSpec) -> daw.RenderEngine:
-        key = (spec.render.sample_rate, spec.render.block_size)
-        if key not in self._engines:
-            self._engines[key] = daw.RenderEngine(*key)
-        return self._engines[key]
+        """The synth's engine, made on first use and reused for all its renders."""
+        if spec.name not in self._engines:
+            self._engines[spec.name] = daw.RenderEngine(spec.render.sample_rate, spec.render.block_size)
+        return self._engines[spec.name]
 
     # -- processors ----------------------------------------------------------------------
     def _faust_processor(self, spec: SynthSpec):
@@ -88,7 +93,13 @@ class Renderer:
         except RuntimeError as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else "compile error"
             raise ASPError(f"faust synth {spec.name!r} does not compile ({source}): {first}") from None
-        desc = [d for d in proc.get_parameters_description() if d["label"] not in _FAUST_RESERVED]
+        described = proc.get_parameters_description()
+        if spec.num_voices == 0:
+            voice = {d["label"]: d["name"] for d in described if d["label"] in _FAUST_RESERVED}
+            if set(voice) != _FAUST_RESERVED:
+                raise ASPError(f"faust synth {spec.name!r} ({source}) must declare freq, gain and gate sliders")
+            self._faust_voice[spec.name] = voice
+        desc = [d for d in described if d["label"] not in _FAUST_RESERVED]
         labels = [d["label"] for d in desc]
         if labels != [p.label or p.name for p in spec.params]:
             raise ASPError(
@@ -177,8 +188,16 @@ class Renderer:
             proc, addresses = self._faust_processor(spec)
             for address, value in zip(addresses, native, strict=True):
                 proc.set_parameter(address, float(value))
-            proc.clear_midi()
-            proc.add_midi_note(note, velocity, start, held)
+            if spec.num_voices == 0:  # monophonic: drive the DSP's freq, gain and gate directly
+                voice = self._faust_voice[spec.name]
+                proc.set_parameter(voice["freq"], 440.0 * 2.0 ** ((note - 69) / 12.0))
+                proc.set_parameter(voice["gain"], velocity / 127.0)
+                gate = np.zeros(int(round(length * r.sample_rate)) + r.block_size, dtype=np.float32)
+                gate[int(round(start * r.sample_rate)) : int(round((start + held) * r.sample_rate))] = 1.0
+                proc.set_automation(voice["gate"], gate)
+            else:
+                proc.clear_midi()
+                proc.add_midi_note(note, velocity, start, held)
             engine.load_graph([(proc, [])])
             engine.render(length)
         else:

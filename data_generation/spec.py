@@ -132,7 +132,7 @@ class SynthSpec:
     params: tuple[Param, ...]
     render: RenderSettings = field(default_factory=RenderSettings)
     description: str = ""
-    num_voices: int = 8
+    num_voices: int = 0  # faust: 0 = monophonic, driven by the renderer; n = n-voice MIDI polyphony
     presets: tuple[dict, ...] = ()
     path: Path | None = None
 
@@ -406,7 +406,7 @@ def spec_from_json(data: dict, *, path: Path | None = None) -> SynthSpec:
         params=params,
         render=settings,
         description=str(data.get("description", "")),
-        num_voices=int(data.get("num_voices", 8)),
+        num_voices=int(data.get("num_voices", 0)),
         presets=tuple(presets),
         path=path,
     )

@@ -62,7 +62,7 @@ def describe_plugin(source: str) -> list[dict]:
     return described
 
 
-def describe_faust(dsp_path: str | Path, num_voices: int = 8) -> list[dict]:
+def describe_faust(dsp_path: str | Path, num_voices: int = 0) -> list[dict]:
     """The parameters a Faust DSP exposes (less freq/gain/gate), in DawDreamer's index order."""
     engine = daw.RenderEngine(44100, 512)
     proc = engine.make_faust_processor("describe")
@@ -101,10 +101,10 @@ def _plugin_param(d: dict) -> dict:
 
 
 def _faust_param(d: dict, index: int) -> dict:
-    lo, hi = float(d["min"]), float(d["max"])
+    lo, hi = round(float(d["min"]), 6), round(float(d["max"]), 6)  # Faust reports float32 values
     steps = int(d.get("numSteps") or 0)
     discrete = d.get("isDiscrete") and float(d.get("step", 0)) == 1.0 and 2 <= steps <= MAX_CLASSES
-    default = (float(d["value"]) - lo) / (hi - lo)
+    default = round((float(d["value"]) - lo) / (hi - lo), 6)
     return {
         "label": d["label"],
         "index": index,
@@ -192,5 +192,5 @@ def build_spec(
         "parameters": params,
     }
     if backend == "faust":
-        data["num_voices"] = previous.num_voices if previous else 8
+        data["num_voices"] = previous.num_voices if previous else 0
     return spec_from_json(data)
