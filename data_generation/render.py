@@ -6,9 +6,11 @@ Faust synths are compiled once and reused: DawDreamer clears their state before 
 the same preset renders bit-identically every time. A Faust spec with ``num_voices`` 0 (the
 built-ins) is compiled monophonic and the renderer drives its ``freq``, ``gain`` (velocity / 127)
 and ``gate`` controls: faster than DawDreamer's polyphonic mode, which also frees a released voice
-at its first quiet sample and so cuts release tails. ``num_voices`` > 0 plays MIDI notes. Plugins (VST2/VST3/LV2) keep state between
-renders (oscillator phases, noise generators, reverb tails), so by default (``exact=True``) each
-render gets a fresh plugin instance in the shared engine, which makes renders bit-identical at
+at its first quiet sample and so cuts release tails. ``num_voices`` > 0 plays MIDI notes.
+
+Plugins (VST2/VST3/LV2) keep state between renders (oscillator phases, noise generators, reverb
+tails), so by default (``exact=True``) each render gets a fresh plugin instance in the synth's
+engine, which makes renders bit-identical at
 the cost of instantiating the plugin (~0.1 s for amsynth); ``exact=False`` reuses one instance
 per synth, faster but a render then depends on what was rendered before.
 """
