@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean data data-real
 
 venv: $(VENV)/.installed
 
@@ -19,6 +19,16 @@ demo: venv
 	$(PY) data_generation/render_presets.py --synth va --out demo_out/va
 	$(PY) data_generation/render_presets.py --synth fm --out demo_out/fm
 	$(PY) data_generation/render_presets.py --synth modal --out demo_out/modal
+
+# a few thousand samples of the three built-in Faust synths (~3 min on 2 cores)
+data: venv
+	$(PY) data_generation/generate.py --synths va fm modal --n 1000 --out npy_data
+
+# real plugins: amsynth's 3,482 human presets and mutations, Calf Monosynth, one Faust synth
+data-real: venv
+	$(PY) data_generation/generate.py --synths amsynth calf_monosynth va --n 4000 \
+		--presets amsynth=human,mutate --presets calf_monosynth=random,mutate --presets va=human,mutate,random \
+		--out npy_data_real
 
 lint: venv
 	$(PY) -m ruff check .

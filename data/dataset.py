@@ -1,0 +1,210 @@
+"""The npy_data layout of the paper's published dataset: writing it, and reading it memory-mapped.
+
+Per split (train, valid, test), N samples:
+    {split}_mels.npy            (N, 128, 431) float32 in [0, 1]
+    {split}_{synth}_params.npy  (N, encoded size of synth) float32, zeros for other synths' samples
+    {split}_{synth}_mask.npy    (N, encoded size of synth) float32, ones for the synth's own samples
+    {split}_params_single.npy   (N, largest encoded size) float32, zero-padded (joint decoder)
+    {split}_mask_single.npy     (N, largest encoded size) float32, ones over the sample's own size
+    {split}_synth.npy           (N,) unicode synth name
+    {split}_name.npy            (N,) unicode preset name
+    {split}_hpss.npy            (N,) int16 harmonic-percentage bin 20..100 (0: not computed)
+plus two extensions of ours: {split}_note.npy (N,) int16 MIDI note, and manifest.json (synths and
+their spec hashes, encoding sizes, counts, seed, generator version). The paper's own dataset has
+neither; reading it works without them (notes default to 60, synths come from the file names).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data.encoding import Codec
+from data_generation.errors import ASPError
+from data_generation.spec import SynthSpec
+
+SPLITS = ("train", "valid", "test")
+MANIFEST = "manifest.json"
+GENERATOR_VERSION = "1"
+
+
+def split_files(split: str, synths: list[str]) -> list[str]:
+    """Every file name of one split, for the given synths."""
+    names = [
+        f"{split}_mels.npy",
+        f"{split}_params_single.npy",
+        f"{split}_mask_single.npy",
+        f"{split}_synth.npy",
+        f"{split}_name.npy",
+        f"{split}_hpss.npy",
+        f"{split}_note.npy",
+    ]
+    for s in synths:
+        names += [f"{split}_{s}_params.npy", f"{split}_{s}_mask.npy"]
+    return names
+
+
+def encode_split(
+    specs: list[SynthSpec],
+    synth: np.ndarray,
+    presets: list[np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Encodes the parameter arrays of one split.
+
+    Args:
+        specs: the dataset's synths, in manifest order.
+        synth: (N,) synth name of each sample.
+        presets: N normalized presets, each (n_params of its synth,).
+
+    Returns:
+        {file stem suffix: array}: ``{s}_params``/``{s}_mask`` per synth, ``params_single``,
+        ``mask_single``; all float32.
+    """
+    n = len(synth)
+    single = max(s.encoded_size for s in specs)
+    out = {"params_single": np.zeros((n, single), np.float32), "mask_single": np.zeros((n, single), np.float32)}
+    for spec in specs:
+        rows = np.flatnonzero(synth == spec.name)
+        size = spec.encoded_size
+        params = np.zeros((n, size), np.float32)
+        mask = np.zeros((n, size), np.float32)
+        if len(rows):
+            encoded = Codec(spec).encode(np.stack([presets[i] for i in rows]))
+            params[rows] = encoded
+            mask[rows] = 1.0
+            out["params_single"][rows, :size] = encoded
+            out["mask_single"][rows, :size] = 1.0
+        out[f"{spec.name}_params"] = params
+        out[f"{spec.name}_mask"] = mask
+    return out
+
+
+@dataclass
+class Split:
+    """One split of an npy_data folder, memory-mapped (nothing is read until indexed).
+
+    Attributes:
+        mels: (N, 128, 431) float32.
+        params, masks: {synth: (N, encoded size)}.
+        params_single, mask_single: (N, largest encoded size).
+        synth, name: (N,) str. hpss, note: (N,) int.
+    """
+
+    name: str
+    mels: np.ndarray
+    params: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    params_single: np.ndarray | None
+    mask_single: np.ndarray | None
+    synth: np.ndarray
+    names: np.ndarray
+    hpss: np.ndarray
+    note: np.ndarray
+    synths: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.mels.shape[0])
+
+
+def _load(path: Path) -> np.ndarray:
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise ASPError(f"{path} is not a readable .npy file; regenerate the dataset")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as err:
+        raise ASPError(f"{path} cannot be read without pickle ({err}); store names as unicode arrays") from None
+    except OSError as err:
+        raise ASPError(f"{path} is not a readable .npy file ({err})") from None
+
+
+def read_manifest(data_dir: str | Path) -> dict | None:
+    """The manifest of a generated dataset, or None for a folder without one (the paper's data)."""
+    path = Path(data_dir) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ASPError(f"{path} is not valid JSON ({err.msg}); regenerate the dataset") from None
+
+
+def dataset_synths(data_dir: str | Path, split: str = "train") -> list[str]:
+    """Synth names of a dataset: from its manifest, else from ``{split}_{synth}_params.npy`` names."""
+    manifest = read_manifest(data_dir)
+    if manifest is not None:
+        return [s["name"] for s in manifest["synths"]]
+    pattern = re.compile(rf"^{split}_(.+)_params\.npy$")
+    found = [
+        m.group(1)
+        for p in sorted(Path(data_dir).glob(f"{split}_*_params.npy"))
+        if (m := pattern.match(p.name)) and m.group(1) != "params"
+    ]
+    return sorted(found)
+
+
+def load_split(data_dir: str | Path, split: str) -> Split:
+    """Opens one split memory-mapped and checks that its files agree.
+
+    Raises:
+        ASPError: for a missing folder or file, or files whose sample counts disagree.
+    """
+    data_dir = Path(data_dir)
+    if split not in SPLITS:
+        raise ASPError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if not data_dir.is_dir():
+        raise ASPError(
+            f"data folder {data_dir} does not exist; generate a dataset with "
+            "`make data` (or data_generation/generate.py) or pass -d/--data-dir"
+        )
+    mel_path = data_dir / f"{split}_mels.npy"
+    if not mel_path.is_file():
+        raise ASPError(f"{mel_path} is missing; is {data_dir} an npy_data folder?")
+    synths = dataset_synths(data_dir, split)
+    if not synths:
+        raise ASPError(f"{data_dir} has no {split}_<synth>_params.npy files")
+    mels = _load(mel_path)
+    n = mels.shape[0]
+    if mels.ndim != 3:
+        raise ASPError(f"{mel_path} has shape {mels.shape}; expected (N, 128, 431)")
+
+    def need(file: str) -> np.ndarray:
+        path = data_dir / file
+        if not path.is_file():
+            raise ASPError(f"{path} is missing; the dataset is incomplete (regenerate it)")
+        array = _load(path)
+        if array.shape[0] != n:
+            raise ASPError(
+                f"{path} has {array.shape[0]} samples but {mel_path.name} has {n}; "
+                "the files are from different datasets"
+            )
+        return array
+
+    def optional(file: str, default: np.ndarray) -> np.ndarray:
+        return need(file) if (data_dir / file).is_file() else default
+
+    params = {s: need(f"{split}_{s}_params.npy") for s in synths}
+    masks = {}
+    for s in synths:
+        mask = need(f"{split}_{s}_mask.npy")
+        if mask.ndim == 1:  # a per-sample mask: widen it to the parameter vector
+            mask = np.broadcast_to(np.asarray(mask, np.float32)[:, None], params[s].shape)
+        masks[s] = mask
+    synth = np.asarray(need(f"{split}_synth.npy")).astype(str)
+    return Split(
+        name=split,
+        mels=mels,
+        params=params,
+        masks=masks,
+        params_single=optional(f"{split}_params_single.npy", None),
+        mask_single=optional(f"{split}_mask_single.npy", None),
+        synth=synth,
+        names=np.asarray(optional(f"{split}_name.npy", np.array([""] * n))).astype(str),
+        hpss=np.asarray(optional(f"{split}_hpss.npy", np.zeros(n, np.int16))),
+        note=np.asarray(optional(f"{split}_note.npy", np.full(n, 60, np.int16))),
+        synths=synths,
+    )

@@ -1,0 +1,589 @@
+"""Dataset generation: presets -> rendered notes -> mels, HPSS labels and encodings in npy_data.
+
+The whole run is planned up front from the arguments and the seed (which presets, which notes,
+which split), then cut into shards of consecutive samples of one synth. Workers render their
+shards and write each one atomically (a temp file, then a rename) with a digest of its content,
+so a run killed at any moment (even ``kill -9``) and started again with the same arguments skips
+the shards already done, regenerates torn or corrupt ones, and ends with the same arrays as an
+uninterrupted run. The final layout files are written under temp names and renamed, and the
+manifest comes last: a folder with a manifest is complete.
+
+Every render is deterministic (see ``data_generation.render``), so the arrays do not depend on
+the number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+import zipfile
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+from tqdm import tqdm
+
+from data.dataset import GENERATOR_VERSION, MANIFEST, SPLITS, encode_split, split_files
+from data.features import HOP, N_MELS, harmonic_percentage, hpss_bin, mel_from_stft, stft
+from data_generation.errors import ASPError
+from data_generation.presets import human_presets, mutate_presets, random_presets
+from data_generation.render import Renderer, rms
+from data_generation.spec import SynthSpec, load_spec
+
+SILENCE_RMS = 0.01
+SHARD_SIZE = 32
+WORK_DIR = ".work"
+SOURCES = ("human", "mutate", "random")
+SPLIT_SHARES = (0.8, 0.1, 0.1)
+_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What defines a dataset: two runs with equal settings produce identical arrays."""
+
+    synths: tuple[str, ...]
+    presets: dict[str, tuple[str, ...]]
+    n: int
+    notes: tuple[int, ...]
+    seed: int
+    hpss: bool = True
+
+    def to_json(self) -> dict:
+        return {
+            "synths": list(self.synths),
+            "presets": {k: list(v) for k, v in self.presets.items()},
+            "n": self.n,
+            "notes": list(self.notes),
+            "seed": self.seed,
+            "hpss": self.hpss,
+        }
+
+
+@dataclass
+class Shard:
+    """Consecutive samples of one synth: its presets (k, n_params) and notes (k,)."""
+
+    index: int
+    synth: str
+    rows: np.ndarray  # preset indexes within the synth's plan
+    presets: np.ndarray
+    notes: np.ndarray
+    digest: str = ""
+
+    @property
+    def file(self) -> str:
+        return f"shard_{self.index:06d}.npz"
+
+
+@dataclass
+class Plan:
+    settings: Settings
+    specs: list[SynthSpec]
+    presets: dict[str, np.ndarray]
+    names: dict[str, list[str]]
+    splits: dict[str, np.ndarray]  # per synth: (n,) 0/1/2 = train/valid/test
+    shards: list[Shard] = field(default_factory=list)
+    fingerprint: str = ""
+
+    @property
+    def total(self) -> int:
+        return sum(len(s.notes) for s in self.shards)
+
+
+# ---------------------------------------------------------------------------------------
+# planning
+
+
+def parse_notes(text: str) -> tuple[int, ...]:
+    """``"60"`` -> (60,); ``"60-71"`` -> (60, ..., 71); ``"48,60,72"`` -> (48, 60, 72)."""
+    notes: list[int] = []
+    try:
+        for part in text.split(","):
+            lo, sep, hi = part.strip().partition("-")
+            notes += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    except ValueError:
+        raise ASPError(f"--notes {text!r} is not a note list; use e.g. 60, 60-71 or 48,60,72") from None
+    if not notes or any(not 0 <= n <= 127 for n in notes):
+        raise ASPError(f"--notes {text!r} must name MIDI notes 0-127")
+    return tuple(dict.fromkeys(notes))
+
+
+def parse_sources(items: list[str] | None, synths: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """``--presets`` values -> {synth: sources}. ``human,mutate`` sets all; ``amsynth=human`` one."""
+    default: tuple[str, ...] = SOURCES
+    per: dict[str, tuple[str, ...]] = {}
+    for item in items or []:
+        name, sep, value = item.rpartition("=")
+        sources = tuple(s.strip() for s in value.split(",") if s.strip())
+        bad = [s for s in sources if s not in SOURCES]
+        if bad or not sources:
+            raise ASPError(f"--presets {item!r}: sources must be among {', '.join(SOURCES)}")
+        if sep:
+            if name not in synths:
+                raise ASPError(f"--presets {item!r} names synth {name!r}, which is not in --synths")
+            per[name] = sources
+        else:
+            default = sources
+    return {s: per.get(s, default) for s in synths}
+
+
+def _rng(seed: int, *keys: str) -> np.random.Generator:
+    return np.random.default_rng([seed, *(zlib.crc32(k.encode()) for k in keys)])
+
+
+def _synth_presets(spec: SynthSpec, sources: tuple[str, ...], n: int, seed: int) -> tuple[list[str], np.ndarray]:
+    rng = _rng(seed, spec.name, "presets")
+    names: list[str] = []
+    rows: list[np.ndarray] = []
+    human_names, human = human_presets(spec) if ("human" in sources or "mutate" in sources) else ([], None)
+    if "human" in sources and len(human_names):
+        take = np.arange(len(human_names))
+        if len(take) > n:
+            take = np.sort(rng.choice(len(human_names), n, replace=False))
+        names += [human_names[i] for i in take]
+        rows.append(human[take])
+    others = [s for s in sources if s != "human"]
+    remaining = n - len(names)
+    for k, source in enumerate(others):
+        count = remaining // len(others) + (1 if k < remaining % len(others) else 0)
+        if count == 0:
+            continue
+        if source == "mutate" and human is not None and len(human_names):
+            parents = rng.integers(0, len(human_names), count)
+            rows.append(mutate_presets(spec, human[parents], rng))
+            names += [f"{human_names[p]}~m{i}" for i, p in enumerate(parents)]
+        elif source == "mutate":  # nothing human to mutate: mutate random presets
+            rows.append(mutate_presets(spec, random_presets(spec, count, rng), rng))
+            names += [f"random~m{i}" for i in range(count)]
+        else:
+            rows.append(random_presets(spec, count, rng))
+            names += [f"random_{i:05d}" for i in range(count)]
+    if not names:
+        raise ASPError(
+            f"synth {spec.name!r} has no presets from sources {','.join(sources)}; "
+            "add 'random' or 'mutate' to --presets"
+        )
+    return names, np.concatenate(rows)
+
+
+def _split_presets(n: int, rng: np.random.Generator) -> np.ndarray:
+    """80/10/10 by preset (all notes of a preset stay in one split), at least one each when n >= 3."""
+    n_valid = round(n * SPLIT_SHARES[1])
+    n_test = round(n * SPLIT_SHARES[2])
+    if n >= 3:
+        n_valid, n_test = max(1, n_valid), max(1, n_test)
+    labels = np.zeros(n, dtype=np.int8)
+    order = rng.permutation(n)
+    labels[order[n - n_valid - n_test : n - n_test]] = 1
+    labels[order[n - n_test :]] = 2
+    return labels
+
+
+def make_plan(settings: Settings) -> Plan:
+    """Everything the run will do, derived from the settings alone."""
+    if settings.n <= 0:
+        raise ASPError(f"--n must be a positive number of presets per synth, got {settings.n}")
+    specs = [load_spec(s) for s in settings.synths]
+    shapes = {(s.render.sample_rate, s.render.num_samples) for s in specs}
+    if len(shapes) > 1:
+        raise ASPError(
+            "the synths of one dataset must share sample rate and render length "
+            f"(their mels must have one shape); got {sorted(shapes)}"
+        )
+    plan = Plan(settings, specs, {}, {}, {})
+    h = hashlib.sha256(
+        json.dumps(
+            {"settings": settings.to_json(), "version": GENERATOR_VERSION, "specs": [s.hash for s in specs]},
+            sort_keys=True,
+        ).encode()
+    )
+    if len({s.name for s in specs}) != len(specs):
+        raise ASPError("--synths names one synth twice")
+    for arg, spec in zip(settings.synths, specs):
+        names, presets = _synth_presets(spec, settings.presets[arg], settings.n, settings.seed)
+        # render exactly what the float32 parameter files will hold
+        presets = spec.snap(presets.astype(np.float32).astype(np.float64))
+        plan.names[spec.name], plan.presets[spec.name] = names, presets
+        plan.splits[spec.name] = _split_presets(len(names), _rng(settings.seed, spec.name, "split"))
+        h.update(presets.tobytes())
+        notes = np.array(settings.notes, dtype=np.int16)
+        rows = np.repeat(np.arange(len(names)), len(notes))
+        sample_notes = np.tile(notes, len(names))
+        for start in range(0, len(rows), SHARD_SIZE):
+            r = rows[start : start + SHARD_SIZE]
+            shard = Shard(len(plan.shards), spec.name, r, presets[r], sample_notes[start : start + SHARD_SIZE])
+            shard.digest = hashlib.sha256(
+                spec.hash.encode() + shard.presets.tobytes() + shard.notes.tobytes() + bytes([settings.hpss])
+            ).hexdigest()[:24]
+            plan.shards.append(shard)
+    plan.fingerprint = h.hexdigest()[:24]
+    return plan
+
+
+# ---------------------------------------------------------------------------------------
+# workers
+
+
+_RENDERER: Renderer | None = None
+
+
+def _renderer() -> Renderer:
+    global _RENDERER
+    if _RENDERER is None:
+        _RENDERER = Renderer()
+    return _RENDERER
+
+
+def _warm_up() -> None:
+    """Pays librosa's one-off lazy setup (about 1.5 s) before the first shard of a worker."""
+    mel_from_stft(stft(np.zeros(HOP * 8, dtype=np.float32)))
+
+
+def _content_digest(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        h.update(key.encode() + np.ascontiguousarray(arrays[key]).tobytes())
+    return np.frombuffer(h.digest(), dtype=np.uint8).copy()
+
+
+def render_shard(shard: Shard, spec_path: str, hpss: bool, work: str) -> dict:
+    """Renders one shard and writes it atomically; returns its timing and counts (a worker task)."""
+    spec = load_spec(spec_path)
+    renderer = _renderer()
+    mels, kept, labels, levels = [], [], [], []
+    t = {"render": 0.0, "mel": 0.0, "hpss": 0.0, "write": 0.0}
+    for preset, note in zip(shard.presets, shard.notes):
+        t0 = time.perf_counter()
+        audio = renderer.render(spec, preset, note=int(note))
+        t1 = time.perf_counter()
+        level = float(rms(audio))
+        levels.append(level)
+        t["render"] += t1 - t0
+        if level <= SILENCE_RMS:
+            kept.append(False)
+            continue
+        kept.append(True)
+        spectrum = stft(audio)
+        mels.append(mel_from_stft(spectrum, spec.render.sample_rate))
+        t2 = time.perf_counter()
+        t["mel"] += t2 - t1
+        labels.append(hpss_bin(harmonic_percentage(spectrum)) if hpss else 0)
+        t["hpss"] += time.perf_counter() - t2
+    t0 = time.perf_counter()
+    frames = 1 + spec.render.num_samples // HOP
+    arrays = {
+        "mels": np.stack(mels) if mels else np.zeros((0, N_MELS, frames), np.float32),
+        "kept": np.array(kept, dtype=bool),
+        "hpss": np.array(labels, dtype=np.int16),
+        "rms": np.array(levels, dtype=np.float32),
+        "task": np.frombuffer(shard.digest.encode(), dtype=np.uint8).copy(),
+    }
+    arrays["digest"] = _content_digest(arrays)
+    path = Path(work) / shard.file
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+    t["write"] = time.perf_counter() - t0
+    return {"index": shard.index, "synth": shard.synth, "samples": len(kept), "kept": int(sum(kept)), "times": t}
+
+
+def read_shard(path: Path, shard: Shard) -> dict[str, np.ndarray] | None:
+    """A finished shard's arrays, or None when it is missing, torn, corrupt or from other settings."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in ("mels", "kept", "hpss", "rms", "task", "digest")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    digest = arrays.pop("digest")
+    if not np.array_equal(digest, _content_digest(arrays)):
+        return None
+    if bytes(arrays["task"]).decode(errors="replace") != shard.digest:
+        return None
+    kept = arrays["kept"]
+    if len(kept) != len(shard.notes) or arrays["mels"].shape[0] != kept.sum() or len(arrays["hpss"]) != kept.sum():
+        return None
+    return arrays
+
+
+# ---------------------------------------------------------------------------------------
+# the run
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ASPError(f"cannot write to output folder {out} ({err.strerror}); choose another --out") from None
+
+
+def _remove_dataset(out: Path) -> None:
+    for p in out.glob("*.npy"):
+        p.unlink()
+    (out / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+
+
+def _iter_results(plan: Plan, todo: list[Shard], work: Path, workers: int) -> Iterator[dict]:
+    hpss = plan.settings.hpss
+    paths = {s.name: str(s.path) for s in plan.specs}
+    if workers <= 1:
+        with threadpool_limits(1):  # one core, like one worker process
+            for shard in todo:
+                yield render_shard(shard, paths[shard.synth], hpss, str(work))
+        return
+    ctx = mp.get_context("spawn")  # fresh interpreters: no state inherited from a parent's engines
+    # one thread per worker: BLAS/FFT thread pools in every worker would fight over the cores
+    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
+    os.environ.update({k: "1" for k in _THREAD_VARS})
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_warm_up) as pool:
+            futures = [pool.submit(render_shard, s, paths[s.synth], hpss, str(work)) for s in todo]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@dataclass
+class Summary:
+    out: Path
+    kept: dict[str, int]
+    dropped: dict[str, int]
+    counts: dict[str, int]
+    seconds: float
+    complete: bool
+    times: dict[str, float] = field(default_factory=dict)
+    rendered: int = 0
+    already: bool = False
+    loop_seconds: float = 0.0  # time spent rendering shards (workers included), without setup and assembly
+
+    def lines(self) -> list[str]:
+        out = []
+        for synth in self.kept:
+            out.append(f"  {synth:<16} kept {self.kept[synth]:>7}   dropped as silent {self.dropped[synth]:>6}")
+        out.append("  splits: " + ", ".join(f"{k} {v}" for k, v in self.counts.items()))
+        rate = self.rendered / self.seconds if self.seconds > 0 else 0.0
+        out.append(f"  rendered {self.rendered} samples this run in {self.seconds:.1f} s ({rate:.1f} samples/s)")
+        return out
+
+
+def generate(
+    settings: Settings,
+    out: str | Path,
+    *,
+    workers: int | None = None,
+    force: bool = False,
+    max_shards: int | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Generates (or resumes) a dataset in ``out``.
+
+    Args:
+        settings: what to generate.
+        out: output folder (the npy_data layout).
+        workers: worker processes (default: all cores); 1 renders in this process.
+        force: replace a dataset (finished or in progress) made with other settings.
+        max_shards: stop after rendering this many shards (the run resumes later).
+        progress: show a progress bar.
+
+    Raises:
+        ASPError: for bad settings, an unwritable folder, or another dataset in the way.
+    """
+    start = time.perf_counter()
+    out = Path(out)
+    plan = make_plan(settings)
+    _check_writable(out)
+    work = out / WORK_DIR
+    manifest_path = out / MANIFEST
+    if manifest_path.is_file():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError:
+            manifest = {}
+        if manifest.get("fingerprint") == plan.fingerprint:
+            shutil.rmtree(work, ignore_errors=True)
+            return Summary(out, manifest["kept"], manifest["dropped"], manifest["counts"], 0.0, True, already=True)
+        if not force:
+            raise ASPError(
+                f"{out} holds a finished dataset made with other arguments; "
+                "pass --force to replace it, or choose another --out"
+            )
+        _remove_dataset(out)
+    elif any(out.glob("*_mels.npy")) and not force:
+        raise ASPError(
+            f"{out} holds npy files of another dataset; pass --force to replace them, or choose another --out"
+        )
+    work.mkdir(exist_ok=True)
+    plan_file = work / "plan.json"
+    if plan_file.is_file():
+        try:
+            previous = json.loads(plan_file.read_text()).get("fingerprint")
+        except json.JSONDecodeError:
+            previous = None
+        if previous != plan.fingerprint:
+            if not force:
+                raise ASPError(
+                    f"{out} holds an unfinished dataset made with other arguments; rerun that "
+                    "command to finish it, or pass --force to start this one instead"
+                )
+            _remove_dataset(out)
+            work.mkdir()
+    tmp_plan = work / "plan.json.tmp"
+    tmp_plan.write_text(json.dumps({"fingerprint": plan.fingerprint, "settings": settings.to_json()}))
+    os.replace(tmp_plan, plan_file)
+    for stale in work.glob("*.tmp"):
+        stale.unlink(missing_ok=True)
+
+    todo = [s for s in plan.shards if read_shard(work / s.file, s) is None]
+    if max_shards is not None:
+        todo = todo[:max_shards]
+    done_samples = plan.total - sum(len(s.notes) for s in todo)
+    times = {"render": 0.0, "mel": 0.0, "hpss": 0.0, "write": 0.0}
+    rendered = 0
+    workers = workers or os.cpu_count() or 1
+    bar = tqdm(
+        total=plan.total, initial=done_samples, unit="sample", desc="generate", disable=not progress, smoothing=0.1
+    )
+    loop_start = time.perf_counter()
+    with bar:
+        for result in _iter_results(plan, todo, work, workers):
+            bar.update(result["samples"])
+            rendered += result["samples"]
+            for k, v in result["times"].items():
+                times[k] += v
+    loop_seconds = time.perf_counter() - loop_start
+    remaining = [s for s in plan.shards if not (work / s.file).is_file()]
+    if remaining:
+        return Summary(out, {}, {}, {}, time.perf_counter() - start, False, times, rendered, loop_seconds=loop_seconds)
+    summary = assemble(plan, out)
+    summary.seconds = time.perf_counter() - start
+    summary.times, summary.rendered, summary.loop_seconds = times, rendered, loop_seconds
+    return summary
+
+
+def assemble(plan: Plan, out: Path) -> Summary:
+    """Joins the finished shards into the npy_data layout, then writes the manifest."""
+    work = out / WORK_DIR
+    meta = []  # per shard: (kept mask, hpss)
+    for shard in plan.shards:
+        arrays = read_shard(work / shard.file, shard)
+        if arrays is None:  # corrupted since it was written: render it again
+            render_shard(
+                shard, str(plan.specs[plan.settings.synths.index(shard.synth)].path), plan.settings.hpss, str(work)
+            )
+            arrays = read_shard(work / shard.file, shard)
+            if arrays is None:
+                raise ASPError(f"shard {work / shard.file} cannot be written correctly; check the disk")
+        meta.append((arrays["kept"], arrays["hpss"]))
+
+    # every kept sample: (shard, row within shard's mels, synth, preset row, note, hpss, split)
+    records = []
+    for shard, (kept, hpss) in zip(plan.shards, meta):
+        for j, pos in enumerate(np.flatnonzero(kept)):
+            row = int(shard.rows[pos])
+            split = int(plan.splits[shard.synth][row])
+            records.append((shard.index, j, shard.synth, row, int(shard.notes[pos]), int(hpss[j]), split))
+    kept = {s.name: 0 for s in plan.specs}
+    dropped = {s.name: 0 for s in plan.specs}
+    for shard, (k, _) in zip(plan.shards, meta):
+        kept[shard.synth] += int(k.sum())
+        dropped[shard.synth] += int((~k).sum())
+
+    synth_names = [s.name for s in plan.specs]
+    counts = {}
+    written: list[tuple[Path, Path]] = []
+    for split_id, split in enumerate(SPLITS):
+        recs = [r for r in records if r[6] == split_id]
+        order = _rng(plan.settings.seed, "order", split).permutation(len(recs))
+        recs = [recs[i] for i in order]
+        counts[split] = len(recs)
+        n = len(recs)
+        frames = 1 + plan.specs[0].render.num_samples // HOP
+        mel_tmp = out / f"{split}_mels.npy.tmp"
+        mels = np.lib.format.open_memmap(mel_tmp, mode="w+", dtype=np.float32, shape=(n, N_MELS, frames))
+        by_shard: dict[int, list[tuple[int, int]]] = {}
+        for pos, r in enumerate(recs):
+            by_shard.setdefault(r[0], []).append((pos, r[1]))
+        for shard_index, pairs in by_shard.items():
+            shard = plan.shards[shard_index]
+            with np.load(work / shard.file, allow_pickle=False) as z:
+                shard_mels = z["mels"]
+            for pos, j in pairs:
+                mels[pos] = shard_mels[j]
+        mels.flush()
+        del mels
+        written.append((mel_tmp, out / f"{split}_mels.npy"))
+        synth = np.array([r[2] for r in recs], dtype=f"<U{max(len(s) for s in synth_names)}")
+        presets = [plan.presets[r[2]][r[3]] for r in recs]
+        arrays = encode_split(plan.specs, synth, presets)
+        names = [plan.names[r[2]][r[3]] for r in recs]
+        arrays["synth"] = synth
+        arrays["name"] = np.array(names, dtype=f"<U{max([len(x) for x in names] + [1])}")
+        arrays["hpss"] = np.array([r[5] for r in recs], dtype=np.int16)
+        arrays["note"] = np.array([r[4] for r in recs], dtype=np.int16)
+        for key, array in arrays.items():
+            tmp = out / f"{split}_{key}.npy.tmp"
+            with open(tmp, "wb") as f:
+                np.save(f, array, allow_pickle=False)
+            written.append((tmp, out / f"{split}_{key}.npy"))
+    for tmp, final in written:
+        os.replace(tmp, final)
+    expected = {f for split in SPLITS for f in split_files(split, synth_names)}
+    assert expected == {final.name for _, final in written}
+    manifest = {
+        "generator_version": GENERATOR_VERSION,
+        "fingerprint": plan.fingerprint,
+        "settings": plan.settings.to_json(),
+        "synths": [
+            {
+                "name": s.name,
+                "hash": s.hash,
+                "encoded_size": s.encoded_size,
+                "n_params": s.n_params,
+                "backend": s.backend,
+            }
+            for s in plan.specs
+        ],
+        "single_size": max(s.encoded_size for s in plan.specs),
+        "mel": {
+            "sample_rate": plan.specs[0].render.sample_rate,
+            "n_fft": 2048,
+            "hop": HOP,
+            "n_mels": N_MELS,
+            "frames": 1 + plan.specs[0].render.num_samples // HOP,
+            "scale": "power_to_db(ref=max), min-max",
+        },
+        "silence_rms": SILENCE_RMS,
+        "counts": counts,
+        "kept": kept,
+        "dropped": dropped,
+    }
+    tmp = out / f"{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
+    os.replace(tmp, out / MANIFEST)
+    shutil.rmtree(work, ignore_errors=True)
+    return Summary(out, kept, dropped, counts, 0.0, True)
