@@ -25,6 +25,20 @@ FAUST_SYNTHS = [n for n in available_synths() if load_spec(n).backend == "faust"
 ALL_SYNTHS = available_synths()
 
 
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A tiny dataset: 10 presets of each built-in synth at note 60 (about 8/1/1 per split)."""
+    from data_generation.pipeline import Settings, generate
+
+    out = tmp_path_factory.mktemp("tiny") / "npy_data"
+    synths = ("va", "fm", "modal")
+    settings = Settings(
+        synths=synths, presets={s: ("human", "random") for s in synths}, n=10, notes=(60,), seed=0, hpss=True
+    )
+    generate(settings, out, workers=1, progress=False)
+    return out
+
+
 @pytest.fixture
 def tmp_out(tmp_path):
     out = tmp_path / "out"

@@ -1,0 +1,114 @@
+"""models.py on tiny inputs: shapes, masking, losses, KL schedule."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from data_generation.errors import ASPError
+from data_generation.spec import load_spec
+from models import MEL_SHAPE, Layout, SynthVAE, activate, kl_weight, param_loss_per_sample
+
+SYNTHS = ["va", "fm", "modal"]
+
+
+def layouts(names=SYNTHS):
+    return [Layout.from_spec(load_spec(n)) for n in names]
+
+
+def batch(n=4, owner="va", names=SYNTHS, seed=0):
+    rng = np.random.default_rng(seed)
+    out = {"mel": rng.random((n, *MEL_SHAPE)).astype(np.float32)}
+    single = max(load_spec(s).encoded_size for s in names)
+    out["params_single"] = np.zeros((n, single), np.float32)
+    out["mask_single"] = np.zeros((n, single), np.float32)
+    for s in names:
+        size = load_spec(s).encoded_size
+        own = s == owner
+        out[f"params_{s}"] = (rng.random((n, size)) * own).astype(np.float32)
+        out[f"mask_{s}"] = np.full((n, size), float(own), np.float32)
+        if own:
+            out["params_single"][:, :size] = out[f"params_{s}"]
+            out["mask_single"][:, :size] = 1.0
+    return out
+
+
+@pytest.mark.parametrize("approach", ["multi", "single", "synth"])
+def test_each_approach_builds_with_spec_derived_shapes(approach):
+    lays = layouts(["va"] if approach == "synth" else SYNTHS)
+    model = SynthVAE(approach=approach, layouts=lays, latent_size=8)
+    model.build()
+    out = model(batch(2), training=False)
+    assert tuple(out["spec"].shape) == (2, *MEL_SHAPE)
+    assert tuple(out["z_mean"].shape) == (2, 8)
+    if approach == "single":
+        assert tuple(out["scores"]["single"].shape) == (2, max(lay.size for lay in lays))
+    else:
+        for lay in lays:
+            assert tuple(out["scores"][lay.name].shape) == (2, lay.size)
+    vectors = model.predict_vectors(batch(3)["mel"])
+    assert {k: v.shape for k, v in vectors.items()} == {lay.name: (3, lay.size) for lay in lays}
+    assert all((v >= 0).all() and (v <= 1).all() for v in vectors.values())
+
+
+@pytest.mark.parametrize("param_loss", ["mse", "mixed"])
+def test_masked_heads_get_no_gradient_from_other_synths_samples(param_loss):
+    model = SynthVAE(approach="multi", layouts=layouts(), latent_size=8, param_loss=param_loss)
+    model.build()
+    data = batch(4, owner="va")
+    with tf.GradientTape() as tape:
+        out = model(data, training=True)
+        loss = ops.mean(model.param_losses(out["scores"], data))
+    fm_vars = model.heads["fm"].trainable_variables
+    va_vars = model.heads["va"].trainable_variables
+    grads = tape.gradient(loss, fm_vars + va_vars)
+    assert all(g is None or float(ops.max(ops.abs(g))) == 0.0 for g in grads[: len(fm_vars)])
+    assert any(g is not None and float(ops.max(ops.abs(g))) > 0.0 for g in grads[len(fm_vars) :])
+
+
+def test_kl_warmup_schedule():
+    assert [float(kl_weight(s, 100)) for s in (0, 25, 50, 100, 400)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert float(kl_weight(0, 0)) == 1.0
+
+
+def test_mixed_activation_is_a_softmax_per_block():
+    lay = Layout.from_spec(load_spec("va"))
+    scores = np.random.default_rng(0).normal(size=(5, lay.size)).astype(np.float32) * 3
+    probs = ops.convert_to_numpy(activate(scores, lay, "mixed"))
+    sums = np.zeros((5, lay.n_segments))
+    np.add.at(sums.T, lay.segments, probs.T)
+    categorical = np.unique(lay.segments[lay.continuous == 0])
+    np.testing.assert_allclose(sums[:, categorical], 1.0, rtol=1e-5)
+    cont = lay.continuous == 1
+    np.testing.assert_allclose(probs[:, cont], 1 / (1 + np.exp(-scores[:, cont])), rtol=1e-5)
+
+
+def test_mixed_loss_known_answers():
+    lay = Layout.from_spec(load_spec("va"))
+    target = np.zeros((1, lay.size), np.float32)
+    cont = lay.continuous == 1
+    target[0, cont] = 0.5
+    for seg in np.unique(lay.segments[~cont]):  # class 0 of every block
+        target[0, np.flatnonzero(lay.segments == seg)[0]] = 1.0
+    mask = np.ones_like(target)
+    zeros = np.zeros_like(target)  # sigmoid(0) = 0.5 exact; uniform blocks: CE = log(n) each
+    expected = sum(np.log(n) for n in load_spec("va").classes if n >= 2) / lay.n_params
+    got = float(param_loss_per_sample(zeros, target, mask, lay, "mixed")[0])
+    assert got == pytest.approx(expected, rel=1e-5)
+    confident = np.where(target == 1.0, 20.0, zeros).astype(np.float32)
+    assert float(param_loss_per_sample(confident, target, mask, lay, "mixed")[0]) < 1e-6
+    assert float(param_loss_per_sample(confident, target, 0 * mask, lay, "mixed")[0]) == 0.0
+
+
+def test_paper_mse_loss_of_a_masked_head_is_zero():
+    lay = Layout.from_spec(load_spec("fm"))
+    scores = np.random.default_rng(1).normal(size=(3, lay.size)).astype(np.float32)
+    zeros = np.zeros((3, lay.size), np.float32)
+    assert float(ops.max(param_loss_per_sample(scores, zeros, zeros, lay, "mse"))) == 0.0
+
+
+def test_bad_model_arguments():
+    with pytest.raises(ASPError, match="unknown approach"):
+        SynthVAE(approach="triple", layouts=layouts(), latent_size=8)
+    with pytest.raises(ASPError, match="exactly one synth"):
+        SynthVAE(approach="synth", layouts=layouts(), latent_size=8)

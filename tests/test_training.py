@@ -1,0 +1,161 @@
+"""Training scripts on a tiny dataset: checkpoints, reloading, resume, seeds and errors."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data.dataset import load_split
+from training import TrainConfig, load_model, read_config, train
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(script, *args):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        [sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+
+
+@pytest.mark.parametrize(
+    ("script", "extra", "folder", "heads"),
+    [
+        ("train_multi.py", ["-l", "8"], "vae_multi_8", ["va", "fm", "modal"]),
+        ("train_single.py", ["-l", "8", "--param-loss", "mixed"], "vae_single", ["va", "fm", "modal"]),
+        ("train_synth.py", ["-l", "8", "--synth", "fm"], "vae_fm", ["fm"]),
+    ],
+)
+def test_one_epoch_writes_a_checkpoint_that_reloads_to_identical_predictions(
+    tiny_data, tmp_path, script, extra, folder, heads
+):
+    res = run(script, "-d", str(tiny_data), "--model-dir", str(tmp_path), "--epochs", "1", *extra)
+    assert res.returncode == 0, res.stderr[-2000:]
+    run_dir = tmp_path / folder
+    config = read_config(run_dir)
+    assert config["epochs_done"] == 1 and config["latent_size"] == 8 and config["seed"] == 0
+    assert [s["name"] for s in config["synths"]] == heads
+    assert config["data_fingerprint"] == json.loads((tiny_data / "manifest.json").read_text())["fingerprint"]
+    assert (run_dir / "log.csv").is_file() and (run_dir / "tensorboard").is_dir()
+    mels = np.asarray(load_split(tiny_data, "test").mels)
+    first, _ = load_model(run_dir)
+    second, _ = load_model(run_dir)
+    a, b = first.predict_vectors(mels), second.predict_vectors(mels)
+    assert a.keys() == set(heads)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_resume_continues_at_the_right_epoch(tiny_data, tmp_path):
+    cfg = dict(approach="multi", data_dir=str(tiny_data), model_dir=str(tmp_path), latent_size=4, verbose=0)
+    train(TrainConfig(epochs=1, **cfg))
+    done = train(TrainConfig(epochs=3, **cfg))
+    assert done["epochs_done"] == 3
+    epochs = [int(line.split(",")[0]) for line in (tmp_path / "vae_multi_4" / "log.csv").read_text().splitlines()[1:]]
+    assert epochs == [0, 1, 2]
+    again = train(TrainConfig(epochs=3, **cfg))  # finished: nothing to do
+    assert again["epochs_done"] == 3
+
+
+def test_killed_run_restarts_from_its_last_epoch(tiny_data, tmp_path):
+    cmd = [
+        sys.executable,
+        "train_multi.py",
+        "-d",
+        str(tiny_data),
+        "--model-dir",
+        str(tmp_path),
+        "-l",
+        "4",
+        "--epochs",
+        "40",
+        "--batch-size",
+        "4",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env
+    )
+    log = tmp_path / "vae_multi_4" / "log.csv"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not log.is_file() or len(log.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = read_config(tmp_path / "vae_multi_4")["epochs_done"]
+    assert 2 <= killed_at < 40
+    res = subprocess.run(
+        [*cmd[:-4], "--epochs", str(killed_at + 2), "--batch-size", "4"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"Epoch {killed_at + 1}/{killed_at + 2}" in res.stdout
+    assert "Epoch 1/" not in res.stdout
+    assert read_config(tmp_path / "vae_multi_4")["epochs_done"] == killed_at + 2
+
+
+def test_seeded_runs_reproduce_the_same_losses(tiny_data, tmp_path):
+    cfg = dict(approach="single", data_dir=str(tiny_data), latent_size=4, epochs=2, seed=5, verbose=0)
+    one = train(TrainConfig(model_dir=str(tmp_path / "a"), **cfg))
+    two = train(TrainConfig(model_dir=str(tmp_path / "b"), **cfg))
+    assert one["last_losses"] == two["last_losses"]
+    other = train(TrainConfig(model_dir=str(tmp_path / "c"), **{**cfg, "seed": 6}))
+    assert other["last_losses"] != one["last_losses"]
+
+
+def _one_line_error(res, message):
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert message in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+
+
+def test_unknown_synth_says_which_synths_the_dataset_has(tiny_data, tmp_path):
+    res = run("train_serum.py", "-d", str(tiny_data), "--model-dir", str(tmp_path), "--epochs", "1")
+    _one_line_error(res, "has synths va, fm, modal but no serum samples")
+    assert "train_synth.py --synth NAME" in res.stderr
+    assert not (tmp_path / "vae_serum").exists()
+
+
+def test_latent_size_that_does_not_match_the_checkpoint(tiny_data, tmp_path):
+    assert (
+        run(
+            "train_single.py", "-d", str(tiny_data), "--model-dir", str(tmp_path), "--epochs", "1", "-l", "4"
+        ).returncode
+        == 0
+    )
+    res = run("train_single.py", "-d", str(tiny_data), "--model-dir", str(tmp_path), "--epochs", "1", "-l", "8")
+    _one_line_error(res, "latent_size = 4, not 8")
+    with pytest.raises(Exception, match="latent size 4, not 8"):
+        load_model(tmp_path / "vae_single", latent_size=8)
+
+
+def test_data_errors(tiny_data, tmp_path):
+    res = run("train_multi.py", "-d", str(tmp_path / "missing"), "--epochs", "1")
+    _one_line_error(res, "does not exist")
+    partial = tmp_path / "partial"
+    shutil.copytree(tiny_data, partial)
+    (partial / "train_fm_mask.npy").unlink()
+    _one_line_error(run("train_multi.py", "-d", str(partial), "--epochs", "1"), "train_fm_mask.npy is missing")
+    shutil.copy(tiny_data / "train_fm_mask.npy", partial / "train_fm_mask.npy")
+    n = len(np.load(partial / "train_synth.npy"))
+    np.save(partial / "train_va_params.npy", np.zeros((n, 7), np.float32))
+    _one_line_error(run("train_multi.py", "-d", str(partial), "--epochs", "1"), "has 7 values per sample")
+    np.save(partial / "train_va_params.npy", np.zeros((n + 1, 50), np.float32))
+    _one_line_error(run("train_multi.py", "-d", str(partial), "--epochs", "1"), "different datasets")
+    _one_line_error(run("train_multi.py", "-d", str(tiny_data), "--epochs", "0"), "--epochs must be >= 1")
+
+
+def test_inference_side_errors(tmp_path):
+    with pytest.raises(Exception, match="no trained model"):
+        load_model(tmp_path / "nothing")

@@ -1,0 +1,10 @@
+"""Train the joint-encoder separate-decoder model (one head per synth).
+
+python train_multi.py [-d npy_data] [--model-dir saved_models] [-l 64] [--epochs 500] ...
+"""
+
+from data_generation.errors import run_cli
+from training import main
+
+if __name__ == "__main__":
+    run_cli(lambda: main(__doc__, approach="multi"))

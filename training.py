@@ -1,0 +1,439 @@
+"""The one training function behind train_multi.py, train_single.py, train_synth.py and the
+paper's per-synth scripts (train_serum.py, train_diva.py, train_tyrell.py).
+
+Data stream from the memory-mapped npy_data files through ``tf.data`` in batches (never the
+whole dataset in memory). Each run lives in ``<model-dir>/vae_multi_<latent>/``, ``vae_single/``
+or ``vae_<synth>/`` and holds:
+    model.weights.h5   the best weights (lowest validation loss)
+    config.json        the resolved config: approach, latent size, synth specs, data fingerprint,
+                       seed, epochs done; inference rebuilds the model from it alone
+    backup/            Keras BackupAndRestore state: a killed run restarted with the same
+                       command continues from its last completed epoch
+    log.csv, tensorboard/
+"""
+
+from __future__ import annotations
+
+import data_generation  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+
+# isort: split
+import argparse
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from data.dataset import Split, load_split, read_manifest  # noqa: E402
+from data_generation.errors import ASPError  # noqa: E402
+from data_generation.spec import SynthSpec, load_spec, spec_from_json  # noqa: E402
+from models import APPROACHES, MEL_SHAPE, PARAM_LOSSES, Layout, SynthVAE  # noqa: E402
+
+CONFIG = "config.json"
+WEIGHTS = "model.weights.h5"
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; the scripts differ only in its defaults."""
+
+    approach: str
+    data_dir: str = "npy_data"
+    model_dir: str = "saved_models"
+    latent_size: int = 64
+    epochs: int = 500
+    batch_size: int = 32
+    lr: float = 1e-4
+    seed: int = 0
+    max_samples: int | None = None
+    param_loss: str = "mse"
+    synth: str | None = None
+    patience: int | None = None
+    kl_warmup_epochs: int = 100
+    fresh: bool = False
+    verbose: int = 1
+
+
+def run_name(approach: str, latent_size: int, synth: str | None = None) -> str:
+    """The seed's checkpoint names: vae_multi_<latent>, vae_single, vae_<synth>."""
+    if approach == "multi":
+        return f"vae_multi_{latent_size}"
+    if approach == "single":
+        return "vae_single"
+    return f"vae_{synth}"
+
+
+# ---------------------------------------------------------------------------------------
+# data
+
+
+def dataset_specs(data_dir: str | Path, split: Split) -> list[SynthSpec]:
+    """The synth specs of a dataset, checked against its files (and manifest when it has one)."""
+    manifest = read_manifest(data_dir)
+    specs = []
+    for name in split.synths:
+        spec = load_spec(name)
+        if manifest is not None:
+            entry = next(s for s in manifest["synths"] if s["name"] == name)
+            if entry["hash"] != spec.hash:
+                raise ASPError(
+                    f"the spec of {name!r} changed since {data_dir} was generated; "
+                    "regenerate the dataset (or restore the spec)"
+                )
+        width = split.params[name].shape[1]
+        if width != spec.encoded_size:
+            raise ASPError(
+                f"{data_dir}/{split.name}_{name}_params.npy has {width} values per sample but the "
+                f"{name} spec encodes {spec.encoded_size}; the files do not match the spec"
+            )
+        specs.append(spec)
+    if tuple(split.mels.shape[1:]) != MEL_SHAPE:
+        raise ASPError(
+            f"{data_dir}/{split.name}_mels.npy holds {split.mels.shape[1:]} spectrograms; the model takes {MEL_SHAPE}"
+        )
+    if split.params_single is not None:
+        single = max(s.encoded_size for s in specs)
+        if split.params_single.shape[1] != single:
+            raise ASPError(
+                f"{data_dir}/{split.name}_params_single.npy has width {split.params_single.shape[1]}, "
+                f"expected {single} (the largest encoded size)"
+            )
+    return specs
+
+
+def data_fingerprint(data_dir: str | Path, train: Split) -> str:
+    """The manifest's fingerprint, or a hash of the files' shapes for a dataset without one."""
+    manifest = read_manifest(data_dir)
+    if manifest is not None:
+        return manifest["fingerprint"]
+    shapes = sorted((p.name, p.stat().st_size) for p in Path(data_dir).glob("*.npy"))
+    return hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:24]
+
+
+def batch_keys(approach: str, synths: list[str]) -> list[str]:
+    keys = ["mel"]
+    for s in synths:
+        keys += [f"params_{s}", f"mask_{s}"]
+    if approach == "single":
+        keys += ["params_single", "mask_single"]
+    return keys
+
+
+def make_stream(
+    split: Split,
+    indices: np.ndarray,
+    keys: list[str],
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+) -> tf.data.Dataset:
+    """Batches of the memory-mapped arrays as a ``tf.data.Dataset`` (reshuffled every epoch).
+
+    Only one batch of rows is read at a time, so memory does not grow with the dataset.
+    """
+    arrays = {"mel": split.mels}
+    for s in split.synths:
+        arrays[f"params_{s}"] = split.params[s]
+        arrays[f"mask_{s}"] = split.masks[s]
+    arrays["params_single"] = split.params_single
+    arrays["mask_single"] = split.mask_single
+    missing = [k for k in keys if arrays.get(k) is None]
+    if missing:
+        raise ASPError(f"the {split.name} split lacks {missing}; the single approach needs params_single/mask_single")
+    epoch = {"n": 0}
+
+    def batches():
+        order = indices
+        if shuffle:
+            order = np.random.default_rng([seed, epoch["n"]]).permutation(indices)
+        epoch["n"] += 1
+        for start in range(0, len(order), batch_size):
+            rows = np.sort(order[start : start + batch_size])
+            yield {k: np.asarray(arrays[k][rows], dtype=np.float32) for k in keys}
+
+    signature = {k: tf.TensorSpec((None, *arrays[k].shape[1:]), tf.float32) for k in keys}
+    n_batches = int(np.ceil(len(indices) / batch_size))
+    stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return stream.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+# ---------------------------------------------------------------------------------------
+# configs and checkpoints
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    tmp.replace(path)
+
+
+def read_config(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / CONFIG
+    if not path.is_file():
+        raise ASPError(
+            f"no trained model in {run_dir} ({CONFIG} missing); train one first, e.g. "
+            "`python train_multi.py`, or pass the right model folder"
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ASPError(f"{path} is not valid JSON ({err.msg}); retrain or restore it") from None
+
+
+def build_model(config: dict) -> SynthVAE:
+    """A model as a config describes it (built, with untrained weights)."""
+    specs = [spec_from_json(s) for s in config["synths"]]
+    model = SynthVAE(
+        approach=config["approach"],
+        layouts=[Layout.from_spec(s) for s in specs],
+        latent_size=config["latent_size"],
+        param_loss=config["param_loss"],
+        kl_warmup_steps=config.get("kl_warmup_steps", 0),
+        seed=config.get("seed", 0),
+    )
+    model.build()
+    return model
+
+
+def load_model(run_dir: str | Path, *, latent_size: int | None = None) -> tuple[SynthVAE, dict]:
+    """Rebuilds a trained model from its folder: (model, config).
+
+    Args:
+        run_dir: e.g. saved_models/vae_multi_64.
+        latent_size: when given, must match the checkpoint's.
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    if latent_size is not None and latent_size != config["latent_size"]:
+        raise ASPError(
+            f"the model in {run_dir} has latent size {config['latent_size']}, not {latent_size}; "
+            f"use -l {config['latent_size']}"
+        )
+    weights = run_dir / WEIGHTS
+    if not weights.is_file():
+        raise ASPError(f"{weights} is missing: the run has not finished an epoch yet; train it first")
+    model = build_model(config)
+    model.load_weights(weights)
+    return model, config
+
+
+def config_specs(config: dict) -> list[SynthSpec]:
+    """The synth specs a model was trained with (stored in its config)."""
+    return [spec_from_json(s) for s in config["synths"]]
+
+
+class _ProgressConfig(keras.callbacks.Callback):
+    """Rewrites config.json after every epoch: epochs done, best validation loss and its epoch."""
+
+    def __init__(self, path: Path, config: dict, monitor: str):
+        super().__init__()
+        self.path, self.config, self.monitor = path, config, monitor
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        self.config["epochs_done"] = epoch + 1
+        self.config["last_losses"] = {k: float(v) for k, v in logs.items()}
+        best = self.config.get("best_loss")
+        if value is not None and (best is None or value < best):
+            self.config["best_loss"], self.config["best_epoch"] = float(value), epoch + 1
+        _write_json(self.path, self.config)
+
+
+def _strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over several visible GPUs, TensorFlow's default strategy otherwise."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+_COMPARED = ("approach", "latent_size", "param_loss", "target_synth", "data_fingerprint")
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Trains (or resumes) one model; returns its final config dict.
+
+    Raises:
+        ASPError: for a missing or inconsistent dataset, an unknown synth, or an existing
+            checkpoint made with other settings.
+    """
+    if cfg.approach not in APPROACHES:
+        raise ASPError(f"unknown approach {cfg.approach!r}; use one of {', '.join(APPROACHES)}")
+    if cfg.param_loss not in PARAM_LOSSES:
+        raise ASPError(f"--param-loss must be one of {', '.join(PARAM_LOSSES)}")
+    for name, value in (("--latent-size", cfg.latent_size), ("--epochs", cfg.epochs), ("--batch-size", cfg.batch_size)):
+        if value < 1:
+            raise ASPError(f"{name} must be >= 1, got {value}")
+    if cfg.max_samples is not None and cfg.max_samples < 1:
+        raise ASPError(f"--max-samples must be >= 1, got {cfg.max_samples}")
+    if cfg.lr <= 0:
+        raise ASPError(f"--lr must be > 0, got {cfg.lr}")
+
+    train_split = load_split(cfg.data_dir, "train")
+    specs = dataset_specs(cfg.data_dir, train_split)
+    names = [s.name for s in specs]
+    if cfg.approach == "synth":
+        if cfg.synth not in names:
+            raise ASPError(
+                f"{cfg.data_dir} has synths {', '.join(names)} but no {cfg.synth} samples; train a "
+                "per-synth baseline for one of them with `python train_synth.py --synth NAME`"
+            )
+        specs = [s for s in specs if s.name == cfg.synth]
+    valid_split = load_split(cfg.data_dir, "valid") if (Path(cfg.data_dir) / "valid_mels.npy").is_file() else None
+    if valid_split is not None:
+        dataset_specs(cfg.data_dir, valid_split)
+
+    def pick(split: Split, limit: int | None) -> np.ndarray:
+        idx = np.arange(len(split))
+        if cfg.approach == "synth":
+            idx = idx[split.synth == cfg.synth]
+        if limit is not None and len(idx) > limit:
+            idx = np.sort(np.random.default_rng(cfg.seed).permutation(idx)[:limit])
+        return idx
+
+    train_idx = pick(train_split, cfg.max_samples)
+    valid_idx = pick(valid_split, cfg.max_samples) if valid_split is not None else np.zeros(0, int)
+    if len(train_idx) == 0:
+        raise ASPError(f"no training samples for this run in {cfg.data_dir}")
+    steps = int(np.ceil(len(train_idx) / cfg.batch_size))
+
+    run_dir = Path(cfg.model_dir) / run_name(cfg.approach, cfg.latent_size, cfg.synth)
+    config = {
+        "approach": cfg.approach,
+        "latent_size": cfg.latent_size,
+        "param_loss": cfg.param_loss,
+        "target_synth": cfg.synth if cfg.approach == "synth" else None,
+        "synths": [s.to_json(with_path=False) for s in specs],
+        "encodings": [{"name": s.name, "encoded_size": s.encoded_size, "hash": s.hash} for s in specs],
+        "data_dir": str(cfg.data_dir),
+        "data_fingerprint": data_fingerprint(cfg.data_dir, train_split),
+        "train_samples": int(len(train_idx)),
+        "valid_samples": int(len(valid_idx)),
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "kl_warmup_steps": cfg.kl_warmup_epochs * steps,
+        "steps_per_epoch": steps,
+        "max_samples": cfg.max_samples,
+        "epochs_done": 0,
+        "best_loss": None,
+        "best_epoch": None,
+        "keras_version": keras.__version__,
+    }
+    if (run_dir / CONFIG).is_file() and not cfg.fresh:
+        old = read_config(run_dir)
+        for key in _COMPARED:
+            if old.get(key) != config[key]:
+                raise ASPError(
+                    f"{run_dir} holds a model trained with {key} = {old.get(key)!r}, not "
+                    f"{config[key]!r}; pass --fresh to start over, or choose another --model-dir"
+                )
+        for key in ("epochs_done", "best_loss", "best_epoch"):
+            config[key] = old.get(key, config[key])
+    elif cfg.fresh and run_dir.exists():
+        for child in ("backup", WEIGHTS, CONFIG, "log.csv"):
+            path = run_dir / child
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / CONFIG, config)
+
+    keras.utils.set_random_seed(cfg.seed)
+    tf.config.experimental.enable_op_determinism()
+    keys = batch_keys(cfg.approach, [s.name for s in specs])
+    train_stream = make_stream(train_split, train_idx, keys, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+    valid_stream = (
+        make_stream(valid_split, valid_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=cfg.seed)
+        if len(valid_idx)
+        else None
+    )
+    with _strategy().scope():
+        model = build_model(config)
+        model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
+    monitor = "val_loss" if valid_stream is not None else "loss"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / WEIGHTS),
+            monitor=monitor,
+            save_best_only=True,
+            save_weights_only=True,
+            initial_value_threshold=config["best_loss"],
+        ),
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        _ProgressConfig(run_dir / CONFIG, config, monitor),
+    ]
+    if cfg.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience))
+    if config["epochs_done"] >= cfg.epochs:
+        if cfg.verbose:
+            print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
+        return config
+    if cfg.verbose:
+        print(
+            f"training {run_dir.name}: {len(train_idx)} train / {len(valid_idx)} valid samples, "
+            f"synths {', '.join(s.name for s in specs)}, latent {cfg.latent_size}, {cfg.epochs} epochs"
+        )
+    model.fit(
+        train_stream,
+        validation_data=valid_stream,
+        epochs=cfg.epochs,
+        callbacks=callbacks,
+        verbose=cfg.verbose,
+        shuffle=False,
+    )  # the stream reshuffles itself, seeded, every epoch
+    config = read_config(run_dir)
+    if cfg.verbose:
+        print(
+            f"saved {run_dir / WEIGHTS} (best {monitor} {config['best_loss']:.4f} at epoch "
+            f"{config['best_epoch']}), {config['epochs_done']} epochs done"
+        )
+    return config
+
+
+# ---------------------------------------------------------------------------------------
+# the scripts
+
+
+def parser(description: str, *, approach: str, synth: str | None = None) -> argparse.ArgumentParser:
+    """The shared command line of the train scripts."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("-d", "--data-dir", default="npy_data", help="npy_data folder (default npy_data)")
+    p.add_argument("--model-dir", default="saved_models", help="where runs are saved (default saved_models)")
+    p.add_argument("-l", "--latent-size", type=int, default=64, help="latent size (default 64)")
+    p.add_argument("--epochs", type=int, default=500, help="epochs (default 500, the paper's)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-samples", type=int, default=None, help="use at most this many samples (quick runs)")
+    p.add_argument(
+        "--param-loss",
+        choices=PARAM_LOSSES,
+        default="mse",
+        help="mse (the paper's) or mixed (MSE for continuous, cross-entropy for categorical)",
+    )
+    p.add_argument("--kl-warmup-epochs", type=int, default=100, help="epochs of linear KL warm-up (default 100)")
+    p.add_argument("--patience", type=int, default=None, help="stop after this many epochs without improvement")
+    p.add_argument("--fresh", action="store_true", help="discard an existing run in the same folder")
+    if approach == "synth" and synth is None:
+        p.add_argument("--synth", required=True, help="the synth to train a baseline for")
+    p.set_defaults(approach=approach, synth=synth)
+    return p
+
+
+def main(description: str, *, approach: str, synth: str | None = None) -> int:
+    args = parser(description, approach=approach, synth=synth).parse_args()
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
+    train(cfg)
+    return 0
