@@ -190,7 +190,7 @@ def read_config(run_dir: str | Path) -> dict:
 
 def build_model(config: dict) -> SynthVAE:
     """A model as a config describes it (built, with untrained weights)."""
-    specs = [spec_from_json(s) for s in config["synths"]]
+    specs = config_specs(config)
     model = SynthVAE(
         approach=config["approach"],
         layouts=[Layout.from_spec(s) for s in specs],
@@ -226,8 +226,16 @@ def load_model(run_dir: str | Path, *, latent_size: int | None = None) -> tuple[
 
 
 def config_specs(config: dict) -> list[SynthSpec]:
-    """The synth specs a model was trained with (stored in its config)."""
-    return [spec_from_json(s) for s in config["synths"]]
+    """The synth specs a model was trained with (stored in its config), located where the synth's
+    spec file is now, so that relative sources (Faust .dsp files) resolve."""
+    specs = []
+    for data in config["synths"]:
+        try:
+            path = load_spec(data["name"]).path
+        except ASPError:
+            path = None
+        specs.append(spec_from_json(data, path=path))
+    return specs
 
 
 class _ProgressConfig(keras.callbacks.Callback):

@@ -1,0 +1,132 @@
+"""Benchmark of training on CPU: samples/s per approach, and peak memory when training on a
+dataset and on one 4x larger (streaming from memory-mapped files: the peak must grow < 25%).
+Run by hand; prints figures, asserts nothing.
+
+    .venv/bin/python bench/training.py -d npy_data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def speed(data_dir: str, approach: str, synth: str | None, samples: int) -> float:
+    """Samples/s of the second epoch (the first includes tracing)."""
+    import keras
+
+    from training import TrainConfig, train
+
+    class Timer(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.last = time.perf_counter() - self.start
+
+    timer = Timer()
+    fit = keras.Model.fit
+
+    def timed_fit(self, *args, **kwargs):  # add the timer to train()'s callbacks
+        kwargs["callbacks"] = [*kwargs.get("callbacks", []), timer]
+        return fit(self, *args, **kwargs)
+
+    keras.Model.fit = timed_fit
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            train(
+                TrainConfig(
+                    approach=approach,
+                    synth=synth,
+                    data_dir=data_dir,
+                    model_dir=tmp,
+                    epochs=2,
+                    max_samples=samples,
+                    verbose=0,
+                )
+            )
+    finally:
+        keras.Model.fit = fit
+    return samples / timer.last
+
+
+def peak_rss_child(data_dir: str) -> None:
+    """Trains one epoch of the multi model and prints this process's peak RSS (MiB)."""
+    from training import TrainConfig, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train(TrainConfig(approach="multi", data_dir=data_dir, model_dir=tmp, epochs=1, latent_size=16, verbose=0))
+    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def tiled(data_dir: Path, out: Path, times: int) -> None:
+    """A copy of a dataset with its train split repeated ``times`` times (valid/test linked)."""
+    import numpy as np
+
+    out.mkdir(parents=True)
+    for path in data_dir.glob("*.npy"):
+        if path.name.startswith("train_"):
+            src = np.load(path, mmap_mode="r")
+            dst = np.lib.format.open_memmap(
+                out / path.name, mode="w+", dtype=src.dtype, shape=(src.shape[0] * times, *src.shape[1:])
+            )
+            for k in range(times):
+                dst[k * src.shape[0] : (k + 1) * src.shape[0]] = src
+            dst.flush()
+            del dst
+        else:
+            os.symlink(path.resolve(), out / path.name)
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    manifest["fingerprint"] += f"x{times}"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-d", "--data-dir", default="npy_data")
+    parser.add_argument("--samples", type=int, default=512, help="samples per speed measurement")
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        peak_rss_child(args.rss_child)
+        return
+    from data.dataset import dataset_synths
+
+    synth = dataset_synths(args.data_dir)[0]
+    print(f"cores: {os.cpu_count()}; data {args.data_dir}")
+    for approach, name in (("multi", None), ("single", None), ("synth", synth)):
+        rate = speed(args.data_dir, approach, name, args.samples)
+        print(f"{approach + (' (' + name + ')' if name else ''):<14} {rate:6.1f} samples/s (batch 32, latent 64)")
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "x4"
+        tiled(Path(args.data_dir), big, 4)
+        peaks = []
+        for folder in (args.data_dir, str(big)):
+            res = subprocess.run(
+                [sys.executable, __file__, "--rss-child", folder],
+                capture_output=True,
+                text=True,
+                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+            )
+            peaks.append(json.loads(res.stdout.strip().splitlines()[-1])["peak_mib"])
+        import numpy as np
+
+        n = len(np.load(Path(args.data_dir) / "train_synth.npy"))
+        print(
+            f"peak RSS, 1 epoch of multi: {peaks[0]:.0f} MiB on {n} samples, {peaks[1]:.0f} MiB on {4 * n} "
+            f"samples: {100 * (peaks[1] / peaks[0] - 1):+.1f}% (target < +25%)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Reproducing the paper's evaluation: metrics, evaluation, experiment configs and their runner."""

@@ -1,0 +1,258 @@
+"""Inference: a test sample or any sound -> a preset for each synth, rendered and compared.
+
+The model is built and loaded once (``Matcher``); each target (a test sample or a wav file) is
+written to its own output folder, assembled in a temp folder and renamed into place, so a run that
+fails leaves nothing partial behind.
+"""
+
+from __future__ import annotations
+
+import data_generation  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+
+# isort: split
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from data.dataset import load_split
+from data.encoding import Codec
+from data.features import mel_spectrogram
+from data_generation import amsynth
+from data_generation.errors import ASPError
+from data_generation.presets import write_preset_file
+from data_generation.render import Renderer
+from data_generation.spec import SynthSpec
+from experiments.metrics import log_spectral_distance, multi_resolution_spectral_distance
+from training import config_specs, load_model
+
+SAMPLE_RATE = 44100
+MIN_SECONDS = 0.1
+SILENT_PEAK = 1e-4
+
+
+def model_folder(model_dir: str | Path, model: str, latent_size: int | None) -> Path:
+    """``-m`` and ``-l`` -> the run folder: vae_multi_<l>, vae_single or vae_<synth>."""
+    model_dir = Path(model_dir)
+    name = {"multi": f"vae_multi_{latent_size or 64}", "single": "vae_single"}.get(model, f"vae_{model}")
+    folder = model_dir / name
+    if not (folder / "config.json").is_file():
+        runs = (
+            sorted(p.name for p in model_dir.glob("vae_*") if (p / "config.json").is_file())
+            if model_dir.is_dir()
+            else []
+        )
+        hint = f"trained runs there: {', '.join(runs)}" if runs else "train one first, e.g. `python train_multi.py`"
+        raise ASPError(f"no trained model {name} in {model_dir} ({hint})")
+    return folder
+
+
+@dataclass
+class Target:
+    """What to match: a mel, the audio it came from, the note to render at, and where it came from."""
+
+    name: str
+    mel: np.ndarray
+    audio: np.ndarray
+    note: int
+    synth: str | None = None  # the true synth of a test sample
+    true_vector: np.ndarray | None = None
+    info: dict = field(default_factory=dict)
+
+
+def load_audio(path: str | Path, seconds: float) -> np.ndarray:
+    """Any sound file -> mono float32 at 44.1 kHz, trimmed or zero-padded to ``seconds``.
+
+    Raises:
+        ASPError: for an unreadable, empty, too short or silent file.
+    """
+    import librosa
+
+    path = Path(path)
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise ASPError(f"cannot read audio file {path} ({str(err).strip().splitlines()[0]}); give a wav/flac/ogg file")
+    if audio.size == 0:
+        raise ASPError(f"audio file {path} is empty")
+    mono = audio.mean(axis=1)
+    if len(mono) / rate < MIN_SECONDS:
+        raise ASPError(f"audio file {path} is too short ({len(mono) / rate:.3f} s); give at least {MIN_SECONDS} s")
+    if np.abs(mono).max() < SILENT_PEAK:
+        raise ASPError(f"audio file {path} is silent; give a file with sound in it")
+    if rate != SAMPLE_RATE:
+        mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE)
+    n = int(round(seconds * SAMPLE_RATE))
+    return np.pad(mono[:n], (0, max(0, n - len(mono)))).astype(np.float32)
+
+
+def estimate_note(audio: np.ndarray, default: int = 60) -> int:
+    """The MIDI note of a sound (median pyin f0 over voiced frames), or ``default`` if unpitched."""
+    import librosa
+
+    y = librosa.resample(audio[: 3 * SAMPLE_RATE], orig_sr=SAMPLE_RATE, target_sr=22050)
+    f0, voiced, _ = librosa.pyin(
+        y, fmin=librosa.note_to_hz("C1"), fmax=librosa.note_to_hz("C7"), sr=22050, frame_length=2048
+    )
+    f0 = f0[voiced & np.isfinite(f0)]
+    if len(f0) < 3:
+        return default
+    return int(np.clip(np.round(librosa.hz_to_midi(np.median(f0))), 0, 127))
+
+
+def pick_test_index(data_dir: str | Path, sample: int, *, synth: str | None, hpss: int | None, seed: int | None) -> int:
+    """``-s`` / ``--synth`` / ``--hpss`` -> an index into the test split (-1: random among matches)."""
+    split = load_split(data_dir, "test")
+    n = len(split)
+    if sample >= 0:
+        if sample >= n:
+            raise ASPError(
+                f"test sample {sample} is out of range: the test split of {data_dir} has {n} samples (0..{n - 1})"
+            )
+        return sample
+    match = np.ones(n, dtype=bool)
+    if synth is not None:
+        match &= split.synth == synth
+    if hpss is not None:
+        match &= split.hpss == hpss
+    candidates = np.flatnonzero(match)
+    if len(candidates) == 0:
+        have = f"synths {', '.join(sorted(set(split.synth)))}; hpss bins {sorted(set(split.hpss.tolist()))}"
+        raise ASPError(f"no test sample matches --synth {synth} --hpss {hpss} ({have})")
+    return int(np.random.default_rng(seed).choice(candidates))
+
+
+class Matcher:
+    """A loaded model and a renderer; ``match`` turns one target into an output folder."""
+
+    def __init__(self, run_dir: Path, *, latent_size: int | None = None, plugin_paths: dict | None = None):
+        start = time.perf_counter()
+        self.model, self.config = load_model(run_dir, latent_size=latent_size)
+        self.specs = {s.name: s for s in config_specs(self.config)}
+        self.renderer = Renderer(plugin_paths=plugin_paths)
+        self.load_seconds = time.perf_counter() - start
+        self.seconds = self.specs[next(iter(self.specs))].render.duration
+
+    def test_target(self, data_dir: str | Path, index: int) -> Target:
+        split = load_split(data_dir, "test")
+        synth = str(split.synth[index])
+        if synth not in self.specs:
+            raise ASPError(f"test sample {index} is a {synth} sound; this model knows {', '.join(self.specs)}")
+        spec = self.specs[synth]
+        vector = np.asarray(split.params[synth][index], dtype=np.float32)
+        note = int(split.note[index])
+        audio = self.renderer.render(spec, Codec(spec).decode(vector), note=note)
+        return Target(
+            f"test_{index:05d}_{synth}",
+            np.asarray(split.mels[index]),
+            audio,
+            note,
+            synth,
+            vector,
+            {"preset": str(split.names[index]), "hpss": int(split.hpss[index])},
+        )
+
+    def wav_target(self, path: str | Path, note: int | None) -> Target:
+        audio = load_audio(path, self.seconds)
+        if note is None:
+            note = estimate_note(audio)
+        return Target(Path(path).stem, mel_spectrogram(audio), audio, note, info={"input": str(path)})
+
+    def synths_for(self, target: Target, all_outputs: bool) -> list[str]:
+        if target.synth is None or all_outputs:
+            return list(self.specs)
+        return [target.synth] if target.synth in self.specs else list(self.specs)
+
+    def match(self, target: Target, out: Path, *, all_outputs: bool = False, plot: bool = True) -> dict:
+        """Predicts, renders and writes everything for one target into ``out`` (atomically).
+
+        Returns:
+            {"model_seconds", "results": [{synth, lsd, mrsd, wav, ...}] sorted by LSD}.
+        """
+        start = time.perf_counter()
+        vectors = self.model.predict_vectors(target.mel[None].astype(np.float32))
+        model_seconds = time.perf_counter() - start
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            results = self._write(target, vectors, tmp, all_outputs=all_outputs, plot=plot)
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return {"model_seconds": model_seconds, "results": results, "out": out}
+
+    def _write(self, target: Target, vectors: dict, folder: Path, *, all_outputs: bool, plot: bool) -> list[dict]:
+        sf.write(folder / "target.wav", target.audio, SAMPLE_RATE, subtype="FLOAT")
+        results, mels = [], {}
+        for name in self.synths_for(target, all_outputs):
+            spec = self.specs[name]
+            preset = Codec(spec).decode(vectors[name][0])
+            row = {"synth": name, "note": target.note}
+            write_preset_outputs(folder, spec, preset, f"{target.name} ({name})")
+            try:
+                audio = self.renderer.render(spec, preset, note=target.note)
+            except ASPError as err:  # a synth this machine cannot render (Serum without its plugin)
+                row["error"] = str(err)
+                results.append(row)
+                continue
+            sf.write(folder / f"{name}.wav", audio, SAMPLE_RATE, subtype="FLOAT")
+            row["lsd"] = float(log_spectral_distance(target.audio, audio))
+            row["mrsd"] = float(multi_resolution_spectral_distance(target.audio, audio))
+            mels[name] = mel_spectrogram(audio)
+            results.append(row)
+        results.sort(key=lambda r: r.get("lsd", np.inf))
+        if plot:
+            plot_comparison(folder / "compare.png", target, mels, results)
+        return results
+
+
+def write_preset_outputs(folder: Path, spec: SynthSpec, preset: np.ndarray, title: str) -> None:
+    """The predicted preset as named JSON and in a form the synth itself loads."""
+    import json
+
+    named = {"synth": spec.name, "name": title, "normalized": spec.preset_to_dict(preset)}
+    if any(p.units for p in spec.params):  # the synth's own units (seconds, semitones, ...)
+        named["units"] = amsynth.presets_to_bank_values(spec, preset)[0]
+    (folder / f"{spec.name}.preset.json").write_text(json.dumps(named, indent=1) + "\n")
+    if spec.name == "amsynth" or any(s.get("kind") == "amsynth_bank" for s in spec.presets):
+        amsynth.write_bank(folder / f"{spec.name}.bank", spec, preset[None], [title[:60]])
+    elif spec.backend == "faust":
+        write_preset_file(folder / f"{spec.name}.faust.json", spec, preset[None], [title])
+    else:
+        values = [
+            {"index": p.index, "name": p.label or p.name, "value": round(float(v), 6)}
+            for p, v in zip(spec.params, preset)
+        ]
+        (folder / f"{spec.name}.params.json").write_text(
+            json.dumps({"synth": spec.name, "plugin": spec.source, "normalized_parameters": values}, indent=1) + "\n"
+        )
+
+
+def plot_comparison(path: Path, target: Target, mels: dict[str, np.ndarray], results: list[dict]) -> None:
+    """One PNG: the target's mel and each prediction's, with their LSD."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [("target", target.mel, "")] + [
+        (r["synth"], mels[r["synth"]], f"LSD {r['lsd']:.1f}") for r in results if r["synth"] in mels
+    ]
+    fig, axes = plt.subplots(len(rows), 1, figsize=(8, 2.2 * len(rows)), squeeze=False)
+    for ax, (name, mel, label) in zip(axes[:, 0], rows):
+        ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1)
+        ax.set_title(f"{name} {label}".strip(), fontsize=9)
+        ax.set_yticks([])
+        ax.set_xticks([])
+    fig.suptitle(f"{target.name} (note {target.note})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,113 @@
+"""Predicts presets with a trained model for a test sample or any sound, renders them with every
+synth, and says which synth gets closest.
+
+    python run_inference.py                                  # a random test sample, multi model
+    python run_inference.py -md saved_models -dd npy_data -m multi -s 12 -l 64 -a
+    python run_inference.py -m single --synth fm --hpss 80   # a random fm test sample, 80% harmonic
+    python run_inference.py --input my_sound.wav             # any wav (any rate, mono or stereo)
+    python run_inference.py --input sounds/ --out matches/   # every wav in a folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from data_generation.errors import ASPError, run_cli
+
+
+def main() -> int:
+    start = time.perf_counter()
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-md", "--model-dir", default="saved_models", help="trained runs (default saved_models)")
+    p.add_argument("-dd", "--data-dir", default="npy_data", help="dataset whose test split is used (default npy_data)")
+    p.add_argument(
+        "-m",
+        "--model",
+        default="multi",
+        help="multi, single, or a synth with a trained baseline (serum, diva, tyrell, va, ...)",
+    )
+    p.add_argument("-s", "--sample", type=int, default=-1, help="test sample index (default -1: a random one)")
+    p.add_argument("-l", "--latent-size", type=int, default=None, help="latent size of the multi model (default 64)")
+    p.add_argument("--synth", help="pick the random test sample among this synth's")
+    p.add_argument("--hpss", type=int, choices=(20, 40, 60, 80, 100), help="... and this harmonic-percentage bin")
+    p.add_argument("--seed", type=int, default=None, help="seed for the random test sample")
+    p.add_argument("-a", "--all-outputs", action="store_true", help="predict a preset for every synth head")
+    p.add_argument("--input", help="a sound file, or a folder of .wav files, to match instead of a test sample")
+    p.add_argument("--note", type=int, default=None, help="MIDI note to render at (default: estimated with pyin)")
+    p.add_argument("--out", default=None, help="output folder (default inference_out/<name>/)")
+    p.add_argument("--no-plot", action="store_true", help="skip compare.png")
+    p.add_argument("--plugin", action="append", metavar="NAME=PATH", help="plugin path of a synth")
+    args = p.parse_args()
+    if args.note is not None and not 0 <= args.note <= 127:
+        raise ASPError(f"--note must be a MIDI note 0-127, got {args.note}")
+
+    import inference  # imports tensorflow: after the argument checks, so --help stays fast
+    from data_generation.render_presets import parse_plugin_paths
+
+    run_dir = inference.model_folder(args.model_dir, args.model, args.latent_size)
+    check_latent = args.latent_size if args.model != "multi" else None
+    if args.input:
+        source = Path(args.input)
+        if source.is_dir():
+            files = sorted(f for f in source.iterdir() if f.suffix.lower() in (".wav", ".flac", ".ogg", ".aiff"))
+            if not files:
+                raise ASPError(f"folder {source} has no .wav/.flac/.ogg/.aiff files")
+        elif source.exists():
+            files = [source]
+        else:
+            raise ASPError(f"input {source} does not exist")
+    else:
+        files = []
+        index = inference.pick_test_index(args.data_dir, args.sample, synth=args.synth, hpss=args.hpss, seed=args.seed)
+    matcher = inference.Matcher(run_dir, latent_size=check_latent, plugin_paths=parse_plugin_paths(args.plugin))
+    print(
+        f"model {run_dir} ({matcher.config['approach']}, latent {matcher.config['latent_size']}) loaded in "
+        f"{matcher.load_seconds:.1f} s"
+    )
+
+    def report(target, result):
+        head = f"{target.name}: note {target.note}"
+        if target.synth:
+            head += f", true synth {target.synth} (preset {target.info['preset']}, hpss {target.info['hpss']})"
+        print(f"{head}; model step {1000 * result['model_seconds']:.0f} ms -> {result['out']}")
+        for rank, row in enumerate(result["results"], 1):
+            if "error" in row:
+                print(f"     {row['synth']:<16} not rendered: {row['error']}")
+            else:
+                print(f"  {rank}. {row['synth']:<16} LSD {row['lsd']:8.2f}   MRSD {row['mrsd']:8.2f}")
+        best = next((r for r in result["results"] if "lsd" in r), None)
+        if best and len(result["results"]) > 1:
+            print(f"  closest: {best['synth']}")
+
+    failures = 0
+    if not files:
+        target = matcher.test_target(args.data_dir, index)
+        out = Path(args.out) if args.out else Path("inference_out") / target.name
+        report(target, matcher.match(target, out, all_outputs=args.all_outputs, plot=not args.no_plot))
+    else:
+        from tqdm import tqdm
+
+        root = Path(args.out) if args.out else Path("inference_out")
+        single = len(files) == 1 and not Path(args.input).is_dir()
+        for file in tqdm(files, desc="match", unit="file", disable=single):
+            try:
+                target = matcher.wav_target(file, args.note)
+                out = Path(args.out) if (args.out and single) else root / target.name
+                report(target, matcher.match(target, out, all_outputs=True, plot=not args.no_plot))
+            except ASPError as err:
+                if single:
+                    raise
+                failures += 1
+                print(f"error: {err}", file=sys.stderr)
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    if failures:
+        print(f"error: {failures} of {len(files)} files could not be matched (see above)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
