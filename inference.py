@@ -24,11 +24,13 @@ from data.encoding import Codec
 from data.features import mel_spectrogram
 from data_generation import amsynth
 from data_generation.errors import ASPError
-from data_generation.presets import write_preset_file
+from data_generation.presets import read_preset_file, write_preset_file
 from data_generation.render import Renderer
-from data_generation.spec import SynthSpec
+from data_generation.spec import SynthSpec, load_spec
 from experiments.metrics import log_spectral_distance, multi_resolution_spectral_distance
-from training import config_specs, load_model
+from training import config_specs, load_model, read_config
+
+__all__ = ["Matcher", "model_folder", "pick_test_index", "read_config", "load_audio", "estimate_note"]
 
 SAMPLE_RATE = 44100
 MIN_SECONDS = 0.1
@@ -76,7 +78,8 @@ def load_audio(path: str | Path, seconds: float) -> np.ndarray:
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise ASPError(f"cannot read audio file {path} ({str(err).strip().splitlines()[0]}); give a wav/flac/ogg file")
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ASPError(f"cannot read audio file {path} ({reason}); give a wav/flac/ogg file") from None
     if audio.size == 0:
         raise ASPError(f"audio file {path} is empty")
     mono = audio.mean(axis=1)
@@ -140,9 +143,7 @@ class Matcher:
     def test_target(self, data_dir: str | Path, index: int) -> Target:
         split = load_split(data_dir, "test")
         synth = str(split.synth[index])
-        if synth not in self.specs:
-            raise ASPError(f"test sample {index} is a {synth} sound; this model knows {', '.join(self.specs)}")
-        spec = self.specs[synth]
+        spec = self.specs.get(synth) or load_spec(synth)  # a sound of a synth the model never saw works too
         vector = np.asarray(split.params[synth][index], dtype=np.float32)
         note = int(split.note[index])
         audio = self.renderer.render(spec, Codec(spec).decode(vector), note=note)
@@ -194,9 +195,10 @@ class Matcher:
         results, mels = [], {}
         for name in self.synths_for(target, all_outputs):
             spec = self.specs[name]
-            preset = Codec(spec).decode(vectors[name][0])
             row = {"synth": name, "note": target.note}
-            write_preset_outputs(folder, spec, preset, f"{target.name} ({name})")
+            # render exactly what the written preset file holds, so loading it reproduces the wav
+            predicted = Codec(spec).decode(vectors[name][0])
+            preset = write_preset_outputs(folder, spec, predicted, f"{target.name} ({name})")
             try:
                 audio = self.renderer.render(spec, preset, note=target.note)
             except ASPError as err:  # a synth this machine cannot render (Serum without its plugin)
@@ -214,8 +216,9 @@ class Matcher:
         return results
 
 
-def write_preset_outputs(folder: Path, spec: SynthSpec, preset: np.ndarray, title: str) -> None:
-    """The predicted preset as named JSON and in a form the synth itself loads."""
+def write_preset_outputs(folder: Path, spec: SynthSpec, preset: np.ndarray, title: str) -> np.ndarray:
+    """Writes the predicted preset as named JSON and in a form the synth itself loads; returns the
+    preset as read back from that file (the files round values to 6 digits)."""
     import json
 
     named = {"synth": spec.name, "name": title, "normalized": spec.preset_to_dict(preset)}
@@ -223,17 +226,16 @@ def write_preset_outputs(folder: Path, spec: SynthSpec, preset: np.ndarray, titl
         named["units"] = amsynth.presets_to_bank_values(spec, preset)[0]
     (folder / f"{spec.name}.preset.json").write_text(json.dumps(named, indent=1) + "\n")
     if spec.name == "amsynth" or any(s.get("kind") == "amsynth_bank" for s in spec.presets):
-        amsynth.write_bank(folder / f"{spec.name}.bank", spec, preset[None], [title[:60]])
-    elif spec.backend == "faust":
-        write_preset_file(folder / f"{spec.name}.faust.json", spec, preset[None], [title])
-    else:
-        values = [
-            {"index": p.index, "name": p.label or p.name, "value": round(float(v), 6)}
-            for p, v in zip(spec.params, preset)
-        ]
-        (folder / f"{spec.name}.params.json").write_text(
-            json.dumps({"synth": spec.name, "plugin": spec.source, "normalized_parameters": values}, indent=1) + "\n"
-        )
+        path = amsynth.write_bank(folder / f"{spec.name}.bank", spec, preset[None], [title[:60]])
+        return amsynth.bank_to_presets(spec, amsynth.read_bank(path))[0]
+    if spec.backend == "faust":
+        path = write_preset_file(folder / f"{spec.name}.faust.json", spec, preset[None], [title])
+        return read_preset_file(spec, path)[1][0]
+    values = [round(float(v), 6) for v in preset]
+    listing = [{"index": p.index, "name": p.label or p.name, "value": v} for p, v in zip(spec.params, values)]
+    document = {"synth": spec.name, "plugin": spec.source, "normalized_parameters": listing}
+    (folder / f"{spec.name}.params.json").write_text(json.dumps(document, indent=1) + "\n")
+    return spec.snap(np.array(values))
 
 
 def plot_comparison(path: Path, target: Target, mels: dict[str, np.ndarray], results: list[dict]) -> None:

@@ -61,7 +61,10 @@ def main() -> int:
             raise ASPError(f"input {source} does not exist")
     else:
         files = []
-        index = inference.pick_test_index(args.data_dir, args.sample, synth=args.synth, hpss=args.hpss, seed=args.seed)
+        synth = args.synth
+        if synth is None and args.sample < 0:  # a baseline matches its own synth's sounds by default
+            synth = inference.read_config(run_dir).get("target_synth")
+        index = inference.pick_test_index(args.data_dir, args.sample, synth=synth, hpss=args.hpss, seed=args.seed)
     matcher = inference.Matcher(run_dir, latent_size=check_latent, plugin_paths=parse_plugin_paths(args.plugin))
     print(
         f"model {run_dir} ({matcher.config['approach']}, latent {matcher.config['latent_size']}) loaded in "
