@@ -14,11 +14,16 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
+# the main job on the built-in synths: dataset -> multi-task model -> presets for a test sample
+# and for a sound none of our synths made. Every step resumes or is skipped when already done.
+DEMO_EPOCHS ?= 6
 demo: venv
 	$(PY) data_generation/view_parameters.py --list
-	$(PY) data_generation/render_presets.py --synth va --out demo_out/va
-	$(PY) data_generation/render_presets.py --synth fm --out demo_out/fm
-	$(PY) data_generation/render_presets.py --synth modal --out demo_out/modal
+	$(PY) data_generation/generate.py --synths va fm modal --n 1000 --out npy_data
+	$(PY) train_multi.py --epochs $(DEMO_EPOCHS) --patience 3
+	$(PY) run_inference.py -s 0 -a --out demo_out/test_sample
+	$(PY) data_generation/demo_sound.py demo_out/pluck.wav
+	$(PY) run_inference.py --input demo_out/pluck.wav --out demo_out/pluck
 
 # a few thousand samples of the three built-in Faust synths (~3 min on 2 cores)
 data: venv

@@ -20,6 +20,7 @@ import data_generation  # noqa: F401  (dawdreamer before tensorflow: the other o
 import argparse
 import hashlib
 import json
+import mmap
 import os
 import shutil
 from dataclasses import dataclass
@@ -149,6 +150,7 @@ def make_stream(
     if missing:
         raise ASPError(f"the {split.name} split lacks {missing}; the single approach needs params_single/mask_single")
     epoch = {"n": 0}
+    mapping = getattr(split.mels, "_mmap", None)  # the memory map behind the mels, if any
 
     def batches():
         order = indices
@@ -157,7 +159,10 @@ def make_stream(
         epoch["n"] += 1
         for start in range(0, len(order), batch_size):
             rows = np.sort(order[start : start + batch_size])
-            yield {k: np.asarray(arrays[k][rows], dtype=np.float32) for k in keys}
+            batch = {k: np.asarray(arrays[k][rows], dtype=np.float32) for k in keys}
+            if mapping is not None:  # drop the pages just read from this process's memory
+                mapping.madvise(mmap.MADV_DONTNEED)
+            yield batch
 
     signature = {k: tf.TensorSpec((None, *arrays[k].shape[1:]), tf.float32) for k in keys}
     n_batches = int(np.ceil(len(indices) / batch_size))
