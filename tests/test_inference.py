@@ -22,15 +22,30 @@ ROOT = Path(__file__).resolve().parent.parent
 def tiny_models(tiny_data, tmp_path_factory):
     models = tmp_path_factory.mktemp("models")
     for approach, synth in (("multi", None), ("synth", "va")):
-        train(TrainConfig(approach=approach, synth=synth, data_dir=str(tiny_data), model_dir=str(models),
-                          latent_size=8, epochs=1, verbose=0))
+        train(
+            TrainConfig(
+                approach=approach,
+                synth=synth,
+                data_dir=str(tiny_data),
+                model_dir=str(models),
+                latent_size=8,
+                epochs=1,
+                verbose=0,
+            )
+        )
     return models
 
 
 def infer(tiny_data, tiny_models, *args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "run_inference.py", "-md", str(tiny_models), "-dd", str(tiny_data),
-                           "-l", "8", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        [sys.executable, "run_inference.py", "-md", str(tiny_models), "-dd", str(tiny_data), "-l", "8", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_test_sample_writes_every_output(tiny_data, tiny_models, tmp_path):
