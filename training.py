@@ -56,6 +56,7 @@ class TrainConfig:
     max_samples: int | None = None
     param_loss: str = "mse"
     synth: str | None = None
+    synths: tuple[str, ...] | None = None  # train multi/single on these synths of the dataset only
     patience: int | None = None
     kl_warmup_epochs: int = 100
     fresh: bool = False
@@ -144,8 +145,9 @@ def make_stream(
     for s in split.synths:
         arrays[f"params_{s}"] = split.params[s]
         arrays[f"mask_{s}"] = split.masks[s]
-    arrays["params_single"] = split.params_single
-    arrays["mask_single"] = split.mask_single
+    single = max((split.params[s].shape[1] for s in split.synths if f"params_{s}" in keys), default=0)
+    for key in ("params_single", "mask_single"):  # padded to the largest synth of this run
+        arrays[key] = None if getattr(split, key) is None else getattr(split, key)[:, :single]
     missing = [k for k in keys if arrays.get(k) is None]
     if missing:
         raise ASPError(f"the {split.name} split lacks {missing}; the single approach needs params_single/mask_single")
@@ -267,7 +269,7 @@ def _strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-_COMPARED = ("approach", "latent_size", "param_loss", "target_synth", "data_fingerprint")
+_COMPARED = ("approach", "latent_size", "param_loss", "target_synth", "trained_synths", "data_fingerprint")
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -299,14 +301,18 @@ def train(cfg: TrainConfig) -> dict:
                 "per-synth baseline for one of them with `python train_synth.py --synth NAME`"
             )
         specs = [s for s in specs if s.name == cfg.synth]
+    elif cfg.synths:
+        unknown = [s for s in cfg.synths if s not in names]
+        if unknown:
+            raise ASPError(f"{cfg.data_dir} has synths {', '.join(names)}, not {', '.join(unknown)} (--synths)")
+        specs = [s for s in specs if s.name in cfg.synths]
+    wanted = [s.name for s in specs]
     valid_split = load_split(cfg.data_dir, "valid") if (Path(cfg.data_dir) / "valid_mels.npy").is_file() else None
     if valid_split is not None:
         dataset_specs(cfg.data_dir, valid_split)
 
     def pick(split: Split, limit: int | None) -> np.ndarray:
-        idx = np.arange(len(split))
-        if cfg.approach == "synth":
-            idx = idx[split.synth == cfg.synth]
+        idx = np.flatnonzero(np.isin(split.synth, wanted))
         if limit is not None and len(idx) > limit:
             idx = np.sort(np.random.default_rng(cfg.seed).permutation(idx)[:limit])
         return idx
@@ -323,6 +329,7 @@ def train(cfg: TrainConfig) -> dict:
         "latent_size": cfg.latent_size,
         "param_loss": cfg.param_loss,
         "target_synth": cfg.synth if cfg.approach == "synth" else None,
+        "trained_synths": wanted,
         "synths": [s.to_json(with_path=False) for s in specs],
         "encodings": [{"name": s.name, "encoded_size": s.encoded_size, "hash": s.hash} for s in specs],
         "data_dir": str(cfg.data_dir),
@@ -441,12 +448,17 @@ def parser(description: str, *, approach: str, synth: str | None = None) -> argp
     p.add_argument("--fresh", action="store_true", help="discard an existing run in the same folder")
     if approach == "synth" and synth is None:
         p.add_argument("--synth", required=True, help="the synth to train a baseline for")
+    if approach != "synth":
+        p.add_argument("--synths", nargs="+", default=None, help="train on these synths of the dataset only")
     p.set_defaults(approach=approach, synth=synth)
     return p
 
 
 def main(description: str, *, approach: str, synth: str | None = None) -> int:
     args = parser(description, approach=approach, synth=synth).parse_args()
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
+    values = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    if values.get("synths"):
+        values["synths"] = tuple(values["synths"])
+    cfg = TrainConfig(**values)
     train(cfg)
     return 0

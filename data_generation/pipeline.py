@@ -16,24 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import shutil
 import time
 import zipfile
 import zlib
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
 from data.dataset import GENERATOR_VERSION, MANIFEST, SPLITS, encode_split, split_files
 from data.features import HOP, N_MELS, harmonic_percentage, hpss_bin, mel_from_stft, stft
 from data_generation.errors import ASPError
+from data_generation.parallel import run_tasks
 from data_generation.presets import human_presets, mutate_presets, random_presets
 from data_generation.render import Renderer, rms
 from data_generation.spec import SynthSpec, load_spec
@@ -43,7 +41,6 @@ SHARD_SIZE = 32
 WORK_DIR = ".work"
 SOURCES = ("human", "mutate", "random")
 SPLIT_SHARES = (0.8, 0.1, 0.1)
-_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -339,33 +336,9 @@ def _remove_dataset(out: Path) -> None:
 
 
 def _iter_results(plan: Plan, todo: list[Shard], work: Path, workers: int) -> Iterator[dict]:
-    hpss = plan.settings.hpss
     paths = {s.name: str(s.path) for s in plan.specs}
-    if workers <= 1:
-        with threadpool_limits(1):  # one core, like one worker process
-            for shard in todo:
-                yield render_shard(shard, paths[shard.synth], hpss, str(work))
-        return
-    ctx = mp.get_context("spawn")  # fresh interpreters: no state inherited from a parent's engines
-    # one thread per worker: BLAS/FFT thread pools in every worker would fight over the cores
-    saved = {k: os.environ.get(k) for k in _THREAD_VARS}
-    os.environ.update({k: "1" for k in _THREAD_VARS})
-    try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_warm_up) as pool:
-            futures = [pool.submit(render_shard, s, paths[s.synth], hpss, str(work)) for s in todo]
-            try:
-                for future in as_completed(futures):
-                    yield future.result()
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    tasks = [(shard, paths[shard.synth], plan.settings.hpss, str(work)) for shard in todo]
+    yield from run_tasks(render_shard, tasks, workers=workers, initializer=_warm_up)
 
 
 @dataclass
