@@ -356,8 +356,9 @@ def train(cfg: TrainConfig) -> dict:
                     f"{run_dir} holds a model trained with {key} = {old.get(key)!r}, not "
                     f"{config[key]!r}; pass --fresh to start over, or choose another --model-dir"
                 )
-        for key in ("epochs_done", "best_loss", "best_epoch"):
-            config[key] = old.get(key, config[key])
+        for key in ("epochs_done", "best_loss", "best_epoch", "last_losses"):  # progress so far
+            if key in old:
+                config[key] = old[key]
     elif cfg.fresh and run_dir.exists():
         for child in ("backup", WEIGHTS, CONFIG, "log.csv"):
             path = run_dir / child

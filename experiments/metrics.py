@@ -17,8 +17,8 @@ MRSD_FFTS = (64, 512, 2048)
 
 
 def _magnitude(audio: np.ndarray, n_fft: int) -> np.ndarray:
-    """|STFT| with librosa's defaults (hop n_fft // 4): (..., 1 + n_fft // 2, frames)."""
-    return np.abs(librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=n_fft))
+    """|STFT| with librosa's defaults (hop n_fft // 4), float64: (..., 1 + n_fft // 2, frames)."""
+    return np.abs(librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=n_fft)).astype(np.float64)
 
 
 def log_spectral_distance(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -1,0 +1,340 @@
+"""Evaluates a trained model on a split: predicts every sample's preset, renders it with its synth
+(parallel workers, one engine each), computes every metric, writes one CSV row per sample and
+method, and summaries (per synth, per HPSS bin, per parameter group) as markdown.
+
+Baselines in the same table: ``random`` (a random preset from the synth's sample ranges) and
+``nearest`` (the training sample of the same synth with the closest mel, its preset re-rendered:
+how users pick presets today, so a model must beat it).
+
+    python experiments/evaluate.py saved_models/vae_multi_64 -d npy_data --out results/multi
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import data_generation  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
+
+# isort: split
+import argparse
+import csv
+import os
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from data.dataset import Split, load_split  # noqa: E402
+from data.encoding import Codec  # noqa: E402
+from data_generation.errors import ASPError, run_cli  # noqa: E402
+from data_generation.parallel import run_tasks  # noqa: E402
+from data_generation.presets import random_presets  # noqa: E402
+from data_generation.render import Renderer  # noqa: E402
+from data_generation.spec import SynthSpec, load_spec  # noqa: E402
+from experiments import metrics  # noqa: E402
+
+AUDIO_METRICS = ("lsd", "mrsd", "mel_frobenius")
+_RENDERER: Renderer | None = None
+
+
+def _render_and_score(spec_path: str, note: int, target: np.ndarray, predictions: list) -> list[dict]:
+    """Worker task: render the true preset and each (method, synth path, preset); score them."""
+    global _RENDERER
+    if _RENDERER is None:
+        _RENDERER = Renderer()
+    truth = _RENDERER.render(load_spec(spec_path), target, note=note)
+    out = []
+    for method, path, preset in predictions:
+        audio = _RENDERER.render(load_spec(path), preset, note=note)
+        scores = metrics.audio_metrics(truth, audio)
+        out.append(
+            {"method": method, "rendered_synth": load_spec(path).name, **{k: float(v) for k, v in scores.items()}}
+        )
+    return out
+
+
+def nearest_train_presets(test: Split, train: Split, rows: np.ndarray, synth: str, chunk: int = 256) -> np.ndarray:
+    """For each test row, the encoded preset of the training sample of ``synth`` with the closest
+    mel (Euclidean): (len(rows), encoded size). Reads the training mels in chunks."""
+    candidates = np.flatnonzero(train.synth == synth)
+    if len(candidates) == 0:
+        raise ASPError(f"the training split has no {synth} samples for the nearest-neighbour baseline")
+    queries = np.asarray(test.mels[rows], dtype=np.float32).reshape(len(rows), -1)
+    best = np.full(len(rows), np.inf)
+    best_index = np.zeros(len(rows), dtype=np.int64)
+    q_norm = (queries**2).sum(1)
+    for start in range(0, len(candidates), chunk):
+        idx = candidates[start : start + chunk]
+        block = np.asarray(train.mels[idx], dtype=np.float32).reshape(len(idx), -1)
+        dist = q_norm[:, None] + (block**2).sum(1)[None, :] - 2.0 * queries @ block.T
+        j = dist.argmin(1)
+        better = dist[np.arange(len(rows)), j] < best
+        best[better] = dist[np.arange(len(rows)), j][better]
+        best_index[better] = idx[j[better]]
+    return np.asarray(train.params[synth][best_index], dtype=np.float32)
+
+
+def evaluate(
+    run_dir: str | Path | None,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    split: str = "test",
+    baselines: tuple[str, ...] = ("random", "nearest"),
+    synths: list[str] | None = None,
+    max_samples: int | None = None,
+    workers: int | None = None,
+    seed: int = 0,
+    label: str | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Evaluates a model (and baselines) and writes ``<out>/samples.csv`` and ``<out>/summary.md``.
+
+    Args:
+        run_dir: a trained run folder, or None for baselines only.
+        data_dir: the dataset.
+        out: output folder.
+        split: the split to evaluate.
+        baselines: any of random, nearest.
+        synths: evaluate the sounds of these synths (default: the model's, or all). A synth the
+            model does not know is matched out of domain: every head's preset is rendered.
+        max_samples: evaluate at most this many samples (seeded choice).
+        workers: render workers (default: all cores).
+        label: method name of the model in the tables (default: its approach).
+
+    Returns:
+        The CSV rows.
+    """
+    from training import config_specs, load_model
+
+    test = load_split(data_dir, split)
+    model, config = (None, None) if run_dir is None else load_model(run_dir)
+    known = {s.name: s for s in config_specs(config)} if config else {}
+    method = label or (config["approach"] if config else None)
+    wanted = synths or (list(known) if known else test.synths)
+    rows = np.flatnonzero(np.isin(test.synth, wanted))
+    if max_samples is not None and len(rows) > max_samples:
+        rows = np.sort(np.random.default_rng(seed).permutation(rows)[:max_samples])
+    if len(rows) == 0:
+        raise ASPError(f"the {split} split of {data_dir} has no samples of {', '.join(wanted)}")
+    specs: dict[str, SynthSpec] = {s: known.get(s) or load_spec(s) for s in set(test.synth[rows])}
+    vectors = model.predict_vectors(np.asarray(test.mels[rows])) if model is not None else {}
+    train = load_split(data_dir, "train") if "nearest" in baselines else None
+
+    # what to render for each sample: (method, spec path, preset)
+    plans: list[list] = [[] for _ in rows]
+    param_rows: list[tuple[int, str, str, np.ndarray]] = []  # (position, method, synth, predicted vector)
+    for synth, spec in specs.items():
+        codec = Codec(spec)
+        mine = np.flatnonzero(test.synth[rows] == synth)
+        if model is not None:
+            heads = [synth] if synth in known else list(known)  # out of domain: every head
+            for head in heads:
+                for pos in mine:
+                    vec = vectors[head][pos]
+                    plans[pos].append((method, str(known[head].path), Codec(known[head]).decode(vec)))
+                    if head == synth:
+                        param_rows.append((pos, method, synth, vec))
+        if "random" in baselines:
+            rng = np.random.default_rng([seed, zlib.crc32(synth.encode())])
+            rand = random_presets(spec, len(mine), rng)
+            for k, pos in enumerate(mine):
+                plans[pos].append(("random", str(spec.path), rand[k]))
+                param_rows.append((pos, "random", synth, codec.encode(rand[k])))
+        if "nearest" in baselines:
+            near = nearest_train_presets(test, train, rows[mine], synth)
+            for k, pos in enumerate(mine):
+                plans[pos].append(("nearest", str(spec.path), codec.decode(near[k])))
+                param_rows.append((pos, "nearest", synth, near[k]))
+
+    tasks = []
+    for pos, row in enumerate(rows):
+        synth = str(test.synth[row])
+        true = Codec(specs[synth]).decode(np.asarray(test.params[synth][row]))
+        tasks.append((str(specs[synth].path), int(test.note[row]), true, plans[pos], pos))
+    results: dict[int, list[dict]] = {}
+    bar = tqdm(total=len(tasks), desc="evaluate", unit="sample", disable=not progress)
+    for pos, scored in run_tasks(_indexed, tasks, workers=workers or _cores()):
+        results[pos] = scored
+        bar.update(1)
+    bar.close()
+
+    param_scores = _param_scores(param_rows, test, rows, specs)
+    out_rows = []
+    for pos, row in enumerate(rows):
+        synth = str(test.synth[row])
+        for scored in results[pos]:
+            entry = {
+                "name": str(test.names[row]),
+                "index": int(row),
+                "synth": synth,
+                "hpss": int(test.hpss[row]),
+                "note": int(test.note[row]),
+                **scored,
+            }
+            entry.update(param_scores.get((pos, scored["method"], scored["rendered_synth"]), {}))
+            out_rows.append(entry)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "samples.csv", out_rows)
+    (out / "summary.md").write_text(summary_markdown(out_rows))
+    return out_rows
+
+
+def _indexed(spec_path, note, target, predictions, pos):
+    return pos, _render_and_score(spec_path, note, target, predictions)
+
+
+def _cores() -> int:
+    return os.cpu_count() or 1
+
+
+def _param_scores(param_rows, test: Split, rows: np.ndarray, specs: dict) -> dict:
+    out = {}
+    for pos, method, synth, vec in param_rows:
+        spec = specs[synth]
+        true = np.asarray(test.params[synth][rows[pos]])[None]
+        pred = np.asarray(vec)[None]
+        entry = {
+            "cat_accuracy": float(metrics.categorical_accuracy(spec, true, pred)[0]),
+            "cont_sq_error": float(metrics.continuous_squared_error(spec, true, pred)[0]),
+        }
+        entry.update({f"group_{g}": float(v[0]) for g, v in metrics.group_errors(spec, true, pred).items()})
+        out[(pos, method, synth)] = entry
+    return out
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    keys: list[str] = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(path)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for k, v in row.items():
+            try:
+                row[k] = (
+                    float(v) if v not in ("", None) and k not in ("name", "synth", "method", "rendered_synth") else v
+                )
+            except ValueError:
+                pass
+    return rows
+
+
+def describe(values: list[float]) -> str:
+    v = np.asarray([x for x in values if isinstance(x, float) and np.isfinite(x)])
+    if not len(v):
+        return "-"
+    q1, med, q3 = np.percentile(v, [25, 50, 75])
+    return f"{v.mean():.2f} / {med:.2f} / {q3 - q1:.2f}"
+
+
+def summary_markdown(rows: list[dict]) -> str:
+    """Mean / median / IQR tables per synth and per HPSS bin, and per-group parameter errors."""
+    in_domain = [r for r in rows if r["rendered_synth"] == r["synth"]]
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    synths = sorted({r["synth"] for r in rows})
+    lines = ["# Evaluation", "", "Cells: mean / median / IQR. Lower is better, except accuracy.", ""]
+    for metric in (*AUDIO_METRICS, "cat_accuracy", "cont_sq_error"):
+        lines += [
+            f"## {metric} per synth",
+            "",
+            "| method | " + " | ".join(synths) + " | all |",
+            "|---" * (len(synths) + 2) + "|",
+        ]
+        for m in methods:
+            cells = [
+                describe([r.get(metric) for r in in_domain if r["method"] == m and r["synth"] == s]) for s in synths
+            ]
+            cells.append(describe([r.get(metric) for r in in_domain if r["method"] == m]))
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    bins = sorted({int(r["hpss"]) for r in rows})
+    lines += [
+        "## lsd per HPSS bin",
+        "",
+        "| method | " + " | ".join(str(b) for b in bins) + " |",
+        "|---" * (len(bins) + 1) + "|",
+    ]
+    for m in methods:
+        cells = [describe([r["lsd"] for r in in_domain if r["method"] == m and int(r["hpss"]) == b]) for b in bins]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    groups = sorted({k[6:] for r in rows for k in r if k.startswith("group_")})
+    lines += [
+        "",
+        "## parameter error per group (mean)",
+        "",
+        "| method | " + " | ".join(groups) + " |",
+        "|---" * (len(groups) + 1) + "|",
+    ]
+    for m in methods:
+        cells = []
+        for g in groups:
+            vals = [r[f"group_{g}"] for r in in_domain if r["method"] == m and isinstance(r.get(f"group_{g}"), float)]
+            cells.append(f"{np.mean(vals):.3f}" if vals else "-")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    out_of_domain = [r for r in rows if r["rendered_synth"] != r["synth"]]
+    if out_of_domain:
+        lines += [
+            "",
+            "## out of domain: lsd by rendered synth",
+            "",
+            "| sounds of | rendered with | lsd |",
+            "|---|---|---|",
+        ]
+        for s in sorted({r["synth"] for r in out_of_domain}):
+            for t in sorted({r["rendered_synth"] for r in out_of_domain if r["synth"] == s}):
+                vals = [r["lsd"] for r in out_of_domain if r["synth"] == s and r["rendered_synth"] == t]
+                lines.append(f"| {s} | {t} | {describe(vals)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", nargs="?", help="a trained run folder (omit with --baselines-only)")
+    p.add_argument("-d", "--data-dir", default="npy_data")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", default="test", choices=("train", "valid", "test"))
+    p.add_argument("--baselines", default="random,nearest", help="comma-separated: random, nearest, or none")
+    p.add_argument("--synths", nargs="+", help="evaluate these synths' sounds (out of domain if the model lacks one)")
+    p.add_argument("--max-samples", type=int, default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    baselines = tuple(b for b in args.baselines.split(",") if b and b != "none")
+    if any(b not in ("random", "nearest") for b in baselines):
+        raise ASPError("--baselines takes random, nearest or none")
+    if args.run_dir is None and not baselines:
+        raise ASPError("give a run folder, or baselines to evaluate")
+    rows = evaluate(
+        args.run_dir,
+        args.data_dir,
+        args.out,
+        split=args.split,
+        baselines=baselines,
+        synths=args.synths,
+        max_samples=args.max_samples,
+        workers=args.workers,
+        seed=args.seed,
+    )
+    print((Path(args.out) / "summary.md").read_text().split("## mrsd")[0])
+    print(f"{len(rows)} rows in {Path(args.out) / 'samples.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
