@@ -215,7 +215,7 @@ class SynthVAE(keras.Model):
             self.heads = {lay.name: build_head(lay.name, lay.size, latent_size) for lay in self.layouts}
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.step = self.add_weight(shape=(), initializer="zeros", trainable=False, name="kl_step", dtype="int64")
-        names = ["loss", "spec_loss", "param_loss", "kl_loss", "beta"]
+        names = ["loss", "recon_loss", "spec_loss", "param_loss", "kl_loss", "beta"]
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
     @property
@@ -271,7 +271,14 @@ class SynthVAE(keras.Model):
         kl = kl_per_sample(out["z_mean"], out["z_log_var"])
         beta = kl_weight(self.step, self.kl_warmup_steps)
         spec, params, kl = ops.mean(spec), ops.mean(params), ops.mean(kl)
-        return {"loss": spec + params + beta * kl, "spec_loss": spec, "param_loss": params, "kl_loss": kl, "beta": beta}
+        return {
+            "loss": spec + params + beta * kl,
+            "recon_loss": spec + params,
+            "spec_loss": spec,
+            "param_loss": params,
+            "kl_loss": kl,
+            "beta": beta,
+        }
 
     def _record(self, losses: dict) -> dict:
         for name, tracker in self.trackers.items():

@@ -4,7 +4,8 @@ paper's per-synth scripts (train_serum.py, train_diva.py, train_tyrell.py).
 Data stream from the memory-mapped npy_data files through ``tf.data`` in batches (never the
 whole dataset in memory). Each run lives in ``<model-dir>/vae_multi_<latent>/``, ``vae_single/``
 or ``vae_<synth>/`` and holds:
-    model.weights.h5   the best weights (lowest validation loss)
+    model.weights.h5   the best weights (lowest validation reconstruction loss: spectrogram +
+                       parameters; the total loss rises with the KL weight during warm-up)
     config.json        the resolved config: approach, latent size, synth specs, data fingerprint,
                        seed, epochs done; inference rebuilds the model from it alone
     backup/            Keras BackupAndRestore state: a killed run restarted with the same
@@ -381,7 +382,8 @@ def train(cfg: TrainConfig) -> dict:
     with _strategy().scope():
         model = build_model(config)
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
-    monitor = "val_loss" if valid_stream is not None else "loss"
+    # the total loss grows with the KL weight during warm-up, so runs are compared on reconstruction
+    monitor = "val_recon_loss" if valid_stream is not None else "recon_loss"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
         keras.callbacks.ModelCheckpoint(
@@ -389,6 +391,7 @@ def train(cfg: TrainConfig) -> dict:
             monitor=monitor,
             save_best_only=True,
             save_weights_only=True,
+            mode="min",
             initial_value_threshold=config["best_loss"],
         ),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
@@ -396,7 +399,7 @@ def train(cfg: TrainConfig) -> dict:
         _ProgressConfig(run_dir / CONFIG, config, monitor),
     ]
     if cfg.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience))
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, mode="min"))
     if config["epochs_done"] >= cfg.epochs:
         if cfg.verbose:
             print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
