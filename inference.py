@@ -19,38 +19,22 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from checkpoints import model_folder, read_config
 from data.dataset import load_split
 from data.encoding import Codec
 from data.features import mel_spectrogram
+from data.sound import load_audio
 from data_generation import amsynth
 from data_generation.errors import ASPError
 from data_generation.presets import read_preset_file, write_preset_file
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec, load_spec
 from experiments.metrics import log_spectral_distance, multi_resolution_spectral_distance
-from training import config_specs, load_model, read_config
+from training import config_specs, load_model
 
-__all__ = ["Matcher", "model_folder", "pick_test_index", "read_config", "load_audio", "estimate_note"]
+__all__ = ["Matcher", "model_folder", "read_config"]
 
 SAMPLE_RATE = 44100
-MIN_SECONDS = 0.1
-SILENT_PEAK = 1e-4
-
-
-def model_folder(model_dir: str | Path, model: str, latent_size: int | None) -> Path:
-    """``-m`` and ``-l`` -> the run folder: vae_multi_<l>, vae_single or vae_<synth>."""
-    model_dir = Path(model_dir)
-    name = {"multi": f"vae_multi_{latent_size or 64}", "single": "vae_single"}.get(model, f"vae_{model}")
-    folder = model_dir / name
-    if not (folder / "config.json").is_file():
-        runs = (
-            sorted(p.name for p in model_dir.glob("vae_*") if (p / "config.json").is_file())
-            if model_dir.is_dir()
-            else []
-        )
-        hint = f"trained runs there: {', '.join(runs)}" if runs else "train one first, e.g. `python train_multi.py`"
-        raise ASPError(f"no trained model {name} in {model_dir} ({hint})")
-    return folder
 
 
 @dataclass
@@ -64,69 +48,6 @@ class Target:
     synth: str | None = None  # the true synth of a test sample
     true_vector: np.ndarray | None = None
     info: dict = field(default_factory=dict)
-
-
-def load_audio(path: str | Path, seconds: float) -> np.ndarray:
-    """Any sound file -> mono float32 at 44.1 kHz, trimmed or zero-padded to ``seconds``.
-
-    Raises:
-        ASPError: for an unreadable, empty, too short or silent file.
-    """
-    import librosa
-
-    path = Path(path)
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ASPError(f"cannot read audio file {path} ({reason}); give a wav/flac/ogg file") from None
-    if audio.size == 0:
-        raise ASPError(f"audio file {path} is empty")
-    mono = audio.mean(axis=1)
-    if len(mono) / rate < MIN_SECONDS:
-        raise ASPError(f"audio file {path} is too short ({len(mono) / rate:.3f} s); give at least {MIN_SECONDS} s")
-    if np.abs(mono).max() < SILENT_PEAK:
-        raise ASPError(f"audio file {path} is silent; give a file with sound in it")
-    if rate != SAMPLE_RATE:
-        mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE)
-    n = int(round(seconds * SAMPLE_RATE))
-    return np.pad(mono[:n], (0, max(0, n - len(mono)))).astype(np.float32)
-
-
-def estimate_note(audio: np.ndarray, default: int = 60) -> int:
-    """The MIDI note of a sound (median pyin f0 over voiced frames), or ``default`` if unpitched."""
-    import librosa
-
-    y = librosa.resample(audio[: 3 * SAMPLE_RATE], orig_sr=SAMPLE_RATE, target_sr=22050)
-    f0, voiced, _ = librosa.pyin(
-        y, fmin=librosa.note_to_hz("C1"), fmax=librosa.note_to_hz("C7"), sr=22050, frame_length=2048
-    )
-    f0 = f0[voiced & np.isfinite(f0)]
-    if len(f0) < 3:
-        return default
-    return int(np.clip(np.round(librosa.hz_to_midi(np.median(f0))), 0, 127))
-
-
-def pick_test_index(data_dir: str | Path, sample: int, *, synth: str | None, hpss: int | None, seed: int | None) -> int:
-    """``-s`` / ``--synth`` / ``--hpss`` -> an index into the test split (-1: random among matches)."""
-    split = load_split(data_dir, "test")
-    n = len(split)
-    if sample >= 0:
-        if sample >= n:
-            raise ASPError(
-                f"test sample {sample} is out of range: the test split of {data_dir} has {n} samples (0..{n - 1})"
-            )
-        return sample
-    match = np.ones(n, dtype=bool)
-    if synth is not None:
-        match &= split.synth == synth
-    if hpss is not None:
-        match &= split.hpss == hpss
-    candidates = np.flatnonzero(match)
-    if len(candidates) == 0:
-        have = f"synths {', '.join(sorted(set(split.synth)))}; hpss bins {sorted(set(split.hpss.tolist()))}"
-        raise ASPError(f"no test sample matches --synth {synth} --hpss {hpss} ({have})")
-    return int(np.random.default_rng(seed).choice(candidates))
 
 
 class Matcher:
@@ -157,10 +78,10 @@ class Matcher:
             {"preset": str(split.names[index]), "hpss": int(split.hpss[index])},
         )
 
-    def wav_target(self, path: str | Path, note: int | None) -> Target:
+    def wav_target(self, path: str | Path, note: int) -> Target:
+        """A sound file as a target; its note comes from ``data.sound.estimate_note``, which must
+        run before TensorFlow is imported (see data/sound.py)."""
         audio = load_audio(path, self.seconds)
-        if note is None:
-            note = estimate_note(audio)
         return Target(Path(path).stem, mel_spectrogram(audio), audio, note, info={"input": str(path)})
 
     def synths_for(self, target: Target, all_outputs: bool) -> list[str]:

@@ -44,11 +44,16 @@ def main() -> int:
     if args.note is not None and not 0 <= args.note <= 127:
         raise ASPError(f"--note must be a MIDI note 0-127, got {args.note}")
 
-    import inference  # imports tensorflow: after the argument checks, so --help stays fast
+    from checkpoints import model_folder, read_config
+    from data.dataset import pick_test_index
+    from data.sound import estimate_note, load_audio
     from data_generation.render_presets import parse_plugin_paths
 
-    run_dir = inference.model_folder(args.model_dir, args.model, args.latent_size)
+    run_dir = model_folder(args.model_dir, args.model, args.latent_size)
+    config = read_config(run_dir)
     check_latent = args.latent_size if args.model != "multi" else None
+    failures = 0
+    notes: dict[Path, int] = {}
     if args.input:
         source = Path(args.input)
         if source.is_dir():
@@ -59,12 +64,26 @@ def main() -> int:
             files = [source]
         else:
             raise ASPError(f"input {source} does not exist")
+        # read the files and estimate their notes before TensorFlow is imported (data/sound.py says why)
+        seconds = config["synths"][0]["render"]["duration"]
+        for file in files:
+            try:
+                audio = load_audio(file, seconds)
+                notes[file] = args.note if args.note is not None else estimate_note(audio)
+            except ASPError as err:
+                if not source.is_dir():
+                    raise
+                failures += 1
+                print(f"error: {err}", file=sys.stderr)
     else:
         files = []
         synth = args.synth
         if synth is None and args.sample < 0:  # a baseline matches its own synth's sounds by default
-            synth = inference.read_config(run_dir).get("target_synth")
-        index = inference.pick_test_index(args.data_dir, args.sample, synth=synth, hpss=args.hpss, seed=args.seed)
+            synth = config.get("target_synth")
+        index = pick_test_index(args.data_dir, args.sample, synth=synth, hpss=args.hpss, seed=args.seed)
+
+    import inference  # imports tensorflow: after the argument checks, so errors come fast
+
     matcher = inference.Matcher(run_dir, latent_size=check_latent, plugin_paths=parse_plugin_paths(args.plugin))
     print(
         f"model {run_dir} ({matcher.config['approach']}, latent {matcher.config['latent_size']}) loaded in "
@@ -85,7 +104,6 @@ def main() -> int:
         if best and len(result["results"]) > 1:
             print(f"  closest: {best['synth']}")
 
-    failures = 0
     if not files:
         target = matcher.test_target(args.data_dir, index)
         out = Path(args.out) if args.out else Path("inference_out") / target.name
@@ -95,9 +113,9 @@ def main() -> int:
 
         root = Path(args.out) if args.out else Path("inference_out")
         single = len(files) == 1 and not Path(args.input).is_dir()
-        for file in tqdm(files, desc="match", unit="file", disable=single):
+        for file in tqdm([f for f in files if f in notes], desc="match", unit="file", disable=single):
             try:
-                target = matcher.wav_target(file, args.note)
+                target = matcher.wav_target(file, notes[file])
                 out = Path(args.out) if (args.out and single) else root / target.name
                 report(target, matcher.match(target, out, all_outputs=True, plot=not args.no_plot))
             except ASPError as err:

@@ -33,13 +33,11 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from checkpoints import CONFIG, WEIGHTS, read_config, run_name, write_json  # noqa: E402
 from data.dataset import Split, load_split, read_manifest  # noqa: E402
 from data_generation.errors import ASPError  # noqa: E402
 from data_generation.spec import SynthSpec, load_spec, spec_from_json  # noqa: E402
 from models import APPROACHES, MEL_SHAPE, PARAM_LOSSES, Layout, SynthVAE  # noqa: E402
-
-CONFIG = "config.json"
-WEIGHTS = "model.weights.h5"
 
 
 @dataclass
@@ -62,15 +60,6 @@ class TrainConfig:
     kl_warmup_epochs: int = 100
     fresh: bool = False
     verbose: int = 1
-
-
-def run_name(approach: str, latent_size: int, synth: str | None = None) -> str:
-    """The seed's checkpoint names: vae_multi_<latent>, vae_single, vae_<synth>."""
-    if approach == "multi":
-        return f"vae_multi_{latent_size}"
-    if approach == "single":
-        return "vae_single"
-    return f"vae_{synth}"
 
 
 # ---------------------------------------------------------------------------------------
@@ -177,25 +166,6 @@ def make_stream(
 # configs and checkpoints
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
-
-
-def read_config(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / CONFIG
-    if not path.is_file():
-        raise ASPError(
-            f"no trained model in {run_dir} ({CONFIG} missing); train one first, e.g. "
-            "`python train_multi.py`, or pass the right model folder"
-        )
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ASPError(f"{path} is not valid JSON ({err.msg}); retrain or restore it") from None
-
-
 def build_model(config: dict) -> SynthVAE:
     """A model as a config describes it (built, with untrained weights)."""
     specs = config_specs(config)
@@ -261,7 +231,7 @@ class _ProgressConfig(keras.callbacks.Callback):
         best = self.config.get("best_loss")
         if value is not None and (best is None or value < best):
             self.config["best_loss"], self.config["best_epoch"] = float(value), epoch + 1
-        _write_json(self.path, self.config)
+        write_json(self.path, self.config)
 
 
 def _strategy() -> tf.distribute.Strategy:
@@ -368,7 +338,7 @@ def train(cfg: TrainConfig) -> dict:
             else:
                 path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir / CONFIG, config)
+    write_json(run_dir / CONFIG, config)
 
     keras.utils.set_random_seed(cfg.seed)
     tf.config.experimental.enable_op_determinism()

@@ -208,3 +208,25 @@ def load_split(data_dir: str | Path, split: str) -> Split:
         note=np.asarray(optional(f"{split}_note.npy", np.full(n, 60, np.int16))),
         synths=synths,
     )
+
+
+def pick_test_index(data_dir: str | Path, sample: int, *, synth: str | None, hpss: int | None, seed: int | None) -> int:
+    """``-s`` / ``--synth`` / ``--hpss`` -> an index into the test split (-1: random among matches)."""
+    split = load_split(data_dir, "test")
+    n = len(split)
+    if sample >= 0:
+        if sample >= n:
+            raise ASPError(
+                f"test sample {sample} is out of range: the test split of {data_dir} has {n} samples (0..{n - 1})"
+            )
+        return sample
+    match = np.ones(n, dtype=bool)
+    if synth is not None:
+        match &= split.synth == synth
+    if hpss is not None:
+        match &= split.hpss == hpss
+    candidates = np.flatnonzero(match)
+    if len(candidates) == 0:
+        have = f"synths {', '.join(sorted(set(split.synth)))}; hpss bins {sorted(set(split.hpss.tolist()))}"
+        raise ASPError(f"no test sample matches --synth {synth} --hpss {hpss} ({have})")
+    return int(np.random.default_rng(seed).choice(candidates))

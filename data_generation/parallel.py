@@ -24,8 +24,15 @@ def run_tasks(
     ``workers`` <= 1 runs in this process (limited to one thread, like one worker); otherwise on
     freshly spawned processes (no engine state inherited from this one) whose BLAS/FFT pools are
     limited to one thread, since a pool per worker would fight over the cores.
+
+    ``initializer`` runs here once first, then in every worker: it should call what the tasks
+    call, so that librosa's numba code is compiled and cached by one process. Workers compiling
+    the same functions at once on a fresh install wrote a corrupt numba cache that later
+    segfaulted every process using it.
     """
     tasks = list(tasks)
+    if initializer is not None:
+        initializer()
     if workers <= 1:
         with threadpool_limits(1):
             for task in tasks:

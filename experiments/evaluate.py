@@ -159,7 +159,7 @@ def evaluate(
         tasks.append((str(specs[synth].path), int(test.note[row]), true, plans[pos], pos))
     results: dict[int, list[dict]] = {}
     bar = tqdm(total=len(tasks), desc="evaluate", unit="sample", disable=not progress)
-    for pos, scored in run_tasks(_indexed, tasks, workers=workers or _cores()):
+    for pos, scored in run_tasks(_indexed, tasks, workers=workers or _cores(), initializer=_warm_up):
         results[pos] = scored
         bar.update(1)
     bar.close()
@@ -184,6 +184,12 @@ def evaluate(
     write_csv(out / "samples.csv", out_rows)
     (out / "summary.md").write_text(summary_markdown(out_rows))
     return out_rows
+
+
+def _warm_up() -> None:
+    """Compiles (and caches) the numba code the metrics use; see ``run_tasks``."""
+    noise = np.random.default_rng(0).normal(0, 0.1, 8192).astype(np.float32)
+    metrics.audio_metrics(noise, noise)
 
 
 def _indexed(spec_path, note, target, predictions, pos):

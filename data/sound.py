@@ -1,0 +1,57 @@
+"""Sound files as model inputs: loading any file, and estimating the note it plays.
+
+No TensorFlow here: librosa's pyin compiles numba code on first use, and compiling with
+llvmlite once TensorFlow is loaded segfaults (the same LLVM clash as importing tensorflow before
+dawdreamer). Scripts estimate notes before they import TensorFlow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import librosa
+import numpy as np
+import soundfile as sf
+
+from data_generation.errors import ASPError
+
+SAMPLE_RATE = 44100
+MIN_SECONDS = 0.1
+SILENT_PEAK = 1e-4
+
+
+def load_audio(path: str | Path, seconds: float) -> np.ndarray:
+    """Any sound file -> mono float32 at 44.1 kHz, trimmed or zero-padded to ``seconds``.
+
+    Raises:
+        ASPError: for an unreadable, empty, too short or silent file.
+    """
+    path = Path(path)
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ASPError(f"cannot read audio file {path} ({reason}); give a wav/flac/ogg file") from None
+    if audio.size == 0:
+        raise ASPError(f"audio file {path} is empty")
+    mono = audio.mean(axis=1)
+    if len(mono) / rate < MIN_SECONDS:
+        raise ASPError(f"audio file {path} is too short ({len(mono) / rate:.3f} s); give at least {MIN_SECONDS} s")
+    if np.abs(mono).max() < SILENT_PEAK:
+        raise ASPError(f"audio file {path} is silent; give a file with sound in it")
+    if rate != SAMPLE_RATE:
+        mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE)
+    n = int(round(seconds * SAMPLE_RATE))
+    return np.pad(mono[:n], (0, max(0, n - len(mono)))).astype(np.float32)
+
+
+def estimate_note(audio: np.ndarray, default: int = 60) -> int:
+    """The MIDI note of a sound (median pyin f0 over voiced frames), or ``default`` if unpitched."""
+    y = librosa.resample(audio[: 3 * SAMPLE_RATE], orig_sr=SAMPLE_RATE, target_sr=22050)
+    f0, voiced, _ = librosa.pyin(
+        y, fmin=librosa.note_to_hz("C1"), fmax=librosa.note_to_hz("C7"), sr=22050, frame_length=2048
+    )
+    f0 = f0[voiced & np.isfinite(f0)]
+    if len(f0) < 3:
+        return default
+    return int(np.clip(np.round(librosa.hz_to_midi(np.median(f0))), 0, 127))
