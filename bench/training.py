@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -66,7 +65,10 @@ def peak_rss_child(data_dir: str) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         train(TrainConfig(approach="multi", data_dir=data_dir, model_dir=tmp, epochs=1, latent_size=16, verbose=0))
-    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent
+    status = Path("/proc/self/status").read_text()
+    peak_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    print(json.dumps({"peak_mib": peak_kib / 1024}))
 
 
 def tiled(data_dir: Path, out: Path, times: int) -> None:
