@@ -105,7 +105,7 @@ def dataset_specs(data_dir: str | Path, split: Split) -> list[SynthSpec]:
     return specs
 
 
-def data_fingerprint(data_dir: str | Path, train: Split) -> str:
+def data_fingerprint(data_dir: str | Path) -> str:
     """The manifest's fingerprint, or a hash of the files' shapes for a dataset without one."""
     manifest = read_manifest(data_dir)
     if manifest is not None:
@@ -309,7 +309,7 @@ def train(cfg: TrainConfig) -> dict:
         "synths": [s.to_json(with_path=False) for s in specs],
         "encodings": [{"name": s.name, "encoded_size": s.encoded_size, "hash": s.hash} for s in specs],
         "data_dir": str(cfg.data_dir),
-        "data_fingerprint": data_fingerprint(cfg.data_dir, train_split),
+        "data_fingerprint": data_fingerprint(cfg.data_dir),
         "train_samples": int(len(train_idx)),
         "valid_samples": int(len(valid_idx)),
         "seed": cfg.seed,

@@ -29,7 +29,7 @@ import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from data.dataset import dataset_synths, read_manifest  # noqa: E402
+from data.dataset import dataset_synths  # noqa: E402
 from data_generation.errors import ASPError, run_cli  # noqa: E402
 
 ROW_KEYS = {"label", "approach", "latent_size", "param_loss", "train_synths", "eval_synths"}
@@ -134,8 +134,9 @@ def run_config(path: str | Path, profile: str, *, results: Path, workers: int | 
     settings = resolve(config, profile)
     data_dir = settings["data_dir"]
     synths = dataset_synths(data_dir)
-    manifest = read_manifest(data_dir)
-    fingerprint = manifest["fingerprint"] if manifest else str(sorted(p.name for p in Path(data_dir).glob("*.npy")))
+    from training import data_fingerprint
+
+    fingerprint = data_fingerprint(data_dir)
     out = results / config["name"]
     out.mkdir(parents=True, exist_ok=True)
     eval_kw = dict(max_samples=settings.get("eval_max_samples"), workers=workers, seed=settings["seed"])
