@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from data_generation.errors import ASPError
+from data_generation.errors import ASPError, read_json
 
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
@@ -37,10 +37,7 @@ def read_config(run_dir: str | Path) -> dict:
             f"no trained model in {run_dir} ({CONFIG} missing); train one first, e.g. "
             "`python train_multi.py`, or pass the right model folder"
         )
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ASPError(f"{path} is not valid JSON ({err.msg}); retrain or restore it") from None
+    return read_json(path, "run config", "retrain or restore it")
 
 
 def model_folder(model_dir: str | Path, model: str, latent_size: int | None) -> Path:

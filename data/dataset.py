@@ -16,7 +16,6 @@ neither; reading it works without them (notes default to 60, synths come from th
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from data.encoding import Codec
-from data_generation.errors import ASPError
+from data_generation.errors import ASPError, read_json
 from data_generation.spec import SynthSpec
 
 SPLITS = ("train", "valid", "test")
@@ -127,10 +126,7 @@ def read_manifest(data_dir: str | Path) -> dict | None:
     path = Path(data_dir) / MANIFEST
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ASPError(f"{path} is not valid JSON ({err.msg}); regenerate the dataset") from None
+    return read_json(path, "dataset manifest", "regenerate the dataset")
 
 
 def dataset_synths(data_dir: str | Path, split: str = "train") -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from data_generation import amsynth
-from data_generation.errors import ASPError
+from data_generation.errors import ASPError, read_json
 from data_generation.spec import SynthSpec
 
 
@@ -32,12 +32,7 @@ def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.n
     A single preset ``{"synth": NAME, "name": ..., "values": {...}}`` is accepted too.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as err:
-        raise ASPError(f"cannot read preset file {path}: {err.strerror}") from None
-    except json.JSONDecodeError as err:
-        raise ASPError(f"malformed preset file {path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    data = read_json(path, "preset file")
     if not isinstance(data, dict):
         raise ASPError(f"malformed preset file {path}: expected a JSON object")
     if data.get("synth") not in (None, spec.name):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_generation.errors import ASPError
+from data_generation.errors import ASPError, read_json
 
 SYNTH_DIR = Path(__file__).resolve().parent / "synths"
 BACKENDS = ("faust", "vst", "vst3", "lv2")
@@ -450,10 +450,7 @@ def load_spec(name_or_path: str | Path) -> SynthSpec:
         path = found[0]
     if not path.is_file():
         raise ASPError(f"synth spec file {path} not found")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise _fail(str(path), f"not valid JSON ({err.msg} at line {err.lineno})") from None
+    data = read_json(path, "synth spec", "fix the file or regenerate it with view_parameters.py --write-spec")
     spec = spec_from_json(data, path=path.resolve())
     _CACHE[key] = spec
     return spec

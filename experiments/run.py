@@ -30,7 +30,7 @@ import re  # noqa: E402
 import numpy as np  # noqa: E402
 
 from data.dataset import dataset_synths  # noqa: E402
-from data_generation.errors import ASPError, run_cli  # noqa: E402
+from data_generation.errors import ASPError, read_json, run_cli  # noqa: E402
 
 ROW_KEYS = {"label", "approach", "latent_size", "param_loss", "train_synths", "eval_synths"}
 
@@ -38,12 +38,7 @@ ROW_KEYS = {"label", "approach", "latent_size", "param_loss", "train_synths", "e
 def load_config(path: str | Path) -> dict:
     """A config with its ``include`` chain merged (the including file wins)."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as err:
-        raise ASPError(f"cannot read experiment config {path} ({err.strerror})") from None
-    except json.JSONDecodeError as err:
-        raise ASPError(f"experiment config {path} is not valid JSON ({err.msg} at line {err.lineno})") from None
+    data = read_json(path, "experiment config")
     base = data.pop("include", None)
     name = data.get("name", path.stem)
     if base:

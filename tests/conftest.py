@@ -21,6 +21,18 @@ needs_calf = pytest.mark.skipif(
     not CALF_TTL.exists(), reason="Calf plugins are not installed (apt-get install calf-plugins; CI installs them)"
 )
 
+
+def toy_spec(*params: tuple):
+    """A plugin-less spec from (classes, group, default[, fixed]) tuples: parameters p0, p1, ..."""
+    from data_generation.spec import spec_from_json
+
+    parameters = [
+        {"name": f"p{i}", "index": i, "classes": c, "group": g, "default": d, "fixed": bool(rest and rest[0])}
+        for i, (c, g, d, *rest) in enumerate(params)
+    ]
+    return spec_from_json({"name": "toy", "backend": "vst", "source": None, "parameters": parameters})
+
+
 FAUST_SYNTHS = [n for n in available_synths() if load_spec(n).backend == "faust"]
 ALL_SYNTHS = available_synths()
 

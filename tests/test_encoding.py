@@ -1,28 +1,15 @@
 import numpy as np
 import pytest
-from conftest import ALL_SYNTHS
+from conftest import ALL_SYNTHS, toy_spec
 
 from data.encoding import Codec
 from data_generation.errors import ASPError
 from data_generation.presets import random_presets
-from data_generation.spec import load_spec, spec_from_json
+from data_generation.spec import load_spec
 
 
 def _toy():
-    return spec_from_json(
-        {
-            "name": "toy",
-            "backend": "vst",
-            "source": None,
-            "parameters": [
-                {"name": "a", "index": 0, "classes": 0, "group": "osc", "default": 0.25},
-                {"name": "b", "index": 1, "classes": 3, "group": "osc", "default": 0.0},
-                {"name": "c", "index": 2, "classes": 0, "group": "fil", "default": 0.0},
-                {"name": "chan", "index": 3, "classes": 17, "group": "mod", "default": 0.0, "fixed": True},
-                {"name": "d", "index": 4, "classes": 2, "group": "env", "default": 1.0},
-            ],
-        }
-    )
+    return toy_spec((0, "osc", 0.25), (3, "osc", 0.0), (0, "fil", 0.0), (17, "mod", 0.0, True), (2, "env", 1.0))
 
 
 def test_known_encoding():

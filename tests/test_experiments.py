@@ -6,9 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import toy_spec
 
 from data.dataset import load_split
-from data_generation.spec import load_spec, spec_from_json
+from data_generation.spec import load_spec
 from experiments import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,18 +52,7 @@ def test_batched_metrics_match_single_ones():
 
 
 def _toy():
-    return spec_from_json(
-        {
-            "name": "toy",
-            "backend": "vst",
-            "source": None,
-            "parameters": [
-                {"name": "a", "index": 0, "classes": 0, "group": "osc", "default": 0.0},
-                {"name": "b", "index": 1, "classes": 3, "group": "fil", "default": 0.0},
-                {"name": "c", "index": 2, "classes": 2, "group": "fil", "default": 0.0},
-            ],
-        }
-    )
+    return toy_spec((0, "osc", 0.0), (3, "fil", 0.0), (2, "fil", 0.0))
 
 
 def test_parameter_metrics_known_answers():
