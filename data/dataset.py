@@ -28,7 +28,7 @@ from data_generation.spec import SynthSpec
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: splits by group (mutations with their parent, amsynth by bank file)
 
 
 def split_files(split: str, synths: list[str]) -> list[str]:
@@ -210,6 +210,8 @@ def pick_test_index(data_dir: str | Path, sample: int, *, synth: str | None, hps
     """``-s`` / ``--synth`` / ``--hpss`` -> an index into the test split (-1: random among matches)."""
     split = load_split(data_dir, "test")
     n = len(split)
+    if n == 0:
+        raise ASPError(f"the test split of {data_dir} is empty; use a dataset with test samples")
     if sample >= 0:
         if sample >= n:
             raise ASPError(

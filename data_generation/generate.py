@@ -7,6 +7,8 @@ Examples:
     python data_generation/generate.py --synths amsynth --presets human,mutate --n 5000 --notes 60-71
     python data_generation/generate.py --synths amsynth calf_monosynth va \\
         --presets amsynth=human,mutate --presets random --n 2000
+    python data_generation/generate.py --synths va fm modal --presets random --n 120 --seed 77 \\
+        --split-all test --out npy_heldout      # a fresh held-out test folder
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from data.dataset import SPLITS  # noqa: E402
 from data_generation.errors import ASPError, run_cli  # noqa: E402
 from data_generation.pipeline import Settings, generate, parse_notes, parse_sources  # noqa: E402
 
@@ -38,6 +41,13 @@ def main() -> int:
     parser.add_argument("--out", default="npy_data", help="output folder (default npy_data)")
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--no-hpss", action="store_true", help="skip the HPSS label (hpss files hold 0)")
+    parser.add_argument(
+        "--split-all",
+        choices=SPLITS,
+        default=None,
+        help="put every preset into this split, the others get 0 rows "
+        "(e.g. test, with another --seed, for a fresh held-out folder); default: 80/10/10 by group",
+    )
     parser.add_argument("--force", action="store_true", help="replace a dataset made with other arguments")
     parser.add_argument(
         "--max-shards",
@@ -58,6 +68,7 @@ def main() -> int:
         notes=parse_notes(args.notes),
         seed=args.seed,
         hpss=not args.no_hpss,
+        split_all=args.split_all,
     )
     summary = generate(settings, args.out, workers=args.workers, force=args.force, max_shards=args.max_shards)
     if summary.already:

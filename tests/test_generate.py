@@ -1,4 +1,4 @@
-"""Dataset generation on tiny data: layout, encodings, determinism, resume, errors."""
+"""Dataset generation on tiny data: layout, encodings, determinism, resume, splits by group, errors."""
 
 import json
 import os
@@ -6,16 +6,29 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from data.dataset import SPLITS, load_split, read_manifest, split_files
+from data.dataset import SPLITS, load_split, pick_test_index, read_manifest, split_files
 from data.encoding import Codec
 from data.features import harmonic_magnitude, harmonic_percentage, hpss_bin, mel_spectrogram, stft
 from data_generation.errors import ASPError
-from data_generation.pipeline import SHARD_SIZE, WORK_DIR, Settings, generate, make_plan, parse_notes, parse_sources
+from data_generation.pipeline import (
+    SHARD_SIZE,
+    WORK_DIR,
+    Settings,
+    _human_groups,
+    _rng,
+    _split_groups,
+    generate,
+    make_plan,
+    parse_notes,
+    parse_sources,
+)
+from data_generation.presets import human_presets
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
 
@@ -220,6 +233,105 @@ def test_plan_shards_and_sources():
     assert splits.tolist() == [32, 4, 4]
 
 
+def test_mutations_land_in_their_parents_split():
+    synths = ("va", "fm")
+    plan = make_plan(
+        Settings(synths=synths, presets=parse_sources(["human,mutate"], synths), n=40, notes=(60,), seed=5)
+    )
+    for synth in synths:
+        names, splits, groups = plan.names[synth], plan.splits[synth], plan.groups[synth]
+        human = [n for n in names if "~m" not in n]
+        assert len(human) == len(human_presets(load_spec(synth))[0]) and len(names) == 40
+        index = {name: i for i, name in enumerate(human)}  # human presets come first, in order
+        mutations = [(i, index[n.partition("~m")[0]]) for i, n in enumerate(names) if "~m" in n]
+        assert len(mutations) == 40 - len(human)
+        for i, parent in mutations:
+            assert splits[i] == splits[parent], (synth, names[i])
+            assert groups[i] == groups[parent]
+        assert len(np.unique(groups)) == len(human)  # one group per human preset and its mutations
+        assert sorted(np.unique(splits).tolist()) == [0, 1, 2]  # >= 3 groups: valid and test hold some
+        assert np.bincount(splits, minlength=3)[0] >= 24  # about 80 % in train
+
+
+def _bank_spec(tmp_path, n_banks):
+    """An amsynth spec (no plugin needed to plan) whose human presets are n_banks files of 3 presets."""
+    banks = tmp_path / "banks"
+    banks.mkdir()
+    for b in range(n_banks):
+        body = "".join(
+            f"<preset> <name> b{b}_p{k}\n<parameter> amp_attack {0.1 * (b + 1)}\n<parameter> amp_sustain {0.2 * k}\n"
+            for k in range(3)
+        )
+        (banks / f"bank{b}.bank").write_text(f"amSynth\n{body}EOF\n")
+    spec = json.loads((ROOT / "data_generation/synths/amsynth.json").read_text())
+    spec["presets"] = [{"kind": "amsynth_bank", "path": str(banks / "*.bank")}]
+    path = tmp_path / "amsynth_banks.json"
+    path.write_text(json.dumps(spec))
+    return str(path)
+
+
+def test_amsynth_presets_are_split_by_bank_file(tmp_path):
+    spec = _bank_spec(tmp_path, 4)
+    names, presets, groups = _human_groups(load_spec(spec))
+    expected_names, expected = human_presets(load_spec(spec))
+    assert names == expected_names == [f"b{b}_p{k}" for b in range(4) for k in range(3)]
+    np.testing.assert_array_equal(presets, expected)
+    assert groups.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    for seed in range(4):
+        plan = make_plan(Settings(synths=(spec,), presets={spec: ("human", "mutate")}, n=40, notes=(60,), seed=seed))
+        split_of_bank = {}
+        for name, split in zip(plan.names["amsynth"], plan.splits["amsynth"]):
+            bank = name.partition("_")[0]  # mutations "b2_p1~m7" stay with their bank
+            assert split_of_bank.setdefault(bank, int(split)) == split, (seed, name)
+        assert len(split_of_bank) == 4 and {1, 2} <= set(split_of_bank.values())
+
+
+def test_fewer_than_three_bank_files_are_split_by_preset(tmp_path):
+    _, _, groups = _human_groups(load_spec(_bank_spec(tmp_path, 2)))
+    assert groups.tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_group_split_is_deterministic_for_a_seed():
+    groups = np.repeat(np.arange(20), [1, 2, 3, 4] * 5)  # 50 presets in 20 groups
+    first = _split_groups(groups, _rng(7, "va", "split"))
+    np.testing.assert_array_equal(first, _split_groups(groups, _rng(7, "va", "split")))
+    assert not np.array_equal(first, _split_groups(groups, _rng(8, "va", "split")))
+    for g in range(20):  # a group never straddles two splits
+        assert len(np.unique(first[groups == g])) == 1
+    # one preset per group: the shares exactly, 80/10/10
+    assert np.bincount(_split_groups(np.arange(40), _rng(7, "x")), minlength=3).tolist() == [32, 4, 4]
+    # three groups, one huge: still one group each in valid and test
+    assert _split_groups(np.array([0] * 100 + [1, 2]), _rng(7, "x"))[[0, 100, 101]].tolist() in ([0, 1, 2], [0, 2, 1])
+    a = make_plan(settings(n=40, notes=(60,), seed=11))
+    b = make_plan(settings(n=40, notes=(60,), seed=11))
+    for synth in ("va", "fm"):
+        np.testing.assert_array_equal(a.splits[synth], b.splits[synth])
+        np.testing.assert_array_equal(a.groups[synth], b.groups[synth])
+
+
+def test_split_all_test_makes_a_held_out_folder(tmp_path):
+    s = Settings(synths=("va",), presets={"va": ("random",)}, n=6, notes=(60,), seed=77, hpss=False, split_all="test")
+    summary = generate(s, tmp_path / "heldout", workers=1, progress=False)
+    assert summary.counts == {"train": 0, "valid": 0, "test": summary.kept["va"]} and summary.kept["va"] > 0
+    size = load_spec("va").encoded_size
+    for split in ("train", "valid"):
+        data = load_split(tmp_path / "heldout", split)
+        assert len(data) == 0 and data.mels.shape == (0, 128, 431)
+        assert data.params["va"].shape == (0, size) and data.names.shape == (0,)
+    test = load_split(tmp_path / "heldout", "test")
+    assert len(test) == summary.kept["va"] and sorted(set(test.names)) <= [f"random_{i:05d}" for i in range(6)]
+    assert read_manifest(tmp_path / "heldout")["settings"]["split_all"] == "test"
+    # the same presets as without --split-all, only their split differs
+    plan = make_plan(Settings(synths=("va",), presets={"va": ("random",)}, n=6, notes=(60,), seed=77, hpss=False))
+    np.testing.assert_array_equal(make_plan(s).presets["va"], plan.presets["va"])
+    assert make_plan(s).fingerprint != plan.fingerprint
+    train_only = replace(s, n=2, split_all="train")
+    generate(train_only, tmp_path / "train_only", workers=1, progress=False)
+    assert len(load_split(tmp_path / "train_only", "test")) == 0
+    with pytest.raises(ASPError, match="test split of .* is empty"):
+        pick_test_index(tmp_path / "train_only", -1, synth=None, hpss=None, seed=0)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -228,6 +340,7 @@ def test_plan_shards_and_sources():
         (["--synths", "va", "--n", "2", "--notes", "60-"], "not a note list"),
         (["--synths", "va", "--n", "2", "--presets", "va=bank"], "sources must be among"),
         (["--synths", "va", "--n", "2", "--out", "/proc/no_such_dir/x"], "cannot write to output folder"),
+        (["--synths", "va", "--n", "2", "--split-all", "holdout"], "invalid choice: 'holdout'"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(args, message, tmp_path):
