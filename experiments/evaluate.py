@@ -1,12 +1,18 @@
 """Evaluates a trained model on a split: predicts every sample's preset, renders it with its synth
 (parallel workers, one engine each), computes every metric, writes one CSV row per sample and
-method, and summaries (per synth, per HPSS bin, per parameter group) as markdown.
+method, and summaries (per synth, per HPSS bin, per parameter group) as markdown, each cell a mean
+with its 95% confidence interval.
 
-Baselines in the same table: ``random`` (a random preset from the synth's sample ranges) and
-``nearest`` (the training sample of the same synth with the closest mel, its preset re-rendered:
-how users pick presets today, so a model must beat it).
+Baselines in the same table: ``mean`` (the synth's training-mean preset: the mean of its encoded
+training vectors, so each categorical parameter takes its most frequent class: a model that
+collapsed to one output does no better), ``random`` (a random preset from the synth's sample
+ranges) and ``nearest`` (the training sample of the same synth with the closest mel, its preset
+re-rendered: how users pick presets today, so a model must beat it). ``mean`` and ``nearest``
+always use the training split of ``-d/--data-dir``; ``--test-dir`` takes the sounds from a
+separately generated dataset (held out from the training data).
 
     python experiments/evaluate.py saved_models/vae_multi_64 -d npy_data --out results/multi
+    python experiments/evaluate.py saved_models/vae_multi_64 -d npy_data --test-dir npy_heldout --out results/h
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.dataset import Split, load_split  # noqa: E402
+from data.dataset import Split, load_split, read_manifest  # noqa: E402
 from data.encoding import Codec  # noqa: E402
 from data_generation.errors import ASPError, run_cli  # noqa: E402
 from data_generation.parallel import run_tasks  # noqa: E402
@@ -38,7 +44,10 @@ from data_generation.render import Renderer  # noqa: E402
 from data_generation.spec import SynthSpec, load_spec  # noqa: E402
 from experiments import metrics  # noqa: E402
 
-AUDIO_METRICS = ("lsd", "mrsd", "mel_frobenius")
+AUDIO_METRICS = metrics.AUDIO_METRICS
+PARAM_METRICS = ("cat_accuracy", "cont_sq_error", "param_mse")
+BASELINES = ("mean", "random", "nearest")
+DIGITS = {"rms_envelope_similarity": 3, "cat_accuracy": 3, "cont_sq_error": 4, "param_mse": 4}
 _RENDERER: Renderer | None = None
 
 
@@ -47,7 +56,7 @@ def _render_and_score(spec_path: str, note: int, target: np.ndarray, predictions
     global _RENDERER
     if _RENDERER is None:
         _RENDERER = Renderer()
-    truth = _RENDERER.render(load_spec(spec_path), target, note=note)
+    truth = metrics.AudioFeatures(_RENDERER.render(load_spec(spec_path), target, note=note))
     out = []
     for method, path, preset in predictions:
         audio = _RENDERER.render(load_spec(path), preset, note=note)
@@ -79,13 +88,65 @@ def nearest_train_presets(test: Split, train: Split, rows: np.ndarray, synth: st
     return np.asarray(train.params[synth][best_index], dtype=np.float32)
 
 
+def mean_train_vector(train: Split, synth: str) -> np.ndarray:
+    """The training-mean encoded vector of ``synth``: (encoded size,) float32.
+
+    Continuous positions hold the mean value; a categorical block holds the class frequencies, so
+    ``Codec.decode`` picks the most frequent class.
+    """
+    rows = np.flatnonzero(train.synth == synth)
+    if len(rows) == 0:
+        raise ASPError(f"the training split has no {synth} samples for the mean baseline")
+    return np.asarray(train.params[synth][rows], dtype=np.float64).mean(axis=0).astype(np.float32)
+
+
+def held_out_split(test_dir: str | Path, split: str, data_dir: str | Path) -> Split:
+    """One split of a separately generated dataset, checked against the training data.
+
+    Only that split is read, so a folder whose train/valid files have 0 rows works.
+
+    Raises:
+        ASPError: a synth the training data lacks, or another encoding (size or spec) of a synth.
+    """
+    test = load_split(test_dir, split)
+    train = load_split(data_dir, "train")
+    missing = [s for s in test.synths if s not in train.synths]
+    if missing:
+        raise ASPError(
+            f"the test set {test_dir} has synths {', '.join(missing)} that the training data {data_dir} lacks "
+            f"(it has {', '.join(train.synths)}); generate the test set with the training data's synths"
+        )
+    for s in test.synths:
+        width, expected = test.params[s].shape[1], train.params[s].shape[1]
+        if width != expected:
+            raise ASPError(
+                f"{s} vectors in {test_dir} have {width} values but {expected} in {data_dir}: the datasets were "
+                "made with other specs; regenerate the test set with the training data's specs"
+            )
+    test_hashes, train_hashes = _spec_hashes(test_dir), _spec_hashes(data_dir)
+    changed = [s for s in test.synths if s in test_hashes and s in train_hashes and test_hashes[s] != train_hashes[s]]
+    if changed:
+        raise ASPError(
+            f"the spec of {', '.join(changed)} differs between {test_dir} and {data_dir} (manifest hashes); "
+            "regenerate the test set with the training data's specs"
+        )
+    return test
+
+
+def _spec_hashes(data_dir: str | Path) -> dict[str, str]:
+    """{synth: spec hash} from a dataset's manifest; empty without one (the paper's data)."""
+    manifest = read_manifest(data_dir)
+    return {e["name"]: e["hash"] for e in manifest["synths"] if "hash" in e} if manifest else {}
+
+
 def evaluate(
     run_dir: str | Path | None,
     data_dir: str | Path,
     out: str | Path,
     *,
     split: str = "test",
-    baselines: tuple[str, ...] = ("random", "nearest"),
+    test_dir: str | Path | None = None,
+    baselines: tuple[str, ...] = BASELINES,
     synths: list[str] | None = None,
     max_samples: int | None = None,
     workers: int | None = None,
@@ -97,10 +158,13 @@ def evaluate(
 
     Args:
         run_dir: a trained run folder, or None for baselines only.
-        data_dir: the dataset.
+        data_dir: the dataset the model was trained on: the sounds (without ``test_dir``) and the
+            training split the ``mean`` and ``nearest`` baselines draw from.
         out: output folder.
-        split: the split to evaluate.
-        baselines: any of random, nearest.
+        split: the split to evaluate (of ``test_dir`` when given, else of ``data_dir``).
+        test_dir: a separately generated dataset whose ``split`` holds the sounds to evaluate
+            (held out from the training data); its synths and encodings must match ``data_dir``'s.
+        baselines: any of mean, random, nearest.
         synths: evaluate the sounds of these synths (default: the model's, or all). A synth the
             model does not know is matched out of domain: every head's preset is rendered.
         max_samples: evaluate at most this many samples (seeded choice).
@@ -112,7 +176,11 @@ def evaluate(
     """
     from training import config_specs, load_model
 
-    test = load_split(data_dir, split)
+    unknown = [b for b in baselines if b not in BASELINES]
+    if unknown:
+        raise ASPError(f"unknown baseline {', '.join(unknown)}; use {', '.join(BASELINES)}")
+    test = load_split(data_dir, split) if test_dir is None else held_out_split(test_dir, split, data_dir)
+    source = Path(data_dir if test_dir is None else test_dir)
     model, config = (None, None) if run_dir is None else load_model(run_dir)
     known = {s.name: s for s in config_specs(config)} if config else {}
     method = label or (config["approach"] if config else None)
@@ -121,10 +189,10 @@ def evaluate(
     if max_samples is not None and len(rows) > max_samples:
         rows = np.sort(np.random.default_rng(seed).permutation(rows)[:max_samples])
     if len(rows) == 0:
-        raise ASPError(f"the {split} split of {data_dir} has no samples of {', '.join(wanted)}")
+        raise ASPError(f"the {split} split of {source} has no samples of {', '.join(wanted)}")
     specs: dict[str, SynthSpec] = {s: known.get(s) or load_spec(s) for s in set(test.synth[rows])}
     vectors = model.predict_vectors(np.asarray(test.mels[rows])) if model is not None else {}
-    train = load_split(data_dir, "train") if "nearest" in baselines else None
+    train = load_split(data_dir, "train") if {"mean", "nearest"} & set(baselines) else None
 
     # what to render for each sample: (method, spec path, preset)
     plans: list[list] = [[] for _ in rows]
@@ -140,17 +208,20 @@ def evaluate(
                     plans[pos].append((method, str(known[head].path), Codec(known[head]).decode(vec)))
                     if head == synth:
                         param_rows.append((pos, method, synth, vec))
-        if "random" in baselines:
-            rng = np.random.default_rng([seed, zlib.crc32(synth.encode())])
-            rand = random_presets(spec, len(mine), rng)
+        for baseline in baselines:
+            if baseline == "random":  # rendered as sampled, scored by its encoding
+                rng = np.random.default_rng([seed, zlib.crc32(synth.encode())])
+                presets = random_presets(spec, len(mine), rng)
+                predicted = codec.encode(presets)
+            elif baseline == "mean":
+                predicted = np.repeat(mean_train_vector(train, synth)[None], len(mine), axis=0)
+                presets = codec.decode(predicted)
+            else:
+                predicted = nearest_train_presets(test, train, rows[mine], synth)
+                presets = codec.decode(predicted)
             for k, pos in enumerate(mine):
-                plans[pos].append(("random", str(spec.path), rand[k]))
-                param_rows.append((pos, "random", synth, codec.encode(rand[k])))
-        if "nearest" in baselines:
-            near = nearest_train_presets(test, train, rows[mine], synth)
-            for k, pos in enumerate(mine):
-                plans[pos].append(("nearest", str(spec.path), codec.decode(near[k])))
-                param_rows.append((pos, "nearest", synth, near[k]))
+                plans[pos].append((baseline, str(spec.path), presets[k]))
+                param_rows.append((pos, baseline, synth, predicted[k]))
 
     tasks = []
     for pos, row in enumerate(rows):
@@ -181,8 +252,11 @@ def evaluate(
             out_rows.append(entry)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    about = f"Sounds: the {split} split of {source}"
+    if test_dir is not None:
+        about += f" (held out); the mean and nearest baselines draw from the training split of {data_dir}"
     write_csv(out / "samples.csv", out_rows)
-    (out / "summary.md").write_text(summary_markdown(out_rows))
+    (out / "summary.md").write_text(summary_markdown(out_rows, about=about + "."))
     return out_rows
 
 
@@ -209,6 +283,7 @@ def _param_scores(param_rows, test: Split, rows: np.ndarray, specs: dict) -> dic
         entry = {
             "cat_accuracy": float(metrics.categorical_accuracy(spec, true, pred)[0]),
             "cont_sq_error": float(metrics.continuous_squared_error(spec, true, pred)[0]),
+            "param_mse": float(metrics.parameter_mse(true, pred)[0]),
         }
         entry.update({f"group_{g}": float(v[0]) for g, v in metrics.group_errors(spec, true, pred).items()})
         out[(pos, method, synth)] = entry
@@ -241,21 +316,46 @@ def read_csv(path: Path) -> list[dict]:
     return rows
 
 
-def describe(values: list[float]) -> str:
-    v = np.asarray([x for x in values if isinstance(x, float) and np.isfinite(x)])
+def finite_values(values: list) -> np.ndarray:
+    """The finite floats among CSV values (blank cells and text are left out): (n,) float64."""
+    return np.asarray([x for x in values if isinstance(x, float) and np.isfinite(x)], dtype=np.float64)
+
+
+def mean_ci_text(values: list, digits: int = 2) -> str:
+    """``mean ± 95% CI half-width`` of the finite values; just the mean for one value, ``-`` for none."""
+    mean, half = metrics.mean_ci(finite_values(values))
+    if not np.isfinite(mean):
+        return "-"
+    return f"{mean:.{digits}f} ± {half:.{digits}f}" if np.isfinite(half) else f"{mean:.{digits}f}"
+
+
+def describe(values: list, digits: int = 2) -> str:
+    """``mean ± CI half-width / median / IQR`` of the finite values, ``-`` without any."""
+    v = finite_values(values)
     if not len(v):
         return "-"
     q1, med, q3 = np.percentile(v, [25, 50, 75])
-    return f"{v.mean():.2f} / {med:.2f} / {q3 - q1:.2f}"
+    return f"{mean_ci_text(list(v), digits)} / {med:.{digits}f} / {q3 - q1:.{digits}f}"
 
 
-def summary_markdown(rows: list[dict]) -> str:
-    """Mean / median / IQR tables per synth and per HPSS bin, and per-group parameter errors."""
+def summary_markdown(rows: list[dict], *, about: str = "") -> str:
+    """Mean ± 95% CI / median / IQR tables per synth and per HPSS bin, and per-group parameter errors.
+
+    Args:
+        rows: the CSV rows of one evaluation.
+        about: a line saying which sounds were evaluated.
+    """
     in_domain = [r for r in rows if r["rendered_synth"] == r["synth"]]
     methods = list(dict.fromkeys(r["method"] for r in rows))
     synths = sorted({r["synth"] for r in rows})
-    lines = ["# Evaluation", "", "Cells: mean / median / IQR. Lower is better, except accuracy.", ""]
-    for metric in (*AUDIO_METRICS, "cat_accuracy", "cont_sq_error"):
+    lines = ["# Evaluation", ""] + ([about, ""] if about else [])
+    lines += [
+        "Cells: mean ± half-width of its 95% confidence interval (Student's t) / median / IQR. Lower is "
+        "better, except cat_accuracy and rms_envelope_similarity. param_mse: squared error over the whole "
+        "encoded vector.",
+        "",
+    ]
+    for metric in (*AUDIO_METRICS, *PARAM_METRICS):
         lines += [
             f"## {metric} per synth",
             "",
@@ -263,10 +363,12 @@ def summary_markdown(rows: list[dict]) -> str:
             "|---" * (len(synths) + 2) + "|",
         ]
         for m in methods:
+            digits = DIGITS.get(metric, 2)
             cells = [
-                describe([r.get(metric) for r in in_domain if r["method"] == m and r["synth"] == s]) for s in synths
+                describe([r.get(metric) for r in in_domain if r["method"] == m and r["synth"] == s], digits)
+                for s in synths
             ]
-            cells.append(describe([r.get(metric) for r in in_domain if r["method"] == m]))
+            cells.append(describe([r.get(metric) for r in in_domain if r["method"] == m], digits))
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
     bins = sorted({int(r["hpss"]) for r in rows})
@@ -315,15 +417,19 @@ def main() -> int:
     p.add_argument("-d", "--data-dir", default="npy_data")
     p.add_argument("--out", required=True)
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
-    p.add_argument("--baselines", default="random,nearest", help="comma-separated: random, nearest, or none")
+    p.add_argument(
+        "--test-dir",
+        help="take the sounds from this dataset's --split (held out); mean and nearest still use -d's training split",
+    )
+    p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated: mean, random, nearest, or none")
     p.add_argument("--synths", nargs="+", help="evaluate these synths' sounds (out of domain if the model lacks one)")
     p.add_argument("--max-samples", type=int, default=None)
     p.add_argument("--workers", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     baselines = tuple(b for b in args.baselines.split(",") if b and b != "none")
-    if any(b not in ("random", "nearest") for b in baselines):
-        raise ASPError("--baselines takes random, nearest or none")
+    if any(b not in BASELINES for b in baselines):
+        raise ASPError(f"--baselines takes {', '.join(BASELINES)} (comma-separated) or none")
     if args.run_dir is None and not baselines:
         raise ASPError("give a run folder, or baselines to evaluate")
     rows = evaluate(
@@ -331,6 +437,7 @@ def main() -> int:
         args.data_dir,
         args.out,
         split=args.split,
+        test_dir=args.test_dir,
         baselines=baselines,
         synths=args.synths,
         max_samples=args.max_samples,

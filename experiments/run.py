@@ -7,9 +7,12 @@ settings), evaluates, and writes results/<config>/ with CSVs, a markdown table a
 A config is a JSON file; ``"include": "base.json"`` merges a base config under it. Each entry of
 ``rows`` is one row of the table: ``approach`` (multi, single, synth; ``synth`` rows are trained
 once per synth of the dataset and reported as one row), and optionally ``latent_size``,
-``param_loss``, ``train_synths`` (train on these synths only) and ``eval_synths`` (evaluate
-these synths' sounds: out of domain when the model never saw them). ``profiles`` holds what a
-profile overrides (epochs, patience, max_samples, eval_max_samples, data_dir).
+``param_loss``, ``beta``, ``free_bits``, ``kl_warmup_epochs`` (these three also as settings for
+every row), ``train_synths`` (train on these synths only) and ``eval_synths`` (evaluate these
+synths' sounds: out of domain when the model never saw them). ``test_dir`` (a setting) takes the
+sounds of every row and baseline from that dataset's test split, held out from ``data_dir``,
+whose training split the mean and nearest baselines still use. ``profiles`` holds what a profile
+overrides (epochs, patience, max_samples, eval_max_samples, data_dir, test_dir).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import numpy as np  # noqa: E402
 from data.dataset import dataset_synths  # noqa: E402
 from data_generation.errors import ASPError, read_json, run_cli  # noqa: E402
 
-ROW_KEYS = {"label", "approach", "latent_size", "param_loss", "train_synths", "eval_synths"}
+TRAIN_EXTRAS = ("beta", "free_bits", "kl_warmup_epochs")  # passed to TrainConfig only when a row or setting has them
+ROW_KEYS = {"label", "approach", "latent_size", "param_loss", "train_synths", "eval_synths", *TRAIN_EXTRAS}
 
 
 def load_config(path: str | Path) -> dict:
@@ -72,6 +76,8 @@ def slug(text: str) -> str:
 
 def train_runs(settings: dict, row: dict, synths: list[str]) -> list[tuple[str | None, object]]:
     """The TrainConfigs of one row: one, or one per synth for the per-synth baselines."""
+    from dataclasses import fields
+
     from training import TrainConfig
 
     common = dict(
@@ -86,6 +92,16 @@ def train_runs(settings: dict, row: dict, synths: list[str]) -> list[tuple[str |
         lr=settings.get("lr", 1e-4),
         verbose=settings.get("verbose", 1),
     )
+    known = {f.name for f in fields(TrainConfig)}
+    for key in TRAIN_EXTRAS:
+        value = row.get(key, settings.get(key))
+        if value is None:
+            continue
+        if key not in known:
+            raise ASPError(
+                f"this training code has no {key} setting; remove {key} from the config or update training.py"
+            )
+        common[key] = value
     if row["approach"] == "synth":
         targets = row.get("eval_synths") or synths
         return [(s, TrainConfig(approach="synth", synth=s, **common)) for s in targets]
@@ -98,7 +114,7 @@ def model_dir_for(cfg, fingerprint: str, root: str) -> Path:
     key = (
         json.dumps(
             {
-                k: getattr(cfg, k)
+                k: getattr(cfg, k, None)
                 for k in (
                     "approach",
                     "synth",
@@ -111,6 +127,7 @@ def model_dir_for(cfg, fingerprint: str, root: str) -> Path:
                     "patience",
                     "batch_size",
                     "lr",
+                    *TRAIN_EXTRAS,
                 )
             },
             sort_keys=True,
@@ -121,20 +138,33 @@ def model_dir_for(cfg, fingerprint: str, root: str) -> Path:
     return Path(root) / "experiments" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
+def _is_current(stamp_path: Path, stamp: dict) -> bool:
+    """Whether a finished evaluation's stamp equals this one (compared as JSON)."""
+    return stamp_path.is_file() and json.loads(stamp_path.read_text()) == json.loads(json.dumps(stamp))
+
+
 def run_config(path: str | Path, profile: str, *, results: Path, workers: int | None) -> Path:
-    from experiments.evaluate import evaluate, read_csv
-    from training import read_config, run_name, train
+    from experiments.evaluate import AUDIO_METRICS, PARAM_METRICS, evaluate, held_out_split, read_csv
+    from training import data_fingerprint, read_config, run_name, train
 
     config = load_config(path)
     settings = resolve(config, profile)
     data_dir = settings["data_dir"]
+    test_dir = settings.get("test_dir")
     synths = dataset_synths(data_dir)
-    from training import data_fingerprint
-
     fingerprint = data_fingerprint(data_dir)
+    if test_dir:
+        held_out_split(test_dir, "test", data_dir)  # a mismatched test set fails now, not after training
     out = results / config["name"]
     out.mkdir(parents=True, exist_ok=True)
-    eval_kw = dict(max_samples=settings.get("eval_max_samples"), workers=workers, seed=settings["seed"])
+    eval_kw = dict(
+        max_samples=settings.get("eval_max_samples"), workers=workers, seed=settings["seed"], test_dir=test_dir
+    )
+    evaluated = {
+        "eval": {**eval_kw, "workers": None},
+        "test_data": data_fingerprint(test_dir) if test_dir else None,
+        "metrics": [*AUDIO_METRICS, *PARAM_METRICS],
+    }
     table_rows = []
     for row in config["rows"]:
         label = row.get("label") or row["approach"]
@@ -146,12 +176,12 @@ def run_config(path: str | Path, profile: str, *, results: Path, workers: int | 
             part = out / slug(label) / (synth or "all")
             stamp = {
                 "model": read_config(run_dir),
-                "eval": {**eval_kw, "workers": None},
+                **evaluated,
                 "eval_synths": row.get("eval_synths"),
                 "profile": profile,
             }
             stamp_path = part / "stamp.json"
-            if not (stamp_path.is_file() and json.loads(stamp_path.read_text()) == json.loads(json.dumps(stamp))):
+            if not _is_current(stamp_path, stamp):
                 evaluate(
                     run_dir,
                     data_dir,
@@ -165,30 +195,71 @@ def run_config(path: str | Path, profile: str, *, results: Path, workers: int | 
             rows_csv += read_csv(part / "samples.csv")
         table_rows.append((label, {**row, "latent_size": row.get("latent_size", settings["latent_size"])}, rows_csv))
     baseline_dir = out / "baselines"
-    stamp = {"eval": {**eval_kw, "workers": None}, "data": fingerprint, "baselines": settings["baselines"]}
-    if not ((baseline_dir / "stamp.json").is_file() and json.loads((baseline_dir / "stamp.json").read_text()) == stamp):
+    stamp = {**evaluated, "data": fingerprint, "baselines": settings["baselines"]}
+    if not _is_current(baseline_dir / "stamp.json", stamp):
         evaluate(None, data_dir, baseline_dir, baselines=tuple(settings["baselines"]), **eval_kw)
         (baseline_dir / "stamp.json").write_text(json.dumps(stamp))
     baseline_rows = read_csv(baseline_dir / "samples.csv")
     for b in settings["baselines"]:
         table_rows.append((f"baseline: {b}", {"approach": b}, [r for r in baseline_rows if r["method"] == b]))
-    write_table(out, config, profile, table_rows, synths)
+    write_table(out, config, profile, table_rows, synths, test_set=_test_set_line(settings))
     plot(out, table_rows, synths)
     print(f"results in {out}: table.md, all_samples.csv, plots")
     return out
 
 
-def write_table(out: Path, config: dict, profile: str, table_rows: list, synths: list[str]) -> None:
-    from experiments.evaluate import write_csv
+TABLE_METRICS = (  # (CSV column, table heading) after the per-synth LSD columns
+    ("mrsd", "MRSD"),
+    ("multi_scale_log_mel_distance", "log-mel distance"),
+    ("mfcc_distance", "MFCC distance"),
+    ("rms_envelope_similarity", "RMS envelope similarity"),
+    ("cat_accuracy", "categorical accuracy"),
+    ("param_mse", "parameter MSE"),
+)
+PARAMETER_COLUMNS = {"cat_accuracy", "param_mse"}  # scored on the sound's own synth only
+
+
+def _test_set_line(settings: dict) -> str:
+    """Which sounds the table scores, for table.md."""
+    limit = settings.get("eval_max_samples")
+    size = f"at most {limit} sounds per evaluation (seeded choice)" if limit else "every sound"
+    if settings.get("test_dir"):
+        return (
+            f"Test set: the test split of {settings['test_dir']}, held out from the training data "
+            f"{settings['data_dir']} (whose training split the mean and nearest baselines use); {size}."
+        )
+    return f"Test set: the test split of {settings['data_dir']}, the training data's own; {size}."
+
+
+def write_table(
+    out: Path, config: dict, profile: str, table_rows: list, synths: list[str], *, test_set: str = ""
+) -> None:
+    """Writes ``table.md`` (one line per row: mean ± 95% CI (median) of each metric) and ``all_samples.csv``.
+
+    Args:
+        out: the config's results folder.
+        table_rows: (label, row config, CSV rows) per table row.
+        synths: the dataset's synths, one LSD column each.
+        test_set: a line saying which sounds were scored.
+    """
+    from experiments.evaluate import DIGITS, finite_values, mean_ci_text, write_csv
+
+    def cell(values: list, digits: int = 2) -> str:
+        finite = finite_values(values)
+        return f"{mean_ci_text(list(finite), digits)} ({np.median(finite):.{digits}f})" if len(finite) else "-"
 
     everything = []
+    headings = [*synths, "all", *(heading for _, heading in TABLE_METRICS)]
     lines = [
         f"# {config.get('title', config['name'])} ({profile} profile)",
         "",
-        "Mean LSD (median in brackets) on the test split; lower is better.",
+        *([test_set, ""] if test_set else []),
+        "Cells: mean ± half-width of its 95% confidence interval (median in brackets). LSD per synth and over "
+        "all sounds, then the other audio metrics over all sounds; lower is better except the RMS envelope "
+        "similarity and categorical accuracy. Parameter MSE: over the sound's synth's whole encoded vector.",
         "",
-        "| row | " + " | ".join(synths) + " | all | MRSD | categorical accuracy |",
-        "|---" * (len(synths) + 4) + "|",
+        "| row | " + " | ".join(headings) + " |",
+        "|---" * (len(headings) + 1) + "|",
     ]
     for label, _row, rows in table_rows:
         own = [r for r in rows if r["rendered_synth"] == r["synth"]]
@@ -200,16 +271,11 @@ def write_table(out: Path, config: dict, profile: str, table_rows: list, synths:
                 if key not in best or r["lsd"] < best[key]["lsd"]:
                     best[key] = r
             scored = list(best.values())
-
-        def cell(values):
-            values = [v for v in values if isinstance(v, float) and np.isfinite(v)]
-            return f"{np.mean(values):.2f} ({np.median(values):.2f})" if values else "-"
-
         cells = [cell([r["lsd"] for r in scored if r["synth"] == s]) for s in synths]
         cells.append(cell([r["lsd"] for r in scored]))
-        cells.append(cell([r["mrsd"] for r in scored]))
-        acc = [r.get("cat_accuracy") for r in own]
-        cells.append(cell(acc))
+        for metric, _ in TABLE_METRICS:
+            source = own if metric in PARAMETER_COLUMNS else scored
+            cells.append(cell([r.get(metric) for r in source], DIGITS.get(metric, 2)))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
         everything += [{**r, "row": label} for r in rows]
     lines += ["", "Per-synth, per-HPSS-bin and per-parameter-group breakdowns: the summary.md files beside."]

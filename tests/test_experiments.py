@@ -2,6 +2,7 @@
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,8 @@ import pytest
 from conftest import toy_spec
 
 from data.dataset import load_split
+from data.encoding import Codec
+from data_generation.errors import ASPError
 from data_generation.spec import load_spec
 from experiments import metrics
 
@@ -19,10 +22,62 @@ def noise(seconds=1.0, seed=0):
     return np.random.default_rng(seed).normal(0, 0.1, int(44100 * seconds)).astype(np.float32)
 
 
+def tone(seconds=1.0, freq=440.0):
+    t = np.arange(int(44100 * seconds)) / 44100
+    return (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
 def test_identical_audio_scores_zero():
     x = noise()
     scores = metrics.audio_metrics(x, x)
-    assert {k: float(v) for k, v in scores.items()} == {"lsd": 0.0, "mrsd": 0.0, "mel_frobenius": 0.0}
+    assert list(scores) == list(metrics.AUDIO_METRICS)
+    assert {k: float(v) for k, v in scores.items()} == {
+        "lsd": 0.0,
+        "mrsd": 0.0,
+        "mel_frobenius": 0.0,
+        "multi_scale_log_mel_distance": 0.0,
+        "mfcc_distance": 0.0,
+        "rms_envelope_similarity": 1.0,
+    }
+
+
+def test_field_metrics_known_answers():
+    x = noise()
+    for gain in (2.0, 10.0):
+        # log(g M + 1e-5) - log(M + 1e-5) = ln g where the mel magnitudes M are far above 1e-5
+        assert float(metrics.multi_scale_log_mel_distance(x, gain * x)) == pytest.approx(np.log(gain), rel=1e-3)
+        # a gain shifts every dB mel bin by the same amount, which only c0 (dropped) sees
+        assert float(metrics.mfcc_distance(x, gain * x)) == pytest.approx(0.0, abs=1e-4)  # float32 STFT
+        assert float(metrics.rms_envelope_similarity(x, gain * x)) == pytest.approx(1.0)
+    assert metrics.multi_scale_log_mel_distance(x, 10 * x) > metrics.multi_scale_log_mel_distance(x, 2 * x)
+    assert metrics.mfcc_distance(x, tone()) > 10 * metrics.mfcc_distance(x, 2 * x) + 1.0  # another timbre
+    ramp = np.linspace(0.0, 1.0, len(x), dtype=np.float32)
+    assert (
+        float(metrics.rms_envelope_similarity(tone() * ramp, tone() * ramp[::-1])) < -0.95
+    )  # mirrored (padded edges: not -1)
+    assert float(metrics.rms_envelope_similarity(tone() * ramp, tone() * ramp**2)) > 0.9  # both rise
+    assert float(metrics.rms_envelope_similarity(x, np.zeros_like(x))) == 0.0  # silence has no envelope
+    assert float(metrics.rms_envelope_similarity(np.zeros_like(x), np.zeros_like(x))) == 1.0
+
+
+def test_field_metrics_batched_and_with_reused_features():
+    loud, quiet = noise(seed=1), 1e-3 * noise(seed=2)
+    target, predicted = np.stack([loud, quiet]), np.stack([2 * loud, tone() * 1e-3])
+    batch = metrics.audio_metrics(target, predicted)
+    features = metrics.AudioFeatures(target[1])
+    for name, values in batch.items():
+        assert values.shape == (2,), name
+        # each item is scored alone: the mel's 80 dB range is cut below its own maximum, not the batch's
+        assert values[1] == pytest.approx(float(metrics.audio_metrics(target[1], predicted[1])[name]), rel=1e-6)
+        assert values[1] == pytest.approx(float(metrics.audio_metrics(features, predicted[1])[name]), rel=1e-6)
+
+
+def test_mean_confidence_interval_known_answer():
+    mean, half = metrics.mean_ci([1.0, 2.0, 3.0, 4.0, np.nan])
+    # t(0.975, 3) = 3.182446, sample sd = 1.290994, n = 4
+    assert mean == 2.5 and half == pytest.approx(3.182446 * 1.290994 / 2, rel=1e-5)
+    assert metrics.mean_ci([5.0])[0] == 5.0 and np.isnan(metrics.mean_ci([5.0])[1])
+    assert all(np.isnan(metrics.mean_ci([])))
 
 
 def test_known_gain_change_gives_the_expected_lsd():
@@ -63,6 +118,41 @@ def test_parameter_metrics_known_answers():
     assert metrics.continuous_squared_error(spec, target, pred)[0] == pytest.approx(0.04, rel=1e-5)
     groups = metrics.group_errors(spec, target, pred)
     assert groups["osc"][0] == pytest.approx(0.04, rel=1e-5) and groups["fil"][0] == pytest.approx(0.5)
+    # squared errors .04 .01 .04 .09 .64 .81 over the six encoded values
+    assert metrics.parameter_mse(target, pred)[0] == pytest.approx(1.63 / 6, rel=1e-5)
+    assert metrics.parameter_mse(target, target)[0] == 0.0
+
+
+def test_mean_baseline_takes_the_mean_and_the_most_frequent_class(tiny_data):
+    from experiments.evaluate import mean_train_vector
+
+    train = load_split(tiny_data, "train")
+    spec = load_spec("fm")
+    codec = Codec(spec)
+    own = np.asarray(train.params["fm"][train.synth == "fm"])
+    vector = mean_train_vector(train, "fm")
+    assert vector.shape == (spec.encoded_size,)
+    np.testing.assert_allclose(vector[codec.continuous_mask], own[:, codec.continuous_mask].mean(0), rtol=1e-5)
+    preset = codec.decode(vector)
+    for n, (params, offsets) in codec.blocks.items():
+        counts = np.stack([own[:, o : o + n].sum(0) for o in offsets])  # (params, n) class counts
+        np.testing.assert_allclose(preset[spec.learned_index][params], counts.argmax(1) / (n - 1))
+
+
+@pytest.fixture(scope="module")
+def held_out(tiny_data, tmp_path_factory):
+    """tiny_data's valid split as the test split of its own folder, with 0-row train/valid files
+    (what ``generate.py --split-all test`` writes)."""
+    out = tmp_path_factory.mktemp("held_out")
+    for path in tiny_data.glob("valid_*.npy"):
+        array = np.load(path)
+        np.save(out / path.name.replace("valid_", "test_", 1), array)
+        for split in ("train", "valid"):
+            np.save(out / path.name.replace("valid_", f"{split}_", 1), array[:0])
+    manifest = json.loads((tiny_data / "manifest.json").read_text())
+    manifest["fingerprint"] = "held-out"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +175,81 @@ def test_evaluate_writes_one_row_per_sample_and_method(tiny_data, tiny_run, tmp_
     test = load_split(tiny_data, "test")
     with open(tmp_path / "ev" / "samples.csv") as f:
         written = list(csv.DictReader(f))
-    assert len(written) == len(rows) == 3 * len(test)
-    for method in ("multi", "random", "nearest"):
+    assert len(written) == len(rows) == 4 * len(test)
+    for column in (*metrics.AUDIO_METRICS, "cat_accuracy", "cont_sq_error", "param_mse"):
+        assert column in written[0]
+    for method in ("multi", "mean", "random", "nearest"):
         mine = [r for r in written if r["method"] == method]
         assert [int(r["index"]) for r in mine] == list(range(len(test)))
         assert [r["synth"] for r in mine] == list(test.synth)
         assert [int(r["hpss"]) for r in mine] == test.hpss.tolist()
         assert all(float(r["lsd"]) >= 0 and 0 <= float(r["cat_accuracy"]) <= 1 for r in mine)
+        assert all(float(r["param_mse"]) >= 0 and -1 <= float(r["rms_envelope_similarity"]) <= 1 for r in mine)
     summary = (tmp_path / "ev" / "summary.md").read_text()
     assert "## lsd per synth" in summary and "| nearest |" in summary and "lsd per HPSS bin" in summary
+    assert "| mean |" in summary and "## param_mse per synth" in summary and " ± " in summary
+    assert f"the test split of {tiny_data}." in summary
+
+
+def test_evaluate_on_a_held_out_test_set(tiny_data, held_out, tmp_path):
+    from experiments.evaluate import evaluate
+
+    rows = evaluate(
+        None, tiny_data, tmp_path / "ev", test_dir=held_out, baselines=("mean", "nearest"), workers=1, progress=False
+    )
+    valid = load_split(tiny_data, "valid")  # the held-out sounds
+    for method in ("mean", "nearest"):
+        assert [r["name"] for r in rows if r["method"] == method] == list(valid.names)
+    # the held-out folder has 0-row train/valid files: mean and nearest drew from tiny_data's training split
+    assert all(np.isfinite(r["param_mse"]) and np.isfinite(r["lsd"]) for r in rows)
+    assert f"the test split of {held_out} (held out)" in (tmp_path / "ev" / "summary.md").read_text()
+
+
+def test_evaluate_cli_takes_a_test_dir(tiny_data, held_out, tmp_path, monkeypatch, capsys):
+    from experiments.evaluate import main
+
+    base = ["evaluate.py", "-d", str(tiny_data), "--out", str(tmp_path / "cli")]
+    monkeypatch.setattr("sys.argv", [*base, "--baselines", "median"])
+    with pytest.raises(ASPError, match="--baselines takes mean, random, nearest"):
+        main()
+    monkeypatch.setattr(
+        "sys.argv", [*base, "--test-dir", str(held_out), "--baselines", "mean", "--max-samples", "1", "--workers", "1"]
+    )
+    assert main() == 0
+    with open(tmp_path / "cli" / "samples.csv") as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["method"] == "mean" and row["name"] in set(load_split(held_out, "test").names)
+    assert "(held out)" in capsys.readouterr().out
+
+
+def test_held_out_test_sets_must_match_the_training_data(tiny_data, held_out, tmp_path):
+    from experiments.evaluate import evaluate
+
+    def attempt(test_dir, **kw):
+        return evaluate(None, tiny_data, tmp_path / "ev", test_dir=test_dir, workers=1, progress=False, **kw)
+
+    other = tmp_path / "other"
+    shutil.copytree(held_out, other)
+    params = np.load(other / "test_fm_params.npy")
+    np.save(other / "test_fm_params.npy", np.concatenate([params, params[:, :1]], axis=1))
+    with pytest.raises(ASPError, match="fm vectors in .* have"):
+        attempt(other)
+    shutil.rmtree(other)
+    shutil.copytree(held_out, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["synths"][0]["hash"] = "0" * 16
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ASPError, match="differs between"):
+        attempt(other)
+    small = tmp_path / "small"
+    shutil.copytree(tiny_data, small)
+    manifest = json.loads((small / "manifest.json").read_text())
+    manifest["synths"] = [s for s in manifest["synths"] if s["name"] != "modal"]
+    (small / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ASPError, match="modal that the training data"):
+        evaluate(None, small, tmp_path / "ev", test_dir=held_out, workers=1, progress=False)
+    with pytest.raises(ASPError, match="unknown baseline"):
+        attempt(held_out, baselines=("median",))
 
 
 def test_out_of_domain_renders_every_head(tiny_data, tmp_path):
@@ -119,7 +275,7 @@ def test_out_of_domain_renders_every_head(tiny_data, tmp_path):
     assert "out of domain" in (tmp_path / "ood" / "summary.md").read_text()
 
 
-def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, tmp_path):
+def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, held_out, tmp_path):
     from experiments.run import run_config
 
     config = tmp_path / "tiny.json"
@@ -129,6 +285,7 @@ def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, tmp_path):
                 "include": str(ROOT / "experiments/configs/base.json"),
                 "data_dir": str(tiny_data),
                 "model_dir": str(tmp_path / "models"),
+                "test_dir": str(held_out),
                 "latent_size": 4,
                 "profiles": {"small": {"epochs": 1, "patience": None, "eval_max_samples": None, "verbose": 0}},
                 "rows": [
@@ -141,8 +298,15 @@ def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, tmp_path):
     )
     out = run_config(config, "small", results=tmp_path / "results", workers=1)
     table = (out / "table.md").read_text()
-    for label in ("baseline", "multi", "multi l2", "baseline: random", "baseline: nearest"):
+    for label in ("baseline", "multi", "multi l2", "baseline: mean", "baseline: random", "baseline: nearest"):
         assert f"| {label} |" in table
+    assert f"Test set: the test split of {held_out}, held out" in table
+    for heading in ("log-mel distance", "MFCC distance", "RMS envelope similarity", "parameter MSE"):
+        assert f" {heading} |" in table
+    assert " ± " in table
+    held = {str(n) for n in load_split(held_out, "test").names}
+    with open(out / "all_samples.csv") as f:
+        assert {r["name"] for r in csv.DictReader(f)} <= held
     assert {"lsd_boxplot.png", "lsd_vs_latent.png", "lsd_per_hpss.png", "all_samples.csv"} <= {
         p.name for p in out.iterdir()
     }
@@ -155,6 +319,26 @@ def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, tmp_path):
     assert [p.stat().st_mtime_ns for p in weights + csvs] == before  # reused: not retrained, not re-evaluated
 
 
+def test_runner_passes_kl_settings_and_keys_checkpoints_by_them(tmp_path):
+    from experiments.run import model_dir_for, train_runs
+    from training import TrainConfig
+
+    if not {"beta", "free_bits", "kl_warmup_epochs"} <= set(TrainConfig.__dataclass_fields__):
+        pytest.skip("TrainConfig has no beta/free_bits fields yet")
+    settings = {"data_dir": "d", "latent_size": 4, "param_loss": "mse", "epochs": 1, "seed": 0, "beta": 0.5}
+    ((_, plain),) = train_runs(settings, {"approach": "multi"}, ["va"])
+    ((_, tuned),) = train_runs(
+        settings, {"approach": "multi", "beta": 0.1, "free_bits": 0.25, "kl_warmup_epochs": 3}, ["va"]
+    )
+    assert plain.beta == 0.5 and plain.free_bits == TrainConfig.free_bits
+    assert plain.kl_warmup_epochs == TrainConfig.kl_warmup_epochs
+    assert (tuned.beta, tuned.free_bits, tuned.kl_warmup_epochs) == (0.1, 0.25, 3)
+    assert model_dir_for(plain, "f", "m") != model_dir_for(tuned, "f", "m")
+    for key, value in (("beta", 0.1), ("free_bits", 0.25), ("kl_warmup_epochs", 3)):
+        changed = train_runs(settings, {"approach": "multi", key: value}, ["va"])[0][1]
+        assert model_dir_for(changed, "f", "m") != model_dir_for(plain, "f", "m"), key
+
+
 def test_shipped_configs_load_with_both_profiles():
     from experiments.run import load_config, resolve
 
@@ -165,4 +349,5 @@ def test_shipped_configs_load_with_both_profiles():
         assert config["rows"]
         assert resolve(config, "paper")["epochs"] == 500
         assert resolve(config, "small")["epochs"] <= 30
+        assert resolve(config, "small")["baselines"] == ["mean", "random", "nearest"]
     assert load_spec("va")  # configs name synths of the built-in dataset
