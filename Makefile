@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint venv clean data data-real
+.PHONY: demo test lint venv clean data heldout data-real
 
 venv: $(VENV)/.installed
 
@@ -14,13 +14,19 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $@
 
-# the main job on the built-in synths: dataset -> multi-task model -> presets for a test sample
-# and for a sound none of our synths made. Every step resumes or is skipped when already done.
-DEMO_EPOCHS ?= 6
+# the main job on the built-in synths: dataset -> multi-task model -> how it compares with the
+# baselines on sounds it never saw -> presets for a test sample and for a sound none of our synths
+# made. Every step resumes or is skipped when already done.
+DEMO_EPOCHS ?= 8
+HELDOUT = $(PY) data_generation/generate.py --synths va fm modal --presets random --n 120 --seed 77 \
+	--split-all test --out npy_heldout
 demo: venv
 	$(PY) data_generation/view_parameters.py --list
 	$(PY) data_generation/generate.py --synths va fm modal --n 1000 --out npy_data
-	$(PY) train_multi.py --epochs $(DEMO_EPOCHS) --patience 3
+	$(HELDOUT)
+	$(PY) train_multi.py --epochs $(DEMO_EPOCHS)
+	$(PY) experiments/evaluate.py saved_models/vae_multi_64 -d npy_data --test-dir npy_heldout \
+		--max-samples 90 --out demo_out/heldout
 	$(PY) run_inference.py -s 0 -a --out demo_out/test_sample
 	$(PY) data_generation/demo_sound.py demo_out/pluck.wav
 	$(PY) run_inference.py --input demo_out/pluck.wav --out demo_out/pluck
@@ -28,6 +34,11 @@ demo: venv
 # a few thousand samples of the three built-in Faust synths (~3 min on 2 cores)
 data: venv
 	$(PY) data_generation/generate.py --synths va fm modal --n 1000 --out npy_data
+
+# fresh random presets of the same synths with another seed, all in the test split: sounds no model
+# trained on npy_data has seen (experiments/configs use it as their test set)
+heldout: venv
+	$(HELDOUT)
 
 # real plugins: amsynth's 3,482 human presets and mutations, Calf Monosynth, one Faust synth
 data-real: venv

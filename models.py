@@ -11,8 +11,13 @@ Approaches:
     single  joint encoder, one head over the zero-padded vector, times the padded mask
     synth   one encoder + one head for one synth, trained on that synth's samples only (baseline)
 
-Losses: spectrogram MSE + parameter loss + beta * KL, the KL summed over latent dimensions and
-averaged over the batch, beta rising linearly from 0 to 1 over ``kl_warmup_steps`` steps.
+Losses: spectrogram MSE + parameter loss + beta_t * KL. The reconstruction terms are per-element
+means (~0.01-0.1 each) while the KL is in nats summed over the latent dimensions, so at the
+paper's beta = 1 ignoring z is the optimum: the latent collapses and every head predicts one
+average preset. ``beta`` is therefore a training option (the final KL weight, reached linearly
+over ``kl_warmup_steps`` steps) and ``free_bits`` the KL per latent dimension (nats, batch mean)
+below which that dimension is not pushed towards the prior (Kingma et al. 2016). The paper's
+settings (beta 1, no free bits, 100 warm-up epochs) stay reachable (``--paper-loss``).
 ``param_loss="mse"`` is the paper's (sigmoid outputs, MSE on the masked vector); ``"mixed"``
 uses MSE for continuous parameters and softmax cross-entropy within each categorical block.
 """
@@ -34,9 +39,14 @@ from data_generation.errors import ASPError
 from data_generation.spec import SynthSpec
 
 MEL_SHAPE = (128, 431)
+# Bumped when a change alters what training produces with the same settings (recorded in each run's
+# config.json and part of the experiment runner's checkpoint key, so stale runs are not reused).
+# 2: BatchNorm momentum 0.9, heads start at the training mean, beta and free bits.
+MODEL_VERSION = 2
 APPROACHES = ("multi", "single", "synth")
 PARAM_LOSSES = ("mse", "mixed")
 HEAD_UNITS = 1024
+BN_MOMENTUM = 0.9  # moving statistics that follow a short run (Keras: 0.99, ~500 steps to forget the init)
 
 
 @dataclass(frozen=True)
@@ -83,7 +93,7 @@ def build_encoder(latent_size: int) -> keras.Model:
     x = layers.Reshape((*MEL_SHAPE, 1))(mel)
     for i in range(2):
         x = layers.Conv2D(8, 3, padding="same", name=f"conv{i}")(x)
-        x = layers.BatchNormalization(name=f"bn{i}")(x)
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{i}")(x)
         x = layers.ReLU()(x)
         x = layers.MaxPooling2D(2)(x)
     x = layers.Flatten()(x)
@@ -152,16 +162,28 @@ def param_loss_per_sample(scores, target, mask, layout: Layout, param_loss: str)
     return (squared + cross) / float(layout.n_params)
 
 
-def kl_per_sample(z_mean, z_log_var):
-    """KL(q(z|x) || N(0, I)) summed over latent dimensions: (batch,)."""
-    return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
+def kl_per_dimension(z_mean, z_log_var):
+    """KL(q(z|x) || N(0, I)) of each latent dimension, averaged over the batch: (latent,)."""
+    return ops.mean(-0.5 * (1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var)), axis=0)
 
 
-def kl_weight(step, warmup_steps: int):
-    """Linear KL warm-up: step / warmup_steps, capped at 1 (1 from the start when warmup_steps is 0)."""
+def kl_penalty(kl_dims, free_bits: float):
+    """The KL term the optimizer sees: sum over dimensions of max(KL_d, free_bits) (a scalar).
+
+    A dimension that carries less than ``free_bits`` nats gets no gradient towards the prior, so
+    the encoder can keep information in it (free bits, Kingma et al. 2016).
+    """
+    if free_bits <= 0:
+        return ops.sum(kl_dims)
+    return ops.sum(ops.maximum(kl_dims, float(free_bits)))
+
+
+def kl_weight(step, warmup_steps: int, beta: float = 1.0):
+    """Linear KL warm-up to ``beta``: beta * step / warmup_steps, capped at beta (beta from the
+    start when warmup_steps is 0)."""
     if warmup_steps <= 0:
-        return ops.convert_to_tensor(1.0)
-    return ops.minimum(1.0, ops.cast(step, "float32") / float(warmup_steps))
+        return ops.convert_to_tensor(float(beta))
+    return float(beta) * ops.minimum(1.0, ops.cast(step, "float32") / float(warmup_steps))
 
 
 # ---------------------------------------------------------------------------------------
@@ -176,7 +198,9 @@ class SynthVAE(keras.Model):
         layouts: the synths' layouts (one for ``synth``), in dataset order.
         latent_size: size of z.
         param_loss: mse or mixed.
-        kl_warmup_steps: steps over which beta rises from 0 to 1.
+        kl_warmup_steps: steps over which the KL weight rises from 0 to ``beta``.
+        beta: the final KL weight.
+        free_bits: nats per latent dimension left free of the KL penalty.
         seed: seed of the reparameterization noise.
 
     Batches are dicts: ``mel`` (batch, 128, 431); ``params_<synth>``/``mask_<synth>`` for each
@@ -191,6 +215,8 @@ class SynthVAE(keras.Model):
         latent_size: int,
         param_loss: str = "mse",
         kl_warmup_steps: int = 0,
+        beta: float = 1.0,
+        free_bits: float = 0.0,
         seed: int = 0,
         **kwargs,
     ):
@@ -206,6 +232,12 @@ class SynthVAE(keras.Model):
         self.latent_size = int(latent_size)
         self.param_loss = param_loss
         self.kl_warmup_steps = int(kl_warmup_steps)
+        if not (np.isfinite(beta) and beta >= 0):
+            raise ASPError(f"beta must be a finite number >= 0, got {beta}")
+        if not (np.isfinite(free_bits) and free_bits >= 0):
+            raise ASPError(f"free bits must be a finite number >= 0, got {free_bits}")
+        self.beta = float(beta)
+        self.free_bits = float(free_bits)
         self.single_size = max(lay.size for lay in self.layouts)
         self.encoder = build_encoder(latent_size)
         self.spec_decoder = build_spec_decoder(latent_size)
@@ -246,6 +278,25 @@ class SynthVAE(keras.Model):
             "scores": scores,
         }
 
+    def start_at_mean(self, means: dict[str, np.ndarray]) -> None:
+        """Sets each head's output bias so that an untrained head predicts the training-mean
+        preset: logit(mean) for sigmoid outputs, log(class frequency) within categorical blocks
+        (``mixed``). Training then starts from the mean predictor instead of 0.5 everywhere.
+
+        Args:
+            means: {head name: mean encoded vector of its training samples}: per synth
+                (encoded size,), or ``single`` (largest size,) for the zero-padded vectors.
+        """
+        for name, head in self.heads.items():
+            dense = head.get_layer("scores")
+            kernel, bias = dense.get_weights()
+            mean = np.clip(np.asarray(means[name], dtype=np.float64), 0.01, 0.99)
+            init = np.log(mean / (1.0 - mean))
+            lay = next((lay for lay in self.layouts if lay.name == name), None)
+            if self.param_loss == "mixed" and lay is not None:
+                init = np.where(lay.continuous > 0, init, np.log(mean))
+            dense.set_weights([kernel, init.astype(bias.dtype)])
+
     # -- losses ----------------------------------------------------------------------
     def param_losses(self, scores: dict, batch: dict):
         """Parameter loss per sample, summed over heads: (batch,)."""
@@ -268,11 +319,11 @@ class SynthVAE(keras.Model):
     def compute_losses(self, batch: dict, out: dict) -> dict:
         spec = ops.mean(ops.square(out["spec"] - batch["mel"]), axis=(1, 2))
         params = self.param_losses(out["scores"], batch)
-        kl = kl_per_sample(out["z_mean"], out["z_log_var"])
-        beta = kl_weight(self.step, self.kl_warmup_steps)
-        spec, params, kl = ops.mean(spec), ops.mean(params), ops.mean(kl)
+        kl_dims = kl_per_dimension(out["z_mean"], out["z_log_var"])
+        beta = kl_weight(self.step, self.kl_warmup_steps, self.beta)
+        spec, params, kl = ops.mean(spec), ops.mean(params), ops.sum(kl_dims)
         return {
-            "loss": spec + params + beta * kl,
+            "loss": spec + params + beta * kl_penalty(kl_dims, self.free_bits),
             "recon_loss": spec + params,
             "spec_loss": spec,
             "param_loss": params,

@@ -39,10 +39,16 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from checkpoints import CONFIG, WEIGHTS, read_config, run_name, write_json  # noqa: E402
-from data.dataset import Split, load_split, read_manifest  # noqa: E402
+from data.dataset import Split, load_split, mean_vector, read_manifest  # noqa: E402
 from data_generation.errors import ASPError  # noqa: E402
 from data_generation.spec import SynthSpec, load_spec, spec_from_json  # noqa: E402
-from models import APPROACHES, MEL_SHAPE, PARAM_LOSSES, Layout, SynthVAE  # noqa: E402
+from models import APPROACHES, MEL_SHAPE, MODEL_VERSION, PARAM_LOSSES, Layout, SynthVAE  # noqa: E402
+
+# The loss defaults, chosen on held-out sounds (README, "Training"); the paper's are PAPER_LOSS.
+DEFAULT_BETA = 1e-4
+DEFAULT_FREE_BITS = 0.0
+DEFAULT_KL_WARMUP_EPOCHS = 0
+PAPER_LOSS = {"beta": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 100}
 
 
 @dataclass
@@ -62,7 +68,9 @@ class TrainConfig:
     synth: str | None = None
     synths: tuple[str, ...] | None = None  # train multi/single on these synths of the dataset only
     patience: int | None = None
-    kl_warmup_epochs: int = 100
+    kl_warmup_epochs: int = DEFAULT_KL_WARMUP_EPOCHS
+    beta: float = DEFAULT_BETA
+    free_bits: float = DEFAULT_FREE_BITS
     fresh: bool = False
     verbose: int = 1
 
@@ -180,6 +188,8 @@ def build_model(config: dict) -> SynthVAE:
         latent_size=config["latent_size"],
         param_loss=config["param_loss"],
         kl_warmup_steps=config.get("kl_warmup_steps", 0),
+        beta=config.get("beta", 1.0),  # runs made before beta was an option used the paper's 1
+        free_bits=config.get("free_bits", 0.0),
         seed=config.get("seed", 0),
     )
     model.build()
@@ -239,13 +249,140 @@ class _ProgressConfig(keras.callbacks.Callback):
         write_json(self.path, self.config)
 
 
+ACTIVE_VARIANCE = 0.01  # a latent dimension is active when Var_x[E[z|x]] exceeds this (Burda et al. 2016)
+MONITOR_SAMPLES = 512
+
+
+def mean_vectors(split: Split, indices: np.ndarray, synths: list[str]) -> dict[str, np.ndarray]:
+    """The training-mean predictor of each synth over its own samples among ``indices``
+    ({synth: (encoded size,) float64}, zeros for a synth without samples), and ``single``: the mean
+    zero-padded vector over all of them, as wide as the widest synth."""
+    out = {}
+    for s in synths:
+        mean = mean_vector(split, s, indices)
+        out[s] = np.zeros(split.params[s].shape[1]) if mean is None else mean
+    counts = {s: int((split.synth[indices] == s).sum()) for s in synths}
+    padded = np.zeros(max(len(v) for v in out.values()))
+    for s, v in out.items():
+        padded[: len(v)] += v * counts[s] / max(1, sum(counts.values()))
+    out["single"] = padded
+    return out
+
+
+def latent_report(
+    model: SynthVAE, split: Split, indices: np.ndarray, means: dict[str, np.ndarray], batch_size: int = 64
+) -> dict[str, float]:
+    """How much the latent carries, on the samples ``indices`` of a split.
+
+    Returns:
+        ``active_dims`` (dimensions whose z_mean varies across samples by more than
+        ACTIVE_VARIANCE), ``kl_per_dim`` (mean KL per dimension, nats), ``kl_dims_min`` /
+        ``kl_dims_max``, and per synth ``param_mse_<synth>`` (MSE of the predicted encoded vector),
+        ``mean_mse_<synth>`` (the training-mean predictor's) and ``param_vs_mean_<synth>`` (their
+        ratio: 1 = no better than predicting the mean preset); ``param_vs_mean`` averages the
+        ratios over synths.
+    """
+    mels = np.asarray(split.mels[np.sort(indices)], dtype=np.float32)
+    z_means, z_log_vars = [], []
+    for start in range(0, len(mels), batch_size):
+        zm, zlv = model.encoder(mels[start : start + batch_size], training=False)
+        z_means.append(keras.ops.convert_to_numpy(zm))
+        z_log_vars.append(keras.ops.convert_to_numpy(zlv))
+    zm, zlv = np.concatenate(z_means).astype(np.float64), np.concatenate(z_log_vars).astype(np.float64)
+    kl_dims = np.mean(-0.5 * (1.0 + zlv - zm**2 - np.exp(zlv)), axis=0)
+    report = {
+        "active_dims": float((zm.var(axis=0) > ACTIVE_VARIANCE).sum()),
+        "kl_per_dim": float(kl_dims.mean()),
+        "kl_dims_min": float(kl_dims.min()),
+        "kl_dims_max": float(kl_dims.max()),
+    }
+    vectors = model.predict_vectors(mels, batch_size=batch_size)
+    owners = split.synth[np.sort(indices)]
+    ratios = []
+    for lay in model.layouts:
+        mine = np.flatnonzero(owners == lay.name)
+        if not len(mine):
+            continue
+        true = np.asarray(split.params[lay.name][np.sort(indices)[mine]], dtype=np.float64)
+        pred = np.mean((vectors[lay.name][mine] - true) ** 2)
+        base = np.mean((means[lay.name][None, :] - true) ** 2)
+        report[f"param_mse_{lay.name}"] = float(pred)
+        report[f"mean_mse_{lay.name}"] = float(base)
+        report[f"param_vs_mean_{lay.name}"] = float(pred / base) if base > 0 else float("nan")
+        ratios.append(report[f"param_vs_mean_{lay.name}"])
+    report["param_vs_mean"] = float(np.mean(ratios)) if ratios else float("nan")
+    return report
+
+
+class LatentMonitor(keras.callbacks.Callback):
+    """After every epoch, measures collapse on the validation split (``latent_report``), adds
+    the figures to the epoch's logs as ``val_<name>`` (so log.csv and TensorBoard get them), writes
+    KL per dimension and z_mean variance histograms to TensorBoard, and prints a one-line warning
+    when the parameter error is no better than the training-mean predictor's.
+    """
+
+    def __init__(self, split: Split, indices: np.ndarray, means: dict, log_dir: Path, *, verbose: int, seed: int):
+        super().__init__()
+        if len(indices) > MONITOR_SAMPLES:
+            indices = np.sort(np.random.default_rng(seed).permutation(indices)[:MONITOR_SAMPLES])
+        self.split, self.indices, self.means, self.verbose = split, indices, means, verbose
+        self.writer = tf.summary.create_file_writer(str(log_dir / "latent"))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None or not len(self.indices):
+            return
+        report = latent_report(self.model, self.split, self.indices, self.means)
+        for key, value in report.items():
+            logs[f"val_{key}"] = value
+        with self.writer.as_default(step=epoch):
+            for key, value in report.items():
+                tf.summary.scalar(f"latent/{key}", value)
+        self.writer.flush()
+        message = collapse_warning(report)
+        if self.verbose and message:
+            print(f"warning: epoch {epoch + 1}: {message}", flush=True)
+
+
+NO_BETTER_THAN_MEAN = 1.0  # param_vs_mean at or above this: no better than the training-mean preset
+COLLAPSED_KL = 0.01  # nats per dimension: below this on average the posterior is the prior
+
+
+def collapse_warning(report: dict) -> str | None:
+    """One line when a ``latent_report`` shows a model no better than the training-mean preset
+    (naming collapse when the latent carries nothing), else None."""
+    ratio = report["param_vs_mean"]
+    if not ratio >= NO_BETTER_THAN_MEAN:  # nan (no samples) does not warn
+        return None
+    if report["active_dims"] == 0 or report["kl_per_dim"] < COLLAPSED_KL:
+        return (
+            f"the latent collapsed ({report['active_dims']:.0f} active dimensions, {report['kl_per_dim']:.3f} nats "
+            f"each) and the parameter error is {ratio:.2f}x the training-mean preset's: the model ignores its "
+            "input; lower --beta or add --free-bits"
+        )
+    return (
+        f"the parameter error is {ratio:.2f}x the training-mean preset's on validation sounds: no better than "
+        "predicting one average preset (yet); train longer, or check the data"
+    )
+
+
 def _strategy() -> tf.distribute.Strategy:
     """MirroredStrategy over several visible GPUs, TensorFlow's default strategy otherwise."""
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-_COMPARED = ("approach", "latent_size", "param_loss", "target_synth", "trained_synths", "data_fingerprint")
+_COMPARED = (
+    "model_version",
+    "approach",
+    "latent_size",
+    "param_loss",
+    "beta",
+    "free_bits",
+    "kl_warmup_epochs",
+    "target_synth",
+    "trained_synths",
+    "data_fingerprint",
+)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -264,8 +401,14 @@ def train(cfg: TrainConfig) -> dict:
             raise ASPError(f"{name} must be >= 1, got {value}")
     if cfg.max_samples is not None and cfg.max_samples < 1:
         raise ASPError(f"--max-samples must be >= 1, got {cfg.max_samples}")
-    if cfg.lr <= 0:
+    if not cfg.lr > 0:
         raise ASPError(f"--lr must be > 0, got {cfg.lr}")
+    if not (cfg.beta >= 0 and np.isfinite(cfg.beta)):
+        raise ASPError(f"--beta must be a finite number >= 0, got {cfg.beta}")
+    if not (cfg.free_bits >= 0 and np.isfinite(cfg.free_bits)):
+        raise ASPError(f"--free-bits must be a finite number >= 0, got {cfg.free_bits}")
+    if cfg.kl_warmup_epochs < 0:
+        raise ASPError(f"--kl-warmup-epochs must be >= 0, got {cfg.kl_warmup_epochs}")
 
     train_split = load_split(cfg.data_dir, "train")
     specs = dataset_specs(cfg.data_dir, train_split)
@@ -316,12 +459,16 @@ def train(cfg: TrainConfig) -> dict:
         "epochs": cfg.epochs,
         "batch_size": cfg.batch_size,
         "lr": cfg.lr,
+        "beta": cfg.beta,
+        "free_bits": cfg.free_bits,
+        "kl_warmup_epochs": cfg.kl_warmup_epochs,
         "kl_warmup_steps": cfg.kl_warmup_epochs * steps,
         "steps_per_epoch": steps,
         "max_samples": cfg.max_samples,
         "epochs_done": 0,
         "best_loss": None,
         "best_epoch": None,
+        "model_version": MODEL_VERSION,
         "keras_version": keras.__version__,
     }
     if (run_dir / CONFIG).is_file() and not cfg.fresh:
@@ -354,13 +501,20 @@ def train(cfg: TrainConfig) -> dict:
         if len(valid_idx)
         else None
     )
+    means = mean_vectors(train_split, train_idx, wanted)
     with _strategy().scope():
         model = build_model(config)
+        model.start_at_mean(means)  # a resumed run restores its own weights over these
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
     # the total loss grows with the KL weight during warm-up, so runs are compared on reconstruction
     monitor = "val_recon_loss" if valid_stream is not None else "recon_loss"
+    monitor_split, monitor_idx = (valid_split, valid_idx) if len(valid_idx) else (train_split, train_idx)
+    latent_monitor = LatentMonitor(
+        monitor_split, monitor_idx, means, run_dir / "tensorboard", verbose=cfg.verbose, seed=cfg.seed
+    )
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
+        latent_monitor,  # before the loggers: it adds its figures to the epoch's logs
         keras.callbacks.ModelCheckpoint(
             str(run_dir / WEIGHTS),
             monitor=monitor,
@@ -398,6 +552,14 @@ def train(cfg: TrainConfig) -> dict:
             f"saved {run_dir / WEIGHTS} (best {monitor} {config['best_loss']:.4f} at epoch "
             f"{config['best_epoch']}), {config['epochs_done']} epochs done"
         )
+        last = config.get("last_losses", {})
+        ratios = [f"{s} {last[f'val_param_vs_mean_{s}']:.2f}x" for s in wanted if f"val_param_vs_mean_{s}" in last]
+        if ratios:
+            print(
+                f"last epoch, {'validation' if len(valid_idx) else 'training'} sounds: parameter error "
+                f"{', '.join(ratios)} the training-mean preset's; {last['val_active_dims']:.0f} of "
+                f"{cfg.latent_size} latent dimensions active, {last['val_kl_per_dim']:.2f} nats each"
+            )
     return config
 
 
@@ -422,7 +584,29 @@ def parser(description: str, *, approach: str, synth: str | None = None) -> argp
         default="mse",
         help="mse (the paper's) or mixed (MSE for continuous, cross-entropy for categorical)",
     )
-    p.add_argument("--kl-warmup-epochs", type=int, default=100, help="epochs of linear KL warm-up (default 100)")
+    p.add_argument(
+        "--beta",
+        type=float,
+        default=DEFAULT_BETA,
+        help=f"final KL weight (default {DEFAULT_BETA:g}; the paper's is 1, which collapses the latent)",
+    )
+    p.add_argument(
+        "--free-bits",
+        type=float,
+        default=DEFAULT_FREE_BITS,
+        help=f"nats per latent dimension free of the KL penalty (default {DEFAULT_FREE_BITS:g})",
+    )
+    p.add_argument(
+        "--kl-warmup-epochs",
+        type=int,
+        default=DEFAULT_KL_WARMUP_EPOCHS,
+        help=f"epochs of linear KL warm-up to --beta (default {DEFAULT_KL_WARMUP_EPOCHS})",
+    )
+    p.add_argument(
+        "--paper-loss",
+        action="store_true",
+        help="the paper's loss settings: --beta 1 --free-bits 0 --kl-warmup-epochs 100 (they collapse the latent)",
+    )
     p.add_argument("--patience", type=int, default=None, help="stop after this many epochs without improvement")
     p.add_argument("--fresh", action="store_true", help="discard an existing run in the same folder")
     if approach == "synth" and synth is None:
@@ -436,6 +620,8 @@ def parser(description: str, *, approach: str, synth: str | None = None) -> argp
 def main(description: str, *, approach: str, synth: str | None = None) -> int:
     args = parser(description, approach=approach, synth=synth).parse_args()
     values = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+    if args.paper_loss:
+        values.update(PAPER_LOSS)
     if values.get("synths"):
         values["synths"] = tuple(values["synths"])
     cfg = TrainConfig(**values)

@@ -206,6 +206,25 @@ def load_split(data_dir: str | Path, split: str) -> Split:
     )
 
 
+def mean_vector(split: Split, synth: str, rows: np.ndarray | None = None) -> np.ndarray | None:
+    """The mean encoded vector of a synth's samples (the training-mean predictor): (encoded size,)
+    float64, or None when there are none.
+
+    Continuous positions hold the mean value; a categorical block holds the class frequencies, so
+    ``Codec.decode`` turns it into the most frequent class.
+
+    Args:
+        split: a loaded split.
+        synth: one of its synths.
+        rows: restrict to these sample indices (default: all).
+    """
+    candidates = np.arange(len(split.synth)) if rows is None else np.asarray(rows)
+    own = candidates[split.synth[candidates] == synth]
+    if not len(own):
+        return None
+    return np.asarray(split.params[synth][np.sort(own)], dtype=np.float64).mean(axis=0)
+
+
 def pick_test_index(data_dir: str | Path, sample: int, *, synth: str | None, hpss: int | None, seed: int | None) -> int:
     """``-s`` / ``--synth`` / ``--hpss`` -> an index into the test split (-1: random among matches)."""
     split = load_split(data_dir, "test")

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.dataset import Split, load_split, read_manifest  # noqa: E402
+from data.dataset import Split, load_split, mean_vector, read_manifest  # noqa: E402
 from data.encoding import Codec  # noqa: E402
 from data_generation.errors import ASPError, run_cli  # noqa: E402
 from data_generation.parallel import run_tasks  # noqa: E402
@@ -89,15 +89,12 @@ def nearest_train_presets(test: Split, train: Split, rows: np.ndarray, synth: st
 
 
 def mean_train_vector(train: Split, synth: str) -> np.ndarray:
-    """The training-mean encoded vector of ``synth``: (encoded size,) float32.
-
-    Continuous positions hold the mean value; a categorical block holds the class frequencies, so
-    ``Codec.decode`` picks the most frequent class.
-    """
-    rows = np.flatnonzero(train.synth == synth)
-    if len(rows) == 0:
+    """The training-mean encoded vector of ``synth`` (``data.dataset.mean_vector``): (encoded size,)
+    float32."""
+    vector = mean_vector(train, synth)
+    if vector is None:
         raise ASPError(f"the training split has no {synth} samples for the mean baseline")
-    return np.asarray(train.params[synth][rows], dtype=np.float64).mean(axis=0).astype(np.float32)
+    return vector.astype(np.float32)
 
 
 def held_out_split(test_dir: str | Path, split: str, data_dir: str | Path) -> Split:
@@ -411,6 +408,31 @@ def summary_markdown(rows: list[dict], *, about: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison(rows: list[dict]) -> str:
+    """How each model method compares with the baselines, per synth: its mean LSD and parameter
+    MSE as multiples of each baseline's (below 1 = better). Own-synth matches only."""
+    own = [r for r in rows if r["rendered_synth"] == r["synth"]]
+    methods = list(dict.fromkeys(r["method"] for r in own))
+    models = [m for m in methods if m not in BASELINES]
+    present = [b for b in BASELINES if b in methods]
+    lines = []
+    for m in models:
+        lines.append(f"{m} against the baselines (mean LSD, parameter MSE; x < 1: the model is better):")
+        for synth in sorted({r["synth"] for r in own}):
+
+            def mean(metric, method, synth=synth):
+                values = finite_values([r.get(metric) for r in own if r["method"] == method and r["synth"] == synth])
+                return float(values.mean()) if len(values) else float("nan")
+
+            parts = []
+            for metric, name in (("lsd", "LSD"), ("param_mse", "parameter MSE")):
+                value = mean(metric, m)
+                ratios = ", ".join(f"{value / mean(metric, b):.2f}x {b}" for b in present if mean(metric, b) > 0)
+                parts.append(f"{name} {value:.3g}" + (f" ({ratios})" if ratios else ""))
+            lines.append(f"  {synth}: " + "; ".join(parts))
+    return "\n".join(lines)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", nargs="?", help="a trained run folder (omit with --baselines-only)")
@@ -445,7 +467,10 @@ def main() -> int:
         seed=args.seed,
     )
     print((Path(args.out) / "summary.md").read_text().split("## mrsd")[0])
-    print(f"{len(rows)} rows in {Path(args.out) / 'samples.csv'}")
+    verdict = comparison(rows)
+    if verdict:
+        print(verdict)
+    print(f"{len(rows)} rows in {Path(args.out) / 'samples.csv'}; every table in {Path(args.out) / 'summary.md'}")
     return 0
 
 

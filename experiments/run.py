@@ -111,6 +111,8 @@ def train_runs(settings: dict, row: dict, synths: list[str]) -> list[tuple[str |
 
 def model_dir_for(cfg, fingerprint: str, root: str) -> Path:
     """A checkpoint folder shared by every config that trains the same model."""
+    from models import MODEL_VERSION
+
     key = (
         json.dumps(
             {
@@ -134,6 +136,7 @@ def model_dir_for(cfg, fingerprint: str, root: str) -> Path:
             default=list,
         )
         + fingerprint
+        + f"model{MODEL_VERSION}"
     )
     return Path(root) / "experiments" / hashlib.sha256(key.encode()).hexdigest()[:12]
 

@@ -7,7 +7,16 @@ from keras import ops
 
 from data_generation.errors import ASPError
 from data_generation.spec import load_spec
-from models import MEL_SHAPE, Layout, SynthVAE, activate, kl_weight, param_loss_per_sample
+from models import (
+    MEL_SHAPE,
+    Layout,
+    SynthVAE,
+    activate,
+    kl_penalty,
+    kl_per_dimension,
+    kl_weight,
+    param_loss_per_sample,
+)
 
 SYNTHS = ["va", "fm", "modal"]
 
@@ -69,6 +78,26 @@ def test_masked_heads_get_no_gradient_from_other_synths_samples(param_loss):
 def test_kl_warmup_schedule():
     assert [float(kl_weight(s, 100)) for s in (0, 25, 50, 100, 400)] == [0.0, 0.25, 0.5, 1.0, 1.0]
     assert float(kl_weight(0, 0)) == 1.0
+    assert [float(kl_weight(s, 10, beta=0.01)) for s in (0, 5, 10, 20)] == pytest.approx([0, 0.005, 0.01, 0.01])
+    assert float(kl_weight(7, 0, beta=0.25)) == 0.25
+
+
+def test_kl_per_dimension_and_free_bits_known_answers():
+    # q = N(mu, 1): KL = mu^2 / 2 per dimension; dims with mu 0, 1, 2 -> 0, 0.5, 2 nats
+    z_mean = np.array([[0.0, 1.0, 2.0], [0.0, -1.0, 2.0]], np.float32)
+    kl = ops.convert_to_numpy(kl_per_dimension(z_mean, np.zeros_like(z_mean)))
+    np.testing.assert_allclose(kl, [0.0, 0.5, 2.0], atol=1e-6)
+    assert float(kl_penalty(kl, 0.0)) == pytest.approx(2.5)
+    assert float(kl_penalty(kl, 1.0)) == pytest.approx(1.0 + 1.0 + 2.0)  # dims under 1 nat count as 1
+
+
+def test_free_bits_leave_informative_dimensions_without_kl_gradient():
+    z_mean = tf.Variable([[0.3, 2.0], [-0.3, -2.0]])
+    with tf.GradientTape() as tape:
+        penalty = kl_penalty(kl_per_dimension(z_mean, tf.zeros_like(z_mean)), 0.5)
+    grad = tape.gradient(penalty, z_mean).numpy()
+    assert np.all(grad[:, 0] == 0.0)  # 0.045 nats < 0.5: free
+    np.testing.assert_allclose(grad[:, 1], [1.0, -1.0])  # d/dmu mean(mu^2/2) over a batch of 2
 
 
 def test_mixed_activation_is_a_softmax_per_block():
@@ -112,3 +141,7 @@ def test_bad_model_arguments():
         SynthVAE(approach="triple", layouts=layouts(), latent_size=8)
     with pytest.raises(ASPError, match="exactly one synth"):
         SynthVAE(approach="synth", layouts=layouts(), latent_size=8)
+    with pytest.raises(ASPError, match="beta must be"):
+        SynthVAE(approach="multi", layouts=layouts(), latent_size=8, beta=-1.0)
+    with pytest.raises(ASPError, match="free bits must be"):
+        SynthVAE(approach="multi", layouts=layouts(), latent_size=8, free_bits=float("nan"))

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from data.dataset import load_split
-from training import TrainConfig, load_model, read_config, train
+from training import TrainConfig, collapse_warning, load_model, mean_vectors, read_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -159,3 +159,57 @@ def test_data_errors(tiny_data, tmp_path):
 def test_inference_side_errors(tmp_path):
     with pytest.raises(Exception, match="no trained model"):
         load_model(tmp_path / "nothing")
+
+
+def test_loss_settings_are_recorded_and_checked(tiny_data, tmp_path):
+    res = run(
+        "train_multi.py", "-d", str(tiny_data), "--model-dir", str(tmp_path), "--epochs", "1", "-l", "4", "--paper-loss"
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    config = read_config(tmp_path / "vae_multi_4")
+    assert (config["beta"], config["free_bits"], config["kl_warmup_epochs"]) == (1.0, 0.0, 100)
+    assert config["kl_warmup_steps"] == 100 * config["steps_per_epoch"]
+    # another loss on the same run folder is refused, not mixed in
+    res = run("train_multi.py", "-d", str(tiny_data), "--model-dir", str(tmp_path), "--epochs", "2", "-l", "4")
+    _one_line_error(res, f"beta = 1.0, not {TrainConfig.beta!r}")
+    for flag, value, message in (
+        ("--beta", "-1", "--beta must be a finite number >= 0"),
+        ("--beta", "nan", "--beta must be a finite number >= 0"),
+        ("--free-bits", "-0.5", "--free-bits must be a finite number >= 0"),
+        ("--kl-warmup-epochs", "-3", "--kl-warmup-epochs must be >= 0"),
+    ):
+        res = run("train_multi.py", "-d", str(tiny_data), "--model-dir", str(tmp_path / "bad"), flag, value)
+        _one_line_error(res, message)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_every_epoch_logs_how_much_the_latent_carries(tiny_data, tmp_path):
+    train(TrainConfig(approach="multi", data_dir=str(tiny_data), model_dir=str(tmp_path), latent_size=4, epochs=2))
+    rows = (tmp_path / "vae_multi_4" / "log.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    for key in ("val_active_dims", "val_kl_per_dim", "val_param_vs_mean", "val_param_mse_fm", "val_mean_mse_fm"):
+        assert key in header
+    values = [dict(zip(header, r.split(","))) for r in rows[1:]]
+    assert len(values) == 2
+    for v in values:
+        assert 0 <= float(v["val_active_dims"]) <= 4
+        ratio = float(v["val_param_mse_fm"]) / float(v["val_mean_mse_fm"])
+        assert float(v["val_param_vs_mean_fm"]) == pytest.approx(ratio, rel=1e-6)
+    assert any(p.name.startswith("events") for p in (tmp_path / "vae_multi_4" / "tensorboard" / "latent").iterdir())
+
+
+def test_mean_vectors_and_the_collapse_warning_known_answers(tiny_data):
+    split = load_split(tiny_data, "train")
+    means = mean_vectors(split, np.arange(len(split.synth)), ["va", "fm", "modal"])
+    fm_rows = np.flatnonzero(split.synth == "fm")
+    np.testing.assert_allclose(means["fm"], np.asarray(split.params["fm"])[fm_rows].mean(0))
+    counts = [int((split.synth == s).sum()) for s in ("va", "fm", "modal")]
+    padded = np.asarray(split.params_single).mean(0)  # each sample's own vector, zero-padded
+    np.testing.assert_allclose(means["single"], padded, atol=1e-6)
+    assert sum(counts) == len(split.synth)
+    collapsed = {"param_vs_mean": 1.02, "active_dims": 0.0, "kl_per_dim": 0.001}
+    assert "collapsed" in collapse_warning(collapsed) and "--beta" in collapse_warning(collapsed)
+    slow = {"param_vs_mean": 1.0, "active_dims": 12.0, "kl_per_dim": 3.0}
+    assert "1.00x the training-mean" in collapse_warning(slow) and "collapsed" not in collapse_warning(slow)
+    assert collapse_warning({"param_vs_mean": 0.7, "active_dims": 12.0, "kl_per_dim": 3.0}) is None
+    assert collapse_warning({"param_vs_mean": float("nan"), "active_dims": 0.0, "kl_per_dim": 0.0}) is None
