@@ -281,9 +281,46 @@ def write_table(
             cells.append(cell([r.get(metric) for r in source], DIGITS.get(metric, 2)))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
         everything += [{**r, "row": label} for r in rows]
+    lines += relative_table(table_rows, synths)
     lines += ["", "Per-synth, per-HPSS-bin and per-parameter-group breakdowns: the summary.md files beside."]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     write_csv(out / "all_samples.csv", everything)
+
+
+def relative_table(table_rows: list, synths: list[str], reference: str = "baseline: mean") -> list[str]:
+    """Markdown lines: each row's mean LSD and parameter MSE per synth as a multiple of the
+    training-mean preset's (below 1: better than predicting one average preset). Own-synth
+    matches only; empty without the mean baseline."""
+    from experiments.evaluate import finite_values
+
+    by_label = {label: [r for r in rows if r["rendered_synth"] == r["synth"]] for label, _, rows in table_rows}
+    base = by_label.get(reference)
+    if not base:
+        return []
+
+    def mean(rows, metric, synth):
+        values = finite_values([r.get(metric) for r in rows if r["synth"] == synth])
+        return float(values.mean()) if len(values) else float("nan")
+
+    headings = [f"{s} LSD" for s in synths] + [f"{s} param MSE" for s in synths]
+    lines = [
+        "",
+        "Relative to the training-mean preset (mean over the sounds of a synth, divided by the mean "
+        "baseline's; below 1 is better):",
+        "",
+        "| row | " + " | ".join(headings) + " |",
+        "|---" * (len(headings) + 1) + "|",
+    ]
+    for label, own in by_label.items():
+        if label == reference or not own:
+            continue
+        cells = []
+        for metric in ("lsd", "param_mse"):
+            for s in synths:
+                ratio = mean(own, metric, s) / mean(base, metric, s)
+                cells.append(f"{ratio:.2f}x" if np.isfinite(ratio) else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot(out: Path, table_rows: list, synths: list[str]) -> None:

@@ -351,3 +351,18 @@ def test_shipped_configs_load_with_both_profiles():
         assert resolve(config, "small")["epochs"] <= 30
         assert resolve(config, "small")["baselines"] == ["mean", "random", "nearest"]
     assert load_spec("va")  # configs name synths of the built-in dataset
+
+
+def test_relative_table_divides_by_the_mean_baseline():
+    from experiments.run import relative_table
+
+    def rows(lsd, mse, synth="fm"):
+        return [{"synth": synth, "rendered_synth": synth, "lsd": lsd, "param_mse": mse}]
+
+    table = [
+        ("multi", {}, rows(2.0, 0.03) + rows(1.0, 0.05, "va")),
+        ("baseline: mean", {}, rows(8.0, 0.06) + rows(4.0, 0.10, "va")),
+    ]
+    lines = relative_table(table, ["fm", "va"])
+    assert lines[-1] == "| multi | 0.25x | 0.25x | 0.50x | 0.50x |"
+    assert relative_table(table[:1], ["fm", "va"]) == []
