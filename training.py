@@ -275,9 +275,10 @@ def latent_report(
     """How much the latent carries, on the samples ``indices`` of a split.
 
     Returns:
-        ``active_dims`` (dimensions whose z_mean varies across samples by more than
-        ACTIVE_VARIANCE), ``kl_per_dim`` (mean KL per dimension, nats), ``kl_dims_min`` /
-        ``kl_dims_max``, and per synth ``param_mse_<synth>`` (MSE of the predicted encoded vector),
+        ``_kl_dims`` and ``_z_mean_variance``: (latent,) arrays; ``active_dims``: dimensions
+        whose z_mean varies across samples by more than ACTIVE_VARIANCE; ``kl_per_dim``: mean KL
+        per dimension, nats; ``kl_dims_min`` / ``kl_dims_max``; and per synth
+        ``param_mse_<synth>`` (MSE of the predicted encoded vector),
         ``mean_mse_<synth>`` (the training-mean predictor's) and ``param_vs_mean_<synth>`` (their
         ratio: 1 = no better than predicting the mean preset); ``param_vs_mean`` averages the
         ratios over synths.
@@ -291,6 +292,8 @@ def latent_report(
     zm, zlv = np.concatenate(z_means).astype(np.float64), np.concatenate(z_log_vars).astype(np.float64)
     kl_dims = np.mean(-0.5 * (1.0 + zlv - zm**2 - np.exp(zlv)), axis=0)
     report = {
+        "_kl_dims": kl_dims,  # arrays (underscore keys) go to TensorBoard histograms, not log.csv
+        "_z_mean_variance": zm.var(axis=0),
         "active_dims": float((zm.var(axis=0) > ACTIVE_VARIANCE).sum()),
         "kl_per_dim": float(kl_dims.mean()),
         "kl_dims_min": float(kl_dims.min()),
@@ -332,11 +335,13 @@ class LatentMonitor(keras.callbacks.Callback):
         if logs is None or not len(self.indices):
             return
         report = latent_report(self.model, self.split, self.indices, self.means)
-        for key, value in report.items():
-            logs[f"val_{key}"] = value
         with self.writer.as_default(step=epoch):
             for key, value in report.items():
-                tf.summary.scalar(f"latent/{key}", value)
+                if key.startswith("_"):
+                    tf.summary.histogram(f"latent/{key[1:]}", value)
+                else:
+                    logs[f"val_{key}"] = value
+                    tf.summary.scalar(f"latent/{key}", value)
         self.writer.flush()
         message = collapse_warning(report)
         if self.verbose and message:
