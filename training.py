@@ -45,7 +45,7 @@ from data_generation.spec import SynthSpec, load_spec, spec_from_json  # noqa: E
 from models import APPROACHES, MEL_SHAPE, MODEL_VERSION, PARAM_LOSSES, Layout, SynthVAE  # noqa: E402
 
 # The loss defaults, chosen on held-out sounds (README, "Training"); the paper's are PAPER_LOSS.
-DEFAULT_BETA = 1e-4
+DEFAULT_BETA = 0.0
 DEFAULT_FREE_BITS = 0.0
 DEFAULT_KL_WARMUP_EPOCHS = 0
 PAPER_LOSS = {"beta": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 100}
