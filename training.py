@@ -8,9 +8,14 @@ or ``vae_<synth>/`` and holds:
                        parameters; the total loss rises with the KL weight during warm-up)
     config.json        the resolved config: approach, latent size, synth specs, data fingerprint,
                        seed, epochs done; inference rebuilds the model from it alone
-    backup/            Keras BackupAndRestore state: a killed run restarted with the same
-                       command continues from its last completed epoch
+    backup/            epoch_<n>.weights.h5, the weights and optimizer state after the last two
+                       epochs: a killed run restarted with the same command continues from the
+                       last one that loads (the one before, if the last is damaged)
     log.csv, tensorboard/
+
+Every file is written to a temp file and renamed (``asp_io.atomic_path``), so a run killed at
+any moment leaves whole files. An epoch whose loss or weights are NaN or infinite stops the run
+with an ``ASPError``; nothing of that epoch is saved, so the last good checkpoint stays.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import data_generation  # noqa: F401  (dawdreamer before tensorflow: the other o
 
 # isort: split
 import argparse
+import contextlib
 import ctypes
 import hashlib
 import json
 import mmap
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,12 +41,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _M_ARENA_MAX = -8
 ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 2)
 
+import h5py  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from asp_io import (  # noqa: E402
+    ArgumentParser,
+    atomic_path,
+    atomic_write,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+    remove_stale_temps,
+)
 from checkpoints import CONFIG, WEIGHTS, read_config, run_name, write_json  # noqa: E402
-from data.dataset import Split, load_split, mean_vector, read_manifest  # noqa: E402
+from data.dataset import Split, check_finite, load_split, mean_vector, read_manifest  # noqa: E402
 from data_generation.errors import ASPError  # noqa: E402
 from data_generation.spec import SynthSpec, load_spec, spec_from_json  # noqa: E402
 from models import APPROACHES, MEL_SHAPE, MODEL_VERSION, PARAM_LOSSES, Layout, SynthVAE  # noqa: E402
@@ -214,8 +232,31 @@ def load_model(run_dir: str | Path, *, latent_size: int | None = None) -> tuple[
     if not weights.is_file():
         raise ASPError(f"{weights} is missing: the run has not finished an epoch yet; train it first")
     model = build_model(config)
-    model.load_weights(weights)
+    problem = _load_weights(model, weights)
+    if problem:
+        raise ASPError(
+            f"{weights} cannot be loaded ({problem}); it is damaged or from another model: retrain the run "
+            "with --fresh, or copy its newest backup/epoch_*.weights.h5 over it (the last epoch's, not the best)"
+        )
+    if not _finite_weights(model):
+        raise ASPError(
+            f"{weights} holds NaN or infinite weights (a run that diverged); retrain it with --fresh and a lower --lr"
+        )
     return model, config
+
+
+def _load_weights(model: SynthVAE, path: Path) -> str | None:
+    """Loads a weights file into a built model; returns why it failed (one line), or None."""
+    try:
+        model.load_weights(path)
+    except Exception as err:  # h5py, Keras and TensorFlow each raise their own kinds for a bad file
+        text = " ".join(str(err).split()) or type(err).__name__
+        return text[:200]
+    return None
+
+
+def _finite_weights(model: keras.Model) -> bool:
+    return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.weights)
 
 
 def config_specs(config: dict) -> list[SynthSpec]:
@@ -231,22 +272,175 @@ def config_specs(config: dict) -> list[SynthSpec]:
     return specs
 
 
-class _ProgressConfig(keras.callbacks.Callback):
-    """Rewrites config.json after every epoch: epochs done, best validation loss and its epoch."""
+BACKUP = "backup"
+KEEP_BACKUPS = 2  # the last epoch's state and the one before, in case the last is damaged
 
-    def __init__(self, path: Path, config: dict, monitor: str):
+
+def backup_path(run_dir: Path, epoch: int) -> Path:
+    """The weights and optimizer state after ``epoch`` epochs."""
+    return run_dir / BACKUP / f"epoch_{epoch:05d}.weights.h5"
+
+
+def save_weights(model: keras.Model, path: Path) -> None:
+    """``model.save_weights``, atomically: a temp file in the same folder, then a rename."""
+    with atomic_path(path, suffix=".weights.h5") as tmp:  # Keras insists on the .weights.h5 ending
+        try:
+            model.save_weights(tmp)
+        except BaseException:
+            _close_h5(tmp)
+            raise
+
+
+def _close_h5(path: Path) -> None:
+    """Closes the HDF5 file that a failed ``save_weights`` left open (a full disk): left open,
+    HDF5 flushes it again at exit and crashes the process (SIGSEGV)."""
+    for fid in h5py.h5f.get_obj_ids(types=h5py.h5f.OBJ_FILE):
+        if os.fsdecode(fid.name) == str(path):
+            with contextlib.suppress(Exception):  # closing reports the same write failure again
+                h5py.File(fid).close()
+
+
+def _bad_losses(logs: dict) -> list[str]:
+    """The losses of an epoch's logs that are NaN or infinite (other figures may be NaN: a ratio
+    over no samples)."""
+    return [k for k, v in logs.items() if k.endswith("loss") and not np.isfinite(v)]
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """Saves a run after every epoch, each file atomically, in this order: the state to resume
+    from (``backup/epoch_<n>.weights.h5``, keeping the one before), the best weights
+    (``model.weights.h5``) when the monitored loss improved, and the progress in config.json.
+
+    A NaN or infinite loss (checked after every batch, like ``TerminateOnNaN``) or weights (after
+    every epoch) stops the run before anything of that epoch is saved; ``failed`` then says what
+    happened and ``train`` turns it into an ``ASPError``.
+    """
+
+    def __init__(self, run_dir: Path, config: dict, monitor: str):
         super().__init__()
-        self.path, self.config, self.monitor = path, config, monitor
+        self.run_dir, self.config, self.monitor = run_dir, config, monitor
+        self.failed: str | None = None
+        self.epoch = 0
+
+    def on_train_begin(self, logs=None):
+        (self.run_dir / BACKUP).mkdir(parents=True, exist_ok=True)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.failed is None and loss is not None and not np.isfinite(loss):
+            self._fail(f"the loss became {float(loss)} in epoch {self.epoch + 1}, batch {batch + 1}")
+
+    def _fail(self, what: str) -> None:
+        self.failed = what
+        self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
+        if self.failed is None and _bad_losses(logs):
+            bad = _bad_losses(logs)
+            self._fail(f"{bad[0]} became {float(logs[bad[0]])} in epoch {epoch + 1}")
+        if self.failed is None and not _finite_weights(self.model):
+            self._fail(f"the weights became NaN or infinite in epoch {epoch + 1}")
+        if self.failed is not None:
+            return
+        done = epoch + 1
+        save_weights(self.model, backup_path(self.run_dir, done))
+        for old in _backups(self.run_dir)[KEEP_BACKUPS:]:
+            old[0].unlink(missing_ok=True)
+        for legacy in ("latest.weights.h5", "training_metadata.json"):  # Keras BackupAndRestore's, older runs
+            (self.run_dir / BACKUP / legacy).unlink(missing_ok=True)
         value = logs.get(self.monitor)
-        self.config["epochs_done"] = epoch + 1
-        self.config["last_losses"] = {k: float(v) for k, v in logs.items()}
         best = self.config.get("best_loss")
         if value is not None and (best is None or value < best):
-            self.config["best_loss"], self.config["best_epoch"] = float(value), epoch + 1
-        write_json(self.path, self.config)
+            save_weights(self.model, self.run_dir / WEIGHTS)
+            self.config["best_loss"], self.config["best_epoch"] = float(value), done
+        self.config["epochs_done"] = done
+        self.config["last_losses"] = {k: float(v) for k, v in logs.items()}
+        write_json(self.run_dir / CONFIG, self.config)
+
+
+_BACKUP_NAME = re.compile(r"^epoch_(\d+)\.weights\.h5$")
+
+
+def _backups(run_dir: Path) -> list[tuple[Path, int]]:
+    """The run's resume points, newest first: (weights file, epochs done)."""
+    found = []
+    folder = run_dir / BACKUP
+    for p in folder.glob("epoch_*.weights.h5") if folder.is_dir() else []:
+        m = _BACKUP_NAME.match(p.name)
+        if m:
+            found.append((p, int(m.group(1))))
+    return sorted(found, key=lambda item: -item[1])
+
+
+def _resume_points(run_dir: Path, config: dict) -> list[tuple[Path, int]]:
+    """Where a run can continue from, best first: its backups, the state Keras' BackupAndRestore
+    left (runs trained before the backups were ours), then the best weights."""
+    points = _backups(run_dir)
+    legacy = run_dir / BACKUP / "latest.weights.h5"
+    try:
+        legacy_epoch = json.loads((run_dir / BACKUP / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError, TypeError):
+        legacy_epoch = None
+    if legacy.is_file() and isinstance(legacy_epoch, int):
+        points.append((legacy, legacy_epoch))
+    if (run_dir / WEIGHTS).is_file() and isinstance(config.get("best_epoch"), int):
+        points.append((run_dir / WEIGHTS, config["best_epoch"]))
+    return points
+
+
+def restore(model: SynthVAE, run_dir: Path, config: dict) -> int:
+    """Loads a compiled model's weights and optimizer state from the newest resume point of a
+    run that loads and holds finite values; returns the epochs it had done (0: nothing to resume,
+    the run starts from the beginning).
+
+    Raises:
+        ASPError: the run has done epochs but none of its checkpoints can be loaded.
+    """
+    remove_stale_temps(run_dir, WEIGHTS, CONFIG, "log.csv")  # left by a run killed while saving
+    remove_stale_temps(run_dir / BACKUP, "epoch_*.weights.h5")
+    points = _resume_points(run_dir, config)
+    if not points and not config.get("epochs_done"):
+        return 0
+    model.optimizer.build(model.trainable_variables)
+    failures = []
+    for path, epoch in points:
+        problem = _load_weights(model, path)
+        if problem is None and not _finite_weights(model):
+            problem = "NaN or infinite weights"
+        if problem is None:
+            if failures:
+                print(
+                    f"warning: {'; '.join(failures)}; resuming from {path.relative_to(run_dir)} (epoch {epoch})",
+                    flush=True,
+                )
+            return epoch
+        failures.append(f"{path.relative_to(run_dir)} cannot be loaded ({problem})")
+    if not failures:
+        detail = "no checkpoint file is left"
+    else:
+        more = f"; {len(failures) - 1} more cannot be loaded either" if len(failures) > 1 else ""
+        detail = f"{failures[0]}{more}"
+    raise ASPError(
+        f"cannot resume {run_dir} after {config.get('epochs_done')} epochs: {detail}; "
+        "pass --fresh to start the run over"
+    )
+
+
+def _trim_log(path: Path, epochs: int) -> None:
+    """Drops the rows of log.csv beyond ``epochs`` (a run resumed from an earlier checkpoint)."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    keep = lines[:1] + [
+        line for line in lines[1:] if line.split(",", 1)[0].isdigit() and int(line.split(",", 1)[0]) < epochs
+    ]
+    if keep != lines:
+        with atomic_write(path) as f:
+            f.writelines(keep)
 
 
 ACTIVE_VARIANCE = 0.01  # a latent dimension is active when Var_x[E[z|x]] exceeds this (Burda et al. 2016)
@@ -332,7 +526,7 @@ class LatentMonitor(keras.callbacks.Callback):
         self.writer = tf.summary.create_file_writer(str(log_dir / "latent"))
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs is None or not len(self.indices):
+        if logs is None or not len(self.indices) or _bad_losses(logs):  # a diverged epoch: nothing to measure
             return
         report = latent_report(self.model, self.split, self.indices, self.means)
         with self.writer.as_default(step=epoch):
@@ -406,14 +600,18 @@ def train(cfg: TrainConfig) -> dict:
             raise ASPError(f"{name} must be >= 1, got {value}")
     if cfg.max_samples is not None and cfg.max_samples < 1:
         raise ASPError(f"--max-samples must be >= 1, got {cfg.max_samples}")
-    if not cfg.lr > 0:
-        raise ASPError(f"--lr must be > 0, got {cfg.lr}")
+    if not (cfg.lr > 0 and np.isfinite(cfg.lr)):
+        raise ASPError(f"--lr must be a finite number > 0, got {cfg.lr}")
     if not (cfg.beta >= 0 and np.isfinite(cfg.beta)):
         raise ASPError(f"--beta must be a finite number >= 0, got {cfg.beta}")
     if not (cfg.free_bits >= 0 and np.isfinite(cfg.free_bits)):
         raise ASPError(f"--free-bits must be a finite number >= 0, got {cfg.free_bits}")
     if cfg.kl_warmup_epochs < 0:
         raise ASPError(f"--kl-warmup-epochs must be >= 0, got {cfg.kl_warmup_epochs}")
+    if cfg.patience is not None and cfg.patience < 1:
+        raise ASPError(f"--patience must be >= 1, got {cfg.patience}")
+    if cfg.seed < 0:
+        raise ASPError(f"--seed must be >= 0, got {cfg.seed}")
 
     train_split = load_split(cfg.data_dir, "train")
     specs = dataset_specs(cfg.data_dir, train_split)
@@ -445,6 +643,9 @@ def train(cfg: TrainConfig) -> dict:
     valid_idx = pick(valid_split, cfg.max_samples) if valid_split is not None else np.zeros(0, int)
     if len(train_idx) == 0:
         raise ASPError(f"no training samples for this run in {cfg.data_dir}")
+    check_finite(train_split, train_idx, data_dir=cfg.data_dir)  # NaN in, NaN weights out
+    if len(valid_idx):
+        check_finite(valid_split, valid_idx, data_dir=cfg.data_dir)
     steps = int(np.ceil(len(train_idx) / cfg.batch_size))
 
     run_dir = Path(cfg.model_dir) / run_name(cfg.approach, cfg.latent_size, cfg.synth)
@@ -488,7 +689,7 @@ def train(cfg: TrainConfig) -> dict:
             if key in old:
                 config[key] = old[key]
     elif cfg.fresh and run_dir.exists():
-        for child in ("backup", WEIGHTS, CONFIG, "log.csv"):
+        for child in (BACKUP, WEIGHTS, CONFIG, "log.csv"):
             path = run_dir / child
             if path.is_dir():
                 shutil.rmtree(path)
@@ -517,20 +718,12 @@ def train(cfg: TrainConfig) -> dict:
     latent_monitor = LatentMonitor(
         monitor_split, monitor_idx, means, run_dir / "tensorboard", verbose=cfg.verbose, seed=cfg.seed
     )
+    checkpoints = Checkpoints(run_dir, config, monitor)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup"), delete_checkpoint=False),
         latent_monitor,  # before the loggers: it adds its figures to the epoch's logs
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / WEIGHTS),
-            monitor=monitor,
-            save_best_only=True,
-            save_weights_only=True,
-            mode="min",
-            initial_value_threshold=config["best_loss"],
-        ),
+        checkpoints,  # before the loggers too: it stops a diverged run
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
         keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
-        _ProgressConfig(run_dir / CONFIG, config, monitor),
     ]
     if cfg.patience:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, mode="min"))
@@ -538,19 +731,36 @@ def train(cfg: TrainConfig) -> dict:
         if cfg.verbose:
             print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
         return config
+    start = restore(model, run_dir, config)
+    if start != config["epochs_done"]:
+        config["epochs_done"] = start
+        write_json(run_dir / CONFIG, config)
+    _trim_log(run_dir / "log.csv", start)
     if cfg.verbose:
         print(
             f"training {run_dir.name}: {len(train_idx)} train / {len(valid_idx)} valid samples, "
             f"synths {', '.join(s.name for s in specs)}, latent {cfg.latent_size}, {cfg.epochs} epochs"
+            + (f", resuming after epoch {start}" if start else "")
         )
     model.fit(
         train_stream,
         validation_data=valid_stream,
+        initial_epoch=start,
         epochs=cfg.epochs,
         callbacks=callbacks,
         verbose=cfg.verbose,
         shuffle=False,
     )  # the stream reshuffles itself, seeded, every epoch
+    if checkpoints.failed:
+        kept = (
+            f"the last good checkpoint (epoch {config['epochs_done']}) is kept"
+            if config["epochs_done"]
+            else "nothing was saved"
+        )
+        raise ASPError(
+            f"training {run_dir} diverged: {checkpoints.failed}; {kept}. Lower --lr (now {cfg.lr:g}) "
+            "or check the dataset, then rerun (add --fresh to start over)"
+        )
     config = read_config(run_dir)
     if cfg.verbose:
         print(
@@ -574,15 +784,15 @@ def train(cfg: TrainConfig) -> dict:
 
 def parser(description: str, *, approach: str, synth: str | None = None) -> argparse.ArgumentParser:
     """The shared command line of the train scripts."""
-    p = argparse.ArgumentParser(description=description)
+    p = ArgumentParser(description=description)
     p.add_argument("-d", "--data-dir", default="npy_data", help="npy_data folder (default npy_data)")
     p.add_argument("--model-dir", default="saved_models", help="where runs are saved (default saved_models)")
-    p.add_argument("-l", "--latent-size", type=int, default=64, help="latent size (default 64)")
-    p.add_argument("--epochs", type=int, default=500, help="epochs (default 500, the paper's)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-samples", type=int, default=None, help="use at most this many samples (quick runs)")
+    p.add_argument("-l", "--latent-size", type=positive_int, default=64, help="latent size (default 64)")
+    p.add_argument("--epochs", type=positive_int, default=500, help="epochs (default 500, the paper's)")
+    p.add_argument("--batch-size", type=positive_int, default=32)
+    p.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (default 1e-4)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    p.add_argument("--max-samples", type=positive_int, default=None, help="use at most this many samples (quick runs)")
     p.add_argument(
         "--param-loss",
         choices=PARAM_LOSSES,
@@ -591,19 +801,19 @@ def parser(description: str, *, approach: str, synth: str | None = None) -> argp
     )
     p.add_argument(
         "--beta",
-        type=float,
+        type=nonnegative_float,
         default=DEFAULT_BETA,
         help=f"final KL weight (default {DEFAULT_BETA:g}; the paper's is 1, which collapses the latent)",
     )
     p.add_argument(
         "--free-bits",
-        type=float,
+        type=nonnegative_float,
         default=DEFAULT_FREE_BITS,
         help=f"nats per latent dimension free of the KL penalty (default {DEFAULT_FREE_BITS:g})",
     )
     p.add_argument(
         "--kl-warmup-epochs",
-        type=int,
+        type=nonnegative_int,
         default=DEFAULT_KL_WARMUP_EPOCHS,
         help=f"epochs of linear KL warm-up to --beta (default {DEFAULT_KL_WARMUP_EPOCHS})",
     )
@@ -612,7 +822,9 @@ def parser(description: str, *, approach: str, synth: str | None = None) -> argp
         action="store_true",
         help="the paper's loss settings: --beta 1 --free-bits 0 --kl-warmup-epochs 100 (they collapse the latent)",
     )
-    p.add_argument("--patience", type=int, default=None, help="stop after this many epochs without improvement")
+    p.add_argument(
+        "--patience", type=positive_int, default=None, help="stop after this many epochs without improvement"
+    )
     p.add_argument("--fresh", action="store_true", help="discard an existing run in the same folder")
     if approach == "synth" and synth is None:
         p.add_argument("--synth", required=True, help="the synth to train a baseline for")

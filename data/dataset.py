@@ -16,6 +16,7 @@ neither; reading it works without them (notes default to 60, synths come from th
 
 from __future__ import annotations
 
+import mmap
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,15 +111,61 @@ class Split:
 
 
 def _load(path: Path) -> np.ndarray:
-    with open(path, "rb") as f:
-        if f.read(6) != b"\x93NUMPY":
-            raise ASPError(f"{path} is not a readable .npy file; regenerate the dataset")
+    """One .npy file, memory-mapped; a damaged, truncated or pickled one is an ``ASPError``."""
+    fix = "regenerate the dataset (or copy it again)"
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (
+                np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            )
+            shape, _, dtype = read_header(f)
+            offset = f.tell()
+    except (ValueError, OSError, EOFError) as err:
+        what = "empty" if size == 0 else f"not a readable .npy file ({' '.join(str(err).split())})"
+        raise ASPError(f"{path} is {what}; {fix}") from None
+    if dtype.hasobject:
+        raise ASPError(f"{path} holds Python objects, which need pickle to read; store names as unicode arrays")
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < expected:
+        raise ASPError(f"{path} is truncated ({size} of {expected} bytes); {fix}")
     try:
         return np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as err:
-        raise ASPError(f"{path} cannot be read without pickle ({err}); store names as unicode arrays") from None
-    except OSError as err:
-        raise ASPError(f"{path} is not a readable .npy file ({err})") from None
+    except (ValueError, OSError) as err:
+        raise ASPError(f"{path} is not a readable .npy file ({' '.join(str(err).split())}); {fix}") from None
+
+
+def check_finite(split: Split, rows: np.ndarray | None = None, *, data_dir: str | Path = "", chunk: int = 256) -> None:
+    """Refuses NaN or infinite values in a split's mels and parameter vectors (they would turn a
+    training run's weights into NaN).
+
+    Reads the mels of ``rows`` (default: all) once, ``chunk`` samples at a time, dropping the
+    pages read from this process's memory as it goes (like training's batch stream).
+
+    Raises:
+        ASPError: naming the first file holding a non-finite value, and the sample.
+    """
+    rows = np.arange(len(split)) if rows is None else np.sort(np.asarray(rows))
+    arrays = {f"{split.name}_mels.npy": split.mels}
+    arrays.update({f"{split.name}_{s}_params.npy": split.params[s] for s in split.synths})
+    if split.params_single is not None:
+        arrays[f"{split.name}_params_single.npy"] = split.params_single
+    for file, array in arrays.items():
+        if not np.issubdtype(array.dtype, np.floating):
+            continue
+        mapping = getattr(array, "_mmap", None)
+        for start in range(0, len(rows), chunk):
+            block = np.asarray(array[rows[start : start + chunk]])
+            if mapping is not None:
+                mapping.madvise(mmap.MADV_DONTNEED)
+            finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
+            if not finite.all():
+                sample = int(rows[start + int(np.argmin(finite))])
+                raise ASPError(
+                    f"{Path(data_dir) / file} holds NaN or infinite values (sample {sample}); "
+                    "regenerate the dataset, or fix or drop that sample"
+                )
 
 
 def read_manifest(data_dir: str | Path) -> dict | None:
@@ -126,7 +173,17 @@ def read_manifest(data_dir: str | Path) -> dict | None:
     path = Path(data_dir) / MANIFEST
     if not path.is_file():
         return None
-    return read_json(path, "dataset manifest", "regenerate the dataset")
+    data = read_json(path, "dataset manifest", "regenerate the dataset")
+    synths = data.get("synths") if isinstance(data, dict) else None
+    entries_ok = isinstance(synths, list) and all(
+        isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("hash"), str) for s in synths
+    )
+    if not (entries_ok and synths and isinstance(data.get("fingerprint"), str)):
+        raise ASPError(
+            f"dataset manifest {path} is damaged: it needs 'fingerprint' (text) and 'synths' (a list of "
+            "{name, hash, ...}); regenerate the dataset, or delete the manifest to read the files without it"
+        )
+    return data
 
 
 def dataset_synths(data_dir: str | Path, split: str = "train") -> list[str]:
@@ -184,6 +241,11 @@ def load_split(data_dir: str | Path, split: str) -> Split:
         return need(file) if (data_dir / file).is_file() else default
 
     params = {s: need(f"{split}_{s}_params.npy") for s in synths}
+    for s, array in params.items():
+        if array.ndim != 2:
+            raise ASPError(
+                f"{data_dir / f'{split}_{s}_params.npy'} has shape {array.shape}; expected (N, encoded size)"
+            )
     masks = {}
     for s in synths:
         mask = need(f"{split}_{s}_mask.npy")

@@ -24,7 +24,8 @@ def load_audio(path: str | Path, seconds: float) -> np.ndarray:
     """Any sound file -> mono float32 at 44.1 kHz, trimmed or zero-padded to ``seconds``.
 
     Raises:
-        ASPError: for an unreadable, empty, too short or silent file.
+        ASPError: for an unreadable, empty, too short or silent file, or one holding NaN or
+            infinite samples (a float wav can).
     """
     path = Path(path)
     try:
@@ -34,6 +35,11 @@ def load_audio(path: str | Path, seconds: float) -> np.ndarray:
         raise ASPError(f"cannot read audio file {path} ({reason}); give a wav/flac/ogg file") from None
     if audio.size == 0:
         raise ASPError(f"audio file {path} is empty")
+    bad = int(np.count_nonzero(~np.isfinite(audio)))
+    if bad:
+        raise ASPError(
+            f"audio file {path} holds {bad} non-finite samples (NaN or inf); re-export it, or replace them with 0"
+        )
     mono = audio.mean(axis=1)
     if len(mono) / rate < MIN_SECONDS:
         raise ASPError(f"audio file {path} is too short ({len(mono) / rate:.3f} s); give at least {MIN_SECONDS} s")
@@ -46,7 +52,13 @@ def load_audio(path: str | Path, seconds: float) -> np.ndarray:
 
 
 def estimate_note(audio: np.ndarray, default: int = 60) -> int:
-    """The MIDI note of a sound (median pyin f0 over voiced frames), or ``default`` if unpitched."""
+    """The MIDI note of a sound (median pyin f0 over voiced frames), or ``default`` if unpitched.
+
+    Raises:
+        ASPError: for a sound holding NaN or infinite samples.
+    """
+    if not np.isfinite(audio).all():
+        raise ASPError("the sound holds non-finite samples (NaN or inf); its note cannot be estimated")
     y = librosa.resample(audio[: 3 * SAMPLE_RATE], orig_sr=SAMPLE_RATE, target_sr=22050)
     f0, voiced, _ = librosa.pyin(
         y, fmin=librosa.note_to_hz("C1"), fmax=librosa.note_to_hz("C7"), sr=22050, frame_length=2048

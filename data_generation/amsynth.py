@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asp_io import atomic_write
 from data_generation.errors import ASPError
 from data_generation.spec import SynthSpec
 
@@ -161,9 +162,8 @@ def write_bank(path: str | Path, spec: SynthSpec, presets: np.ndarray, names: li
         + "EOF\n"
     )
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(body)
-    tmp.replace(path)
+    with atomic_write(path) as f:
+        f.write(body)
     return path
 
 

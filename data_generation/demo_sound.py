@@ -16,6 +16,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from asp_io import ArgumentParser, atomic_write, positive_float  # noqa: E402
 from data_generation.errors import ASPError, run_cli  # noqa: E402
 
 RATE = 22050
@@ -38,17 +39,24 @@ def pluck(note: int, seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("path")
     parser.add_argument("--note", type=int, default=57)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--seconds", type=positive_float, default=3.0)
     args = parser.parse_args()
-    if not 20 <= args.note <= 108 or args.seconds <= 0:
-        raise ASPError("--note must be 20-108 and --seconds > 0")
-    mono = pluck(args.note, args.seconds)
+    if not 20 <= args.note <= 108:
+        raise ASPError(f"--note must be 20-108, got {args.note}")
+    if args.seconds > 600:
+        raise ASPError(f"--seconds must be at most 600, got {args.seconds:g}")
     path = Path(args.path)
+    if path.is_dir():
+        raise ASPError(f"{path} is a folder; give a file name such as {path / 'demo.wav'}")
+    if path.suffix[1:].upper() not in sf.available_formats():
+        raise ASPError(f"{path}: give a sound file name ending in .wav, .flac or .ogg")
+    mono = pluck(args.note, args.seconds)
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(path, np.stack([mono, 0.9 * mono], axis=1), RATE)
+    with atomic_write(path, "wb") as f:
+        sf.write(f, np.stack([mono, 0.9 * mono], axis=1), RATE, format=path.suffix[1:].upper())
     print(f"wrote {path}: plucked string, note {args.note}, {args.seconds} s, stereo {RATE} Hz")
     return 0
 

@@ -19,13 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from asp_io import ArgumentParser, nonnegative_int, positive_int  # noqa: E402
 from data.dataset import SPLITS  # noqa: E402
 from data_generation.errors import ASPError, run_cli  # noqa: E402
 from data_generation.pipeline import Settings, generate, parse_notes, parse_sources  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synths", nargs="+", required=True, help="synth names or spec paths")
     parser.add_argument(
         "--presets",
@@ -35,11 +36,11 @@ def main() -> int:
         "(default human,mutate,random: all human presets, the rest half mutations "
         "of them, half random); SYNTH=SOURCES sets one synth's",
     )
-    parser.add_argument("--n", type=int, required=True, help="presets per synth")
+    parser.add_argument("--n", type=positive_int, required=True, help="presets per synth")
     parser.add_argument("--notes", default="60", help="MIDI notes per preset: 60, 60-71 (the paper's) or 48,60,72")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--out", default="npy_data", help="output folder (default npy_data)")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--no-hpss", action="store_true", help="skip the HPSS label (hpss files hold 0)")
     parser.add_argument(
         "--split-all",
@@ -51,13 +52,11 @@ def main() -> int:
     parser.add_argument("--force", action="store_true", help="replace a dataset made with other arguments")
     parser.add_argument(
         "--max-shards",
-        type=int,
+        type=positive_int,
         default=None,
         help="render at most this many shards, then stop (run again to continue)",
     )
     args = parser.parse_args()
-    if args.workers is not None and args.workers < 1:
-        raise ASPError(f"--workers must be >= 1, got {args.workers}")
     synths = tuple(args.synths)
     if len(set(synths)) != len(synths):
         raise ASPError("--synths names a synth twice")

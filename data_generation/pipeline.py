@@ -19,6 +19,7 @@ presets of amsynth bank files are grouped by bank file (when a synth has at leas
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -28,12 +29,14 @@ import time
 import zipfile
 import zlib
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
+from asp_io import atomic_path, atomic_write, remove_stale_temps, write_json
 from data.dataset import GENERATOR_VERSION, MANIFEST, SPLITS, encode_split, split_files
 from data.features import HOP, N_MELS, harmonic_percentage, hpss_bin, mel_from_stft, stft
 from data_generation.errors import ASPError
@@ -390,11 +393,8 @@ def render_shard(shard: Shard, spec_path: str, hpss: bool, work: str) -> dict:
         "task": np.frombuffer(shard.digest.encode(), dtype=np.uint8).copy(),
     }
     arrays["digest"] = _content_digest(arrays)
-    path = Path(work) / shard.file
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(Path(work) / shard.file, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
     t["write"] = time.perf_counter() - t0
     return {"index": shard.index, "synth": shard.synth, "samples": len(kept), "kept": int(sum(kept)), "times": t}
 
@@ -424,6 +424,8 @@ def read_shard(path: Path, shard: Shard) -> dict[str, np.ndarray] | None:
 
 
 def _check_writable(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise ASPError(f"output folder {out} is a file, not a folder; choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write_test.{os.getpid()}"
@@ -433,8 +435,40 @@ def _check_writable(out: Path) -> None:
         raise ASPError(f"cannot write to output folder {out} ({err.strerror}); choose another --out") from None
 
 
+def _fingerprint(plan_file: Path) -> str | None:
+    """The fingerprint of the plan an unfinished run left, or None (none, or unreadable)."""
+    try:
+        data = json.loads(plan_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("fingerprint") if isinstance(data, dict) else None
+
+
+def _read_manifest(path: Path) -> dict | None:
+    """A finished dataset's manifest, or None when it is damaged (not JSON, or keys missing)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    keys = ("fingerprint", "kept", "dropped", "counts")
+    return data if isinstance(data, dict) and all(k in data for k in keys) else None
+
+
+def _reserve(path: Path) -> None:
+    """Allocates a memory-mapped file's blocks now: on a full disk, writing into a sparse map
+    kills the process with SIGBUS; this raises ENOSPC instead, before anything is written."""
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as err:
+            if err.errno in (errno.EOPNOTSUPP, errno.EINVAL):  # the file system cannot; write as before
+                return
+            raise
+
+
 def _remove_dataset(out: Path) -> None:
-    for p in out.glob("*.npy"):
+    """Removes a dataset's own files (``{split}_*.npy``, the manifest, the work folder), nothing else."""
+    for p in [p for split in SPLITS for p in out.glob(f"{split}_*.npy")]:
         p.unlink()
     (out / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out / WORK_DIR, ignore_errors=True)
@@ -497,31 +531,25 @@ def generate(
     _check_writable(out)
     work = out / WORK_DIR
     manifest_path = out / MANIFEST
+    plan_file = work / "plan.json"
+    previous = _fingerprint(plan_file)
+    remove_stale_temps(out, "*.npy", MANIFEST)  # left by a run killed while assembling (only those)
     if manifest_path.is_file():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError:
-            manifest = {}
-        if manifest.get("fingerprint") == plan.fingerprint:
+        manifest = _read_manifest(manifest_path)
+        if manifest is not None and manifest.get("fingerprint") == plan.fingerprint:
             shutil.rmtree(work, ignore_errors=True)
             return Summary(out, manifest["kept"], manifest["dropped"], manifest["counts"], 0.0, True, already=True)
         if not force:
-            raise ASPError(
-                f"{out} holds a finished dataset made with other arguments; "
-                "pass --force to replace it, or choose another --out"
-            )
+            what = "a finished dataset made with other arguments" if manifest else "a damaged manifest.json"
+            raise ASPError(f"{out} holds {what}; pass --force to replace it, or choose another --out")
         _remove_dataset(out)
-    elif any(out.glob("*_mels.npy")) and not force:
+    elif any(out.glob("*_mels.npy")) and not force and previous != plan.fingerprint:
+        # (with this run's plan in the work folder they are this run's, from an interrupted assembly)
         raise ASPError(
             f"{out} holds npy files of another dataset; pass --force to replace them, or choose another --out"
         )
     work.mkdir(exist_ok=True)
-    plan_file = work / "plan.json"
     if plan_file.is_file():
-        try:
-            previous = json.loads(plan_file.read_text()).get("fingerprint")
-        except json.JSONDecodeError:
-            previous = None
         if previous != plan.fingerprint:
             if not force:
                 raise ASPError(
@@ -530,11 +558,8 @@ def generate(
                 )
             _remove_dataset(out)
             work.mkdir()
-    tmp_plan = work / "plan.json.tmp"
-    tmp_plan.write_text(json.dumps({"fingerprint": plan.fingerprint, "settings": settings.to_json()}))
-    os.replace(tmp_plan, plan_file)
-    for stale in work.glob("*.tmp"):
-        stale.unlink(missing_ok=True)
+    write_json(plan_file, {"fingerprint": plan.fingerprint, "settings": settings.to_json()})
+    remove_stale_temps(work)  # shards of killed workers
 
     todo = [s for s in plan.shards if read_shard(work / s.file, s) is None]
     if max_shards is not None:
@@ -593,45 +618,44 @@ def assemble(plan: Plan, out: Path) -> Summary:
 
     synth_names = [s.name for s in plan.specs]
     counts = {}
-    written: list[tuple[Path, Path]] = []
-    for split_id, split in enumerate(SPLITS):
-        recs = [r for r in records if r[6] == split_id]
-        order = _rng(plan.settings.seed, "order", split).permutation(len(recs))
-        recs = [recs[i] for i in order]
-        counts[split] = len(recs)
-        n = len(recs)
-        frames = 1 + plan.specs[0].render.num_samples // HOP
-        mel_tmp = out / f"{split}_mels.npy.tmp"
-        mels = np.lib.format.open_memmap(mel_tmp, mode="w+", dtype=np.float32, shape=(n, N_MELS, frames))
-        by_shard: dict[int, list[tuple[int, int]]] = {}
-        for pos, r in enumerate(recs):
-            by_shard.setdefault(r[0], []).append((pos, r[1]))
-        for shard_index, pairs in by_shard.items():
-            shard = plan.shards[shard_index]
-            with np.load(work / shard.file, allow_pickle=False) as z:
-                shard_mels = z["mels"]
-            for pos, j in pairs:
-                mels[pos] = shard_mels[j]
-        mels.flush()
-        del mels
-        written.append((mel_tmp, out / f"{split}_mels.npy"))
-        synth = np.array([r[2] for r in recs], dtype=f"<U{max(len(s) for s in synth_names)}")
-        presets = [plan.presets[r[2]][r[3]] for r in recs]
-        arrays = encode_split(plan.specs, synth, presets)
-        names = [plan.names[r[2]][r[3]] for r in recs]
-        arrays["synth"] = synth
-        arrays["name"] = np.array(names, dtype=f"<U{max([len(x) for x in names] + [1])}")
-        arrays["hpss"] = np.array([r[5] for r in recs], dtype=np.int16)
-        arrays["note"] = np.array([r[4] for r in recs], dtype=np.int16)
-        for key, array in arrays.items():
-            tmp = out / f"{split}_{key}.npy.tmp"
-            with open(tmp, "wb") as f:
-                np.save(f, array, allow_pickle=False)
-            written.append((tmp, out / f"{split}_{key}.npy"))
-    for tmp, final in written:
-        os.replace(tmp, final)
-    expected = {f for split in SPLITS for f in split_files(split, synth_names)}
-    assert expected == {final.name for _, final in written}
+    written: list[Path] = []
+    with ExitStack() as commit:  # every file is written to a temp first; all are renamed at the end
+        for split_id, split in enumerate(SPLITS):
+            recs = [r for r in records if r[6] == split_id]
+            order = _rng(plan.settings.seed, "order", split).permutation(len(recs))
+            recs = [recs[i] for i in order]
+            counts[split] = len(recs)
+            n = len(recs)
+            frames = 1 + plan.specs[0].render.num_samples // HOP
+            written.append(out / f"{split}_mels.npy")
+            mel_tmp = commit.enter_context(atomic_path(written[-1]))
+            mels = np.lib.format.open_memmap(mel_tmp, mode="w+", dtype=np.float32, shape=(n, N_MELS, frames))
+            _reserve(mel_tmp)
+            by_shard: dict[int, list[tuple[int, int]]] = {}
+            for pos, r in enumerate(recs):
+                by_shard.setdefault(r[0], []).append((pos, r[1]))
+            for shard_index, pairs in by_shard.items():
+                shard = plan.shards[shard_index]
+                with np.load(work / shard.file, allow_pickle=False) as z:
+                    shard_mels = z["mels"]
+                for pos, j in pairs:
+                    mels[pos] = shard_mels[j]
+            mels.flush()
+            del mels
+            synth = np.array([r[2] for r in recs], dtype=f"<U{max(len(s) for s in synth_names)}")
+            presets = [plan.presets[r[2]][r[3]] for r in recs]
+            arrays = encode_split(plan.specs, synth, presets)
+            names = [plan.names[r[2]][r[3]] for r in recs]
+            arrays["synth"] = synth
+            arrays["name"] = np.array(names, dtype=f"<U{max([len(x) for x in names] + [1])}")
+            arrays["hpss"] = np.array([r[5] for r in recs], dtype=np.int16)
+            arrays["note"] = np.array([r[4] for r in recs], dtype=np.int16)
+            for key, array in arrays.items():
+                written.append(out / f"{split}_{key}.npy")
+                with open(commit.enter_context(atomic_path(written[-1])), "wb") as f:
+                    np.save(f, array, allow_pickle=False)
+        expected = {f for split in SPLITS for f in split_files(split, synth_names)}
+        assert expected == {final.name for final in written}
     manifest = {
         "generator_version": GENERATOR_VERSION,
         "fingerprint": plan.fingerprint,
@@ -660,8 +684,6 @@ def assemble(plan: Plan, out: Path) -> Summary:
         "kept": kept,
         "dropped": dropped,
     }
-    tmp = out / f"{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, out / MANIFEST)
+    write_json(out / MANIFEST, manifest)  # last: a dataset is finished when its manifest exists
     shutil.rmtree(work, ignore_errors=True)
     return Summary(out, kept, dropped, counts, 0.0, True)

@@ -8,11 +8,11 @@ slider units) or ``{"kind": "amsynth_bank", "path": "/usr/share/amsynth/banks/*.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
+from asp_io import write_json
 from data_generation import amsynth
 from data_generation.errors import ASPError, read_json
 from data_generation.spec import SynthSpec
@@ -59,9 +59,7 @@ def write_preset_file(path: str | Path, spec: SynthSpec, presets: np.ndarray, na
         ],
     }
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    tmp.replace(path)
+    write_json(path, data)
     return path
 
 

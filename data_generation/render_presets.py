@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from asp_io import ArgumentParser, atomic_write, nonnegative_int  # noqa: E402
 from data_generation.errors import ASPError, run_cli  # noqa: E402
 from data_generation.presets import human_presets, random_presets, read_preset_file  # noqa: E402
 from data_generation.render import Renderer, rms  # noqa: E402
@@ -44,20 +45,24 @@ def safe_name(text: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synth", required=True, help="synth name or spec path")
     parser.add_argument("--preset-file", help="a JSON preset file to render (default: the synth's human presets)")
-    parser.add_argument("--random", type=int, default=0, metavar="N", help="render N random presets instead")
-    parser.add_argument("--seed", type=int, default=0, help="seed for --random")
-    parser.add_argument("--limit", type=int, default=0, help="render at most this many presets")
+    parser.add_argument(
+        "--random", type=nonnegative_int, default=0, metavar="N", help="render N random presets instead"
+    )
+    parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed for --random")
+    parser.add_argument("--limit", type=nonnegative_int, default=0, help="render at most this many presets (0: all)")
     parser.add_argument("--note", type=int, default=None, help="MIDI note (default: the spec's, 60)")
     parser.add_argument("--out", default=None, help="output folder (default: renders/<synth>)")
     parser.add_argument("--plugin", action="append", metavar="NAME=PATH", help="plugin path of a synth")
     args = parser.parse_args()
 
+    if args.note is not None and not 0 <= args.note <= 127:
+        raise ASPError(f"--note must be a MIDI note 0-127, got {args.note}")
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ASPError(f"--out {args.out} is a file, not a folder; choose another --out")
     spec = load_spec(args.synth)
-    if args.random < 0 or args.limit < 0:
-        raise ASPError("--random and --limit must be >= 0")
     if args.random:
         presets = random_presets(spec, args.random, np.random.default_rng(args.seed))
         names = [f"random_{i:03d}" for i in range(args.random)]
@@ -72,12 +77,13 @@ def main() -> int:
     renderer = Renderer(plugin_paths=parse_plugin_paths(args.plugin))
     renderer.render(spec, presets[0], note=args.note)  # fail early (missing plugin) before creating files
     out = Path(args.out or f"renders/{spec.name}")
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)  # a path that is a file, or unwritable: one line (run_cli)
     rows = []
     for i, (name, preset) in enumerate(tqdm(list(zip(names, presets)), desc=f"render {spec.name}", unit="preset")):
         audio = renderer.render(spec, preset, note=args.note)
         path = out / f"{i:03d}_{safe_name(name)}.wav"
-        sf.write(path, audio, spec.render.sample_rate, subtype="FLOAT")
+        with atomic_write(path, "wb") as f:  # a killed run leaves whole files only
+            sf.write(f, audio, spec.render.sample_rate, format="WAV", subtype="FLOAT")
         rows.append((path.name, float(rms(audio)), float(np.abs(audio).max())))
     for file, level, peak in rows:
         print(f"{file:<40} rms {level:.3f}  peak {peak:.3f}" + ("  (silent)" if level <= 0.01 else ""))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from asp_io import write_json
 from data_generation.errors import ASPError, read_json
 
 SYNTH_DIR = Path(__file__).resolve().parent / "synths"
@@ -259,10 +260,7 @@ class SynthSpec:
 
     def write(self, path: Path) -> None:
         """Writes the spec as JSON (atomically: a temp file, then a rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        tmp.replace(path)
+        write_json(path, self.to_json())
 
     # -- backend -------------------------------------------------------------------------
     def plugin_env(self) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from asp_io import ArgumentParser  # noqa: E402
 from data_generation.errors import ASPError, run_cli  # noqa: E402
 from data_generation.spec import SYNTH_DIR, SynthSpec, available_synths, load_spec  # noqa: E402
 from data_generation.spec_gen import build_spec, describe_faust, describe_plugin, snake  # noqa: E402
@@ -55,7 +56,7 @@ def _backend_of(source: str) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--synth", help="a synth name (see --list) or the path of a spec .json")
     what.add_argument("--plugin", help="a VST2 .so, VST3 .vst3, LV2 URI or Faust .dsp to describe")
@@ -70,6 +71,8 @@ def main() -> int:
         "(default path: the existing spec, or ./<name>.json)",
     )
     args = parser.parse_args()
+    if args.write_spec and Path(args.write_spec).is_dir():
+        raise ASPError(f"--write-spec {args.write_spec} is a folder; give a file path such as my_synth.json")
 
     if args.list:
         for name in available_synths():

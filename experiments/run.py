@@ -32,6 +32,7 @@ import re  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from asp_io import ArgumentParser, atomic_write, positive_int, write_json  # noqa: E402
 from data.dataset import dataset_synths  # noqa: E402
 from data_generation.errors import ASPError, read_json, run_cli  # noqa: E402
 
@@ -134,8 +135,12 @@ def model_dir_for(cfg, fingerprint: str, root: str) -> Path:
 
 
 def _is_current(stamp_path: Path, stamp: dict) -> bool:
-    """Whether a finished evaluation's stamp equals this one (compared as JSON)."""
-    return stamp_path.is_file() and json.loads(stamp_path.read_text()) == json.loads(json.dumps(stamp))
+    """Whether a finished evaluation's stamp equals this one (compared as JSON); a damaged stamp
+    is not (the evaluation runs again)."""
+    try:
+        return json.loads(stamp_path.read_text()) == json.loads(json.dumps(stamp))
+    except (OSError, ValueError):
+        return False
 
 
 def run_config(path: str | Path, profile: str, *, results: Path, workers: int | None) -> Path:
@@ -186,14 +191,14 @@ def run_config(path: str | Path, profile: str, *, results: Path, workers: int | 
                     label=label,
                     **eval_kw,
                 )
-                stamp_path.write_text(json.dumps(stamp))
+                write_json(stamp_path, stamp)
             rows_csv += read_csv(part / "samples.csv")
         table_rows.append((label, {**row, "latent_size": row.get("latent_size", settings["latent_size"])}, rows_csv))
     baseline_dir = out / "baselines"
     stamp = {**evaluated, "data": fingerprint, "baselines": settings["baselines"]}
     if not _is_current(baseline_dir / "stamp.json", stamp):
         evaluate(None, data_dir, baseline_dir, baselines=tuple(settings["baselines"]), **eval_kw)
-        (baseline_dir / "stamp.json").write_text(json.dumps(stamp))
+        write_json(baseline_dir / "stamp.json", stamp)
     baseline_rows = read_csv(baseline_dir / "samples.csv")
     for b in settings["baselines"]:
         table_rows.append((f"baseline: {b}", {"approach": b}, [r for r in baseline_rows if r["method"] == b]))
@@ -275,7 +280,8 @@ def write_table(
         everything += [{**r, "row": label} for r in rows]
     lines += relative_table(table_rows, synths)
     lines += ["", "Per-synth, per-HPSS-bin and per-parameter-group breakdowns: the summary.md files beside."]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
+    with atomic_write(out / "table.md") as f:
+        f.write("\n".join(lines) + "\n")
     write_csv(out / "all_samples.csv", everything)
 
 
@@ -337,7 +343,7 @@ def plot(out: Path, table_rows: list, synths: list[str]) -> None:
         ax.set_ylabel("LSD")
         ax.set_title("LSD per approach and synth")
         fig.tight_layout()
-        fig.savefig(out / "lsd_boxplot.png", dpi=90)
+        _save_figure(fig, out / "lsd_boxplot.png")
     plt.close(fig)
 
     latents = [(row.get("latent_size"), rows) for _, row, rows in table_rows if row.get("latent_size") and rows]
@@ -352,7 +358,7 @@ def plot(out: Path, table_rows: list, synths: list[str]) -> None:
         ax.legend()
         ax.set_title("LSD vs latent size")
         fig.tight_layout()
-        fig.savefig(out / "lsd_vs_latent.png", dpi=90)
+        _save_figure(fig, out / "lsd_vs_latent.png")
         plt.close(fig)
 
     bins = sorted({int(r["hpss"]) for _, _, rows in table_rows for r in rows})
@@ -367,16 +373,23 @@ def plot(out: Path, table_rows: list, synths: list[str]) -> None:
     ax.legend(fontsize=7)
     ax.set_title("LSD per HPSS bin")
     fig.tight_layout()
-    fig.savefig(out / "lsd_per_hpss.png", dpi=90)
+    _save_figure(fig, out / "lsd_per_hpss.png")
     plt.close(fig)
 
 
+def _save_figure(fig, path: Path) -> None:
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=90)
+
+
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("configs", nargs="+", help="experiment config files")
     p.add_argument("--profile", default="small", help="small (CPU, make data) or paper (the paper's settings)")
     p.add_argument("--results", default="results", help="results folder (default results)")
-    p.add_argument("--workers", type=int, default=None, help="render workers for evaluation (default all cores)")
+    p.add_argument(
+        "--workers", type=positive_int, default=None, help="render workers for evaluation (default all cores)"
+    )
     args = p.parse_args()
     for path in args.configs:
         run_config(path, args.profile, results=Path(args.results), workers=args.workers)

@@ -336,7 +336,7 @@ def test_split_all_test_makes_a_held_out_folder(tmp_path):
     ("args", "message"),
     [
         (["--synths", "nope", "--n", "2"], "unknown synth 'nope'"),
-        (["--synths", "va", "--n", "0"], "--n must be a positive"),
+        (["--synths", "va", "--n", "0"], "--n must be >= 1"),
         (["--synths", "va", "--n", "2", "--notes", "60-"], "not a note list"),
         (["--synths", "va", "--n", "2", "--presets", "va=bank"], "sources must be among"),
         (["--synths", "va", "--n", "2", "--out", "/proc/no_such_dir/x"], "cannot write to output folder"),
