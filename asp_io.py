@@ -9,6 +9,7 @@ script can use it, and importing it never changes the order in which those libra
     positive_int, ...  argparse ``type=`` functions that refuse zero, negatives, NaN and inf
     atomic_write      writes a file through a temp file in the same folder, fsync, rename
     atomic_path       the same for libraries that write to a path themselves (Keras, numpy)
+    folder_lock       holds a folder for one run: a second run on it fails at once, naming the first
     write_json, read_json, remove_stale_temps
 """
 
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import errno
+import fcntl
 import fnmatch
 import json
 import math
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,8 +56,11 @@ def read_json(path: str | Path, what: str, fix: str = "") -> object:
         raise ASPError(f"{what} {path} is a folder, not a file") from None
     except OSError as err:
         raise ASPError(f"cannot read {what} {path} ({err.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        where = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "not UTF-8 text"
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        if isinstance(err, json.JSONDecodeError):
+            where = f"{err.msg} at line {err.lineno}"
+        else:
+            where = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nested too deeply"
         hint = f"; {fix}" if fix else ""
         raise ASPError(f"{what} {path} is not valid JSON ({where}){hint}") from None
 
@@ -163,6 +169,63 @@ def remove_stale_temps(folder: str | Path, *names: str) -> list[Path]:
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+LOCK_FILE = ".lock"
+
+
+def _lock_holder(path: Path) -> str:
+    """Who holds a lock file, from what its holder wrote into it (retried briefly: the holder
+    writes just after taking the lock)."""
+    for _ in range(10):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            info = None
+        if isinstance(info, dict) and "pid" in info:
+            started = info.get("started")
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, float) else "?"
+            command = f": {info['command']}" if info.get("command") else ""
+            return f"pid {info['pid']}, started {when}{command}"
+        time.sleep(0.05)
+    return "a process that did not say who it is"
+
+
+@contextmanager
+def folder_lock(folder: str | Path, *, what: str = "another run", fix: str = "choose another folder") -> Iterator[Path]:
+    """Holds ``folder`` for this run: an exclusive ``flock`` on ``<folder>/.lock`` until the
+    block ends (or the process dies: the kernel releases it, so a killed run never leaves a
+    stale lock). The file records who holds it and stays afterwards; it is ours.
+
+    Args:
+        folder: an existing folder.
+        what: what the holder is, for the message ("another generate.py run").
+        fix: what to do instead of waiting, for the message.
+
+    Raises:
+        ASPError: another process holds the folder; the message names its pid, start time and
+            command line.
+    """
+    path = Path(folder) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by worker processes
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ASPError(
+                f"{folder} is in use by {what} ({_lock_holder(path)}); wait for it to finish, or {fix}"
+            ) from None
+        except OSError as err:
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            yield path  # a file system without locks (some network ones): run unguarded, as before
+            return
+        info = {"pid": os.getpid(), "started": time.time(), "command": " ".join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # ---------------------------------------------------------------------------------------

@@ -12,10 +12,13 @@ or ``vae_<synth>/`` and holds:
                        epochs: a killed run restarted with the same command continues from the
                        last one that loads (the one before, if the last is damaged)
     log.csv, tensorboard/
+    .lock              held while a run trains: a second run on the folder fails at once, naming it
 
 Every file is written to a temp file and renamed (``asp_io.atomic_path``), so a run killed at
 any moment leaves whole files. An epoch whose loss or weights are NaN or infinite stops the run
-with an ``ASPError``; nothing of that epoch is saved, so the last good checkpoint stays.
+with an ``ASPError``; nothing of that epoch is saved, so the last good checkpoint stays. A run
+resumes only with the settings it was trained with (``_COMPARED``: not a different ``--lr``);
+``--epochs`` and ``--patience`` may change, which is how a run goes on.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from asp_io import (  # noqa: E402
     ArgumentParser,
     atomic_path,
     atomic_write,
+    folder_lock,
     nonnegative_float,
     nonnegative_int,
     positive_float,
@@ -570,18 +574,62 @@ def _strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-_COMPARED = (
-    "model_version",
-    "approach",
-    "latent_size",
-    "param_loss",
-    "beta",
-    "free_bits",
-    "kl_warmup_epochs",
-    "target_synth",
-    "trained_synths",
-    "data_fingerprint",
-)
+# The settings that change what a run learns, each with the flag that sets it: an existing run
+# resumes only with the same ones. --epochs and --patience say how long to train: changing them
+# is how a run goes on.
+_COMPARED = {
+    "model_version": "the model code",
+    "approach": "the train script",
+    "latent_size": "-l/--latent-size",
+    "param_loss": "--param-loss",
+    "beta": "--beta",
+    "free_bits": "--free-bits",
+    "kl_warmup_epochs": "--kl-warmup-epochs",
+    "target_synth": "--synth",
+    "trained_synths": "--synths",
+    "data_fingerprint": "the dataset, -d/--data-dir",
+    "seed": "--seed",
+    "batch_size": "--batch-size",
+    "lr": "--lr",
+    "max_samples": "--max-samples",
+}
+
+
+def changed_settings(old: dict, new: dict) -> list[str]:
+    """What differs between a run's config.json (``old``) and this run's settings (``new``), as
+    ``key = old, not new (flag)`` for each setting of ``_COMPARED``; [] when the run can resume."""
+    return [
+        f"{key} = {old.get(key)!r}, not {new[key]!r} ({flag})"
+        for key, flag in _COMPARED.items()
+        if old.get(key) != new[key]
+    ]
+
+
+def _check_every_synth_has_samples(cfg: TrainConfig, available: dict[str, int], picked: np.ndarray) -> None:
+    """Refuses a run that would train a synth's head (or a per-synth model) on no samples.
+
+    Args:
+        available: {synth: samples of it in the train split} for the synths of the run.
+        picked: (n,) the synth of each training sample the run takes (after ``--max-samples``).
+    """
+    empty = [s for s, n in available.items() if n == 0]
+    if empty:
+        counts = ", ".join(f"{s} {n}" for s, n in available.items())
+        fix = (
+            "generate a dataset with samples of it"
+            if cfg.approach == "synth"
+            else "leave it out with --synths, or generate a dataset with samples of it"
+        )
+        raise ASPError(
+            f"the train split of {cfg.data_dir} has no samples of {', '.join(empty)} (train samples: {counts}): "
+            f"a model cannot learn a synth it never hears; {fix}"
+        )
+    short = [s for s in available if not (picked == s).any()]
+    if short:
+        raise ASPError(
+            f"--max-samples {cfg.max_samples} leaves no training samples of {', '.join(short)}; raise it "
+            f"(the train split has {sum(available.values())})"
+        )
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -639,10 +687,10 @@ def train(cfg: TrainConfig) -> dict:
             idx = np.sort(np.random.default_rng(cfg.seed).permutation(idx)[:limit])
         return idx
 
+    available = {s: int((train_split.synth == s).sum()) for s in wanted}
     train_idx = pick(train_split, cfg.max_samples)
     valid_idx = pick(valid_split, cfg.max_samples) if valid_split is not None else np.zeros(0, int)
-    if len(train_idx) == 0:
-        raise ASPError(f"no training samples for this run in {cfg.data_dir}")
+    _check_every_synth_has_samples(cfg, available, train_split.synth[train_idx])
     check_finite(train_split, train_idx, data_dir=cfg.data_dir)  # NaN in, NaN weights out
     if len(valid_idx):
         check_finite(valid_split, valid_idx, data_dir=cfg.data_dir)
@@ -677,105 +725,106 @@ def train(cfg: TrainConfig) -> dict:
         "model_version": MODEL_VERSION,
         "keras_version": keras.__version__,
     }
-    if (run_dir / CONFIG).is_file() and not cfg.fresh:
-        old = read_config(run_dir)
-        for key in _COMPARED:
-            if old.get(key) != config[key]:
-                raise ASPError(
-                    f"{run_dir} holds a model trained with {key} = {old.get(key)!r}, not "
-                    f"{config[key]!r}; pass --fresh to start over, or choose another --model-dir"
-                )
-        for key in ("epochs_done", "best_loss", "best_epoch", "last_losses"):  # progress so far
-            if key in old:
-                config[key] = old[key]
-    elif cfg.fresh and run_dir.exists():
-        for child in (BACKUP, WEIGHTS, CONFIG, "log.csv"):
-            path = run_dir / child
-            if path.is_dir():
-                shutil.rmtree(path)
-            else:
-                path.unlink(missing_ok=True)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / CONFIG, config)
-
-    keras.utils.set_random_seed(cfg.seed)
-    tf.config.experimental.enable_op_determinism()
-    keys = batch_keys(cfg.approach, [s.name for s in specs])
-    train_stream = make_stream(train_split, train_idx, keys, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
-    valid_stream = (
-        make_stream(valid_split, valid_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=cfg.seed)
-        if len(valid_idx)
-        else None
-    )
-    means = mean_vectors(train_split, train_idx, wanted)
-    with _strategy().scope():
-        model = build_model(config)
-        model.start_at_mean(means)  # a resumed run restores its own weights over these
-        model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
-    # the total loss grows with the KL weight during warm-up, so runs are compared on reconstruction
-    monitor = "val_recon_loss" if valid_stream is not None else "recon_loss"
-    monitor_split, monitor_idx = (valid_split, valid_idx) if len(valid_idx) else (train_split, train_idx)
-    latent_monitor = LatentMonitor(
-        monitor_split, monitor_idx, means, run_dir / "tensorboard", verbose=cfg.verbose, seed=cfg.seed
-    )
-    checkpoints = Checkpoints(run_dir, config, monitor)
-    callbacks = [
-        latent_monitor,  # before the loggers: it adds its figures to the epoch's logs
-        checkpoints,  # before the loggers too: it stops a diverged run
-        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
-    ]
-    if cfg.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, mode="min"))
-    if config["epochs_done"] >= cfg.epochs:
-        if cfg.verbose:
-            print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
-        return config
-    start = restore(model, run_dir, config)
-    if start != config["epochs_done"]:
-        config["epochs_done"] = start
+    with folder_lock(run_dir, what="another training run", fix="choose another --model-dir"):  # held until the end
+        if (run_dir / CONFIG).is_file() and not cfg.fresh:
+            old = read_config(run_dir)
+            changed = changed_settings(old, config)
+            if changed:
+                raise ASPError(
+                    f"{run_dir} holds a model trained with other settings (its config.json has "
+                    f"{'; '.join(changed)}); pass --fresh to start it over with these, or choose another --model-dir"
+                )
+            for key in ("epochs_done", "best_loss", "best_epoch", "last_losses"):  # progress so far
+                if key in old:
+                    config[key] = old[key]
+        elif cfg.fresh and run_dir.exists():
+            for child in (BACKUP, WEIGHTS, CONFIG, "log.csv"):
+                path = run_dir / child
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
         write_json(run_dir / CONFIG, config)
-    _trim_log(run_dir / "log.csv", start)
-    if cfg.verbose:
-        print(
-            f"training {run_dir.name}: {len(train_idx)} train / {len(valid_idx)} valid samples, "
-            f"synths {', '.join(s.name for s in specs)}, latent {cfg.latent_size}, {cfg.epochs} epochs"
-            + (f", resuming after epoch {start}" if start else "")
+
+        keras.utils.set_random_seed(cfg.seed)
+        tf.config.experimental.enable_op_determinism()
+        keys = batch_keys(cfg.approach, [s.name for s in specs])
+        train_stream = make_stream(train_split, train_idx, keys, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+        valid_stream = (
+            make_stream(valid_split, valid_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=cfg.seed)
+            if len(valid_idx)
+            else None
         )
-    model.fit(
-        train_stream,
-        validation_data=valid_stream,
-        initial_epoch=start,
-        epochs=cfg.epochs,
-        callbacks=callbacks,
-        verbose=cfg.verbose,
-        shuffle=False,
-    )  # the stream reshuffles itself, seeded, every epoch
-    if checkpoints.failed:
-        kept = (
-            f"the last good checkpoint (epoch {config['epochs_done']}) is kept"
-            if config["epochs_done"]
-            else "nothing was saved"
+        means = mean_vectors(train_split, train_idx, wanted)
+        with _strategy().scope():
+            model = build_model(config)
+            model.start_at_mean(means)  # a resumed run restores its own weights over these
+            model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
+        # the total loss grows with the KL weight during warm-up, so runs are compared on reconstruction
+        monitor = "val_recon_loss" if valid_stream is not None else "recon_loss"
+        monitor_split, monitor_idx = (valid_split, valid_idx) if len(valid_idx) else (train_split, train_idx)
+        latent_monitor = LatentMonitor(
+            monitor_split, monitor_idx, means, run_dir / "tensorboard", verbose=cfg.verbose, seed=cfg.seed
         )
-        raise ASPError(
-            f"training {run_dir} diverged: {checkpoints.failed}; {kept}. Lower --lr (now {cfg.lr:g}) "
-            "or check the dataset, then rerun (add --fresh to start over)"
-        )
-    config = read_config(run_dir)
-    if cfg.verbose:
-        print(
-            f"saved {run_dir / WEIGHTS} (best {monitor} {config['best_loss']:.4f} at epoch "
-            f"{config['best_epoch']}), {config['epochs_done']} epochs done"
-        )
-        last = config.get("last_losses", {})
-        ratios = [f"{s} {last[f'val_param_vs_mean_{s}']:.2f}x" for s in wanted if f"val_param_vs_mean_{s}" in last]
-        if ratios:
+        checkpoints = Checkpoints(run_dir, config, monitor)
+        callbacks = [
+            latent_monitor,  # before the loggers: it adds its figures to the epoch's logs
+            checkpoints,  # before the loggers too: it stops a diverged run
+            keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+        ]
+        if cfg.patience:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, mode="min"))
+        if config["epochs_done"] >= cfg.epochs:
+            if cfg.verbose:
+                print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
+            return config
+        start = restore(model, run_dir, config)
+        if start != config["epochs_done"]:
+            config["epochs_done"] = start
+            write_json(run_dir / CONFIG, config)
+        _trim_log(run_dir / "log.csv", start)
+        if cfg.verbose:
             print(
-                f"last epoch, {'validation' if len(valid_idx) else 'training'} sounds: parameter error "
-                f"{', '.join(ratios)} the training-mean preset's; {last['val_active_dims']:.0f} of "
-                f"{cfg.latent_size} latent dimensions active, {last['val_kl_per_dim']:.2f} nats each"
+                f"training {run_dir.name}: {len(train_idx)} train / {len(valid_idx)} valid samples, "
+                f"synths {', '.join(s.name for s in specs)}, latent {cfg.latent_size}, {cfg.epochs} epochs"
+                + (f", resuming after epoch {start}" if start else "")
             )
-    return config
+        model.fit(
+            train_stream,
+            validation_data=valid_stream,
+            initial_epoch=start,
+            epochs=cfg.epochs,
+            callbacks=callbacks,
+            verbose=cfg.verbose,
+            shuffle=False,
+        )  # the stream reshuffles itself, seeded, every epoch
+        if checkpoints.failed:
+            kept = (
+                f"the last good checkpoint (epoch {config['epochs_done']}) is kept"
+                if config["epochs_done"]
+                else "nothing was saved"
+            )
+            raise ASPError(
+                f"training {run_dir} diverged: {checkpoints.failed}; {kept}. Lower --lr (now {cfg.lr:g}) "
+                "or check the dataset, then rerun (add --fresh to start over)"
+            )
+        config = read_config(run_dir)
+        if cfg.verbose:
+            print(
+                f"saved {run_dir / WEIGHTS} (best {monitor} {config['best_loss']:.4f} at epoch "
+                f"{config['best_epoch']}), {config['epochs_done']} epochs done"
+            )
+            last = config.get("last_losses", {})
+            ratios = [f"{s} {last[f'val_param_vs_mean_{s}']:.2f}x" for s in wanted if f"val_param_vs_mean_{s}" in last]
+            if ratios:
+                print(
+                    f"last epoch, {'validation' if len(valid_idx) else 'training'} sounds: parameter error "
+                    f"{', '.join(ratios)} the training-mean preset's; {last['val_active_dims']:.0f} of "
+                    f"{cfg.latent_size} latent dimensions active, {last['val_kl_per_dim']:.2f} nats each"
+                )
+        return config
 
 
 # ---------------------------------------------------------------------------------------

@@ -168,6 +168,11 @@ def check_finite(split: Split, rows: np.ndarray | None = None, *, data_dir: str 
                 )
 
 
+def _plain_name(name: object) -> bool:
+    """A synth name that can be part of a file name (no folder, not empty)."""
+    return isinstance(name, str) and bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")
+
+
 def read_manifest(data_dir: str | Path) -> dict | None:
     """The manifest of a generated dataset, or None for a folder without one (the paper's data)."""
     path = Path(data_dir) / MANIFEST
@@ -176,12 +181,15 @@ def read_manifest(data_dir: str | Path) -> dict | None:
     data = read_json(path, "dataset manifest", "regenerate the dataset")
     synths = data.get("synths") if isinstance(data, dict) else None
     entries_ok = isinstance(synths, list) and all(
-        isinstance(s, dict) and isinstance(s.get("name"), str) and isinstance(s.get("hash"), str) for s in synths
+        isinstance(s, dict) and _plain_name(s.get("name")) and isinstance(s.get("hash"), str) for s in synths
     )
+    if entries_ok and len({s["name"] for s in synths}) != len(synths):
+        entries_ok = False  # a synth listed twice
     if not (entries_ok and synths and isinstance(data.get("fingerprint"), str)):
         raise ASPError(
             f"dataset manifest {path} is damaged: it needs 'fingerprint' (text) and 'synths' (a list of "
-            "{name, hash, ...}); regenerate the dataset, or delete the manifest to read the files without it"
+            "{name, hash, ...}, each name once); regenerate the dataset, or delete the manifest to read the files "
+            "without it"
         )
     return data
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from asp_io import atomic_write
 from data_generation.errors import ASPError
-from data_generation.spec import SynthSpec
+from data_generation.spec import RANGE_TOLERANCE, SynthSpec
 
 BANK_HEADER = "amSynth"
 CHUNK_HEADER = "amSynth1.0preset\n"
@@ -99,7 +99,8 @@ def bank_to_presets(spec: SynthSpec, presets: list[BankPreset]) -> np.ndarray:
     """Bank presets -> normalized presets: (n, n_params) float64; missing parameters take defaults.
 
     Raises:
-        ASPError: for a parameter name the spec does not know.
+        ASPError: for a parameter name the spec does not know, or a value that is NaN, infinite
+            or outside the parameter's range in the spec's ``units``.
     """
     index = {p.name: i for i, p in enumerate(spec.params)}
     lo, hi = _units(spec)
@@ -113,7 +114,16 @@ def bank_to_presets(spec: SynthSpec, presets: list[BankPreset]) -> np.ndarray:
             )
         cols = np.array([index[k] for k in preset.values], dtype=np.int64)
         vals = np.array(list(preset.values.values()), dtype=np.float64)
-        out[row, cols] = (vals - lo[cols]) / (hi[cols] - lo[cols])
+        normalized = (vals - lo[cols]) / (hi[cols] - lo[cols])
+        bad = ~((normalized >= -RANGE_TOLERANCE) & (normalized <= 1.0 + RANGE_TOLERANCE))  # NaN too
+        if bad.any():
+            k = int(np.argmax(bad))
+            name, col = list(preset.values)[k], int(cols[k])
+            raise ASPError(
+                f"amsynth preset {preset.name!r} ({preset.source}): parameter {name!r} has value {vals[k]:g}, "
+                f"outside its range [{lo[col]:g}, {hi[col]:g}]; fix the bank file"
+            )
+        out[row, cols] = normalized
     return spec.snap(out)
 
 

@@ -1,6 +1,8 @@
 """Generates a dataset in the published npy_data layout: presets -> rendered notes -> mels + labels.
 
 Resumable: stop it at any moment (Ctrl-C, kill -9) and run the same command again to continue.
+A run holds its --out folder (the file .lock in it): a second run on the same folder fails at
+once, naming the first one's pid and start time.
 
 Examples:
     python data_generation/generate.py --synths va fm modal --n 1000 --out npy_data

@@ -1,15 +1,50 @@
-"""Running rendering work on worker processes: one engine per worker, one thread each."""
+"""Running rendering work on worker processes: one engine per worker, one thread each.
+
+Workers die with the process that started them, even when it is killed with ``kill -9`` (Linux:
+the kernel sends them SIGTERM), so an interrupted run leaves no worker rendering on.
+"""
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import multiprocessing as mp
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from threadpoolctl import threadpool_limits
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Asks the kernel to send this process SIGTERM when its parent dies (Linux; elsewhere a
+    no-op), and exits now if the parent is already gone."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
+def _init_worker(parent: int, initializer: Callable[[], None] | None) -> None:
+    _die_with_parent(parent)
+    if initializer is not None:
+        initializer()
+
+
+def _worker_initializer(initializer: Callable[[], None] | None) -> Callable[[], None]:
+    """The initializer of a spawned worker: die with this process (see ``_die_with_parent``),
+    then run ``initializer``.
+
+    The kernel's "parent" is the thread that spawned the worker: the pools here spawn their
+    workers from the calling thread, which must outlive them (the main thread does).
+    """
+    return functools.partial(_init_worker, os.getpid(), initializer)
 
 
 def run_tasks(
@@ -42,7 +77,9 @@ def run_tasks(
     os.environ.update({k: "1" for k in THREAD_VARS})  # inherited by the spawned workers
     try:
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=initializer) as pool:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_worker_initializer(initializer)
+        ) as pool:
             futures = [pool.submit(function, *task) for task in tasks]
             try:
                 for future in as_completed(futures):
@@ -57,3 +94,61 @@ def run_tasks(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+class WorkerPool:
+    """Persistent worker processes for many small batches of work (a search's generations).
+
+    Like ``run_tasks``, each worker is a freshly spawned process limited to one BLAS/FFT thread,
+    and ``initializer`` runs here first, then in every worker; unlike it, the workers live until
+    ``close`` and keep what they build (engines, compiled synths) between calls to ``map``.
+    ``workers`` <= 1 runs everything in this process, limited to one thread.
+    """
+
+    def __init__(self, workers: int, *, initializer: Callable[[], None] | None = None):
+        self.workers = max(1, int(workers))
+        if initializer is not None:
+            initializer()
+        self._pool: ProcessPoolExecutor | None = None
+        if self.workers > 1:
+            saved = {k: os.environ.get(k) for k in THREAD_VARS}
+            os.environ.update({k: "1" for k in THREAD_VARS})  # inherited by the spawned workers
+            try:
+                ctx = mp.get_context("spawn")
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=ctx, initializer=_worker_initializer(initializer)
+                )
+                # the executor spawns its workers on demand: start them all while the limits are set
+                for f in [self._pool.submit(os.getpid) for _ in range(self.workers)]:
+                    f.result()
+            finally:
+                for k, v in saved.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
+
+    def map(self, function: Callable, tasks: Iterable[tuple]) -> list:
+        """``[function(*task) for task in tasks]``, the tasks spread over the workers."""
+        tasks = list(tasks)
+        if self._pool is None:
+            with threadpool_limits(1):
+                return [function(*task) for task in tasks]
+        futures = [self._pool.submit(function, *task) for task in tasks]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -6,7 +6,8 @@ shards and write each one atomically (a temp file, then a rename) with a digest 
 so a run killed at any moment (even ``kill -9``) and started again with the same arguments skips
 the shards already done, regenerates torn or corrupt ones, and ends with the same arrays as an
 uninterrupted run. The final layout files are written under temp names and renamed, and the
-manifest comes last: a folder with a manifest is complete.
+manifest comes last: a folder with a manifest is complete. A run holds its folder
+(``asp_io.folder_lock``): a second one on the same folder fails at once, naming the first.
 
 Every render is deterministic (see ``data_generation.render``), so the arrays do not depend on
 the number of workers.
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asp_io import atomic_path, atomic_write, remove_stale_temps, write_json
+from asp_io import atomic_path, atomic_write, folder_lock, remove_stale_temps, write_json
 from data.dataset import GENERATOR_VERSION, MANIFEST, SPLITS, encode_split, split_files
 from data.features import HOP, N_MELS, harmonic_percentage, hpss_bin, mel_from_stft, stft
 from data_generation.errors import ASPError
@@ -450,8 +451,9 @@ def _read_manifest(path: Path) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    keys = ("fingerprint", "kept", "dropped", "counts")
-    return data if isinstance(data, dict) and all(k in data for k in keys) else None
+    if not (isinstance(data, dict) and isinstance(data.get("fingerprint"), str)):
+        return None
+    return data if all(isinstance(data.get(k), dict) for k in ("kept", "dropped", "counts")) else None
 
 
 def _reserve(path: Path) -> None:
@@ -523,12 +525,22 @@ def generate(
         progress: show a progress bar.
 
     Raises:
-        ASPError: for bad settings, an unwritable folder, or another dataset in the way.
+        ASPError: for bad settings, an unwritable folder, another dataset in the way, or another
+            run generating into the same folder (it holds ``out/.lock`` while it runs).
     """
     start = time.perf_counter()
     out = Path(out)
     plan = make_plan(settings)
     _check_writable(out)
+    with folder_lock(out, what="another generate.py run", fix="choose another --out"):
+        return _generate(plan, out, start, workers=workers, force=force, max_shards=max_shards, progress=progress)
+
+
+def _generate(
+    plan: Plan, out: Path, start: float, *, workers: int | None, force: bool, max_shards: int | None, progress: bool
+) -> Summary:
+    """``generate``'s work, once the folder is held."""
+    settings = plan.settings
     work = out / WORK_DIR
     manifest_path = out / MANIFEST
     plan_file = work / "plan.json"

@@ -25,28 +25,114 @@ def _resolve(spec: SynthSpec, path: str) -> Path:
     return p
 
 
-def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.ndarray]:
-    """Reads a JSON preset file: ``{"synth": NAME, "presets": [{"name": ..., "values": {...}}]}``.
+PRESET_FORMATS = (
+    "a preset file (.faust.json: 'presets' in native units), a <synth>.preset.json ('normalized' values), "
+    "a .params.json ('normalized_parameters') or an amsynth .bank"
+)
 
-    Values are native units (Faust slider values, class numbers); missing parameters take defaults.
-    A single preset ``{"synth": NAME, "name": ..., "values": {...}}`` is accepted too.
+
+def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.ndarray]:
+    """Reads any preset file the toolkit writes (the one reader every tool uses), by content:
+
+    - ``{"synth": NAME, "presets": [{"name": ..., "values": {...}}]}`` (``write_preset_file``,
+      ``<synth>.faust.json``, the shipped ``*.presets.json``): native units (Faust slider
+      values, class numbers); a single ``{"synth", "name", "values"}`` preset too;
+    - ``<synth>.preset.json``: ``{"synth", "name", "normalized": {name: value}}``;
+    - ``<synth>.params.json``: ``{"synth", "plugin", "normalized_parameters": [{"index", "name",
+      "value"}]}`` (a parameter found by its index where the name agrees, else by its name);
+      named after the file;
+    - an amsynth ``.bank`` (by suffix, or a first line ``amSynth``), in the spec's ``units``.
+
+    Parameters a file leaves out take their defaults.
+
+    Returns:
+        names: n preset names.
+        presets: (n, n_params) float64 normalized presets.
+
+    Raises:
+        ASPError: for an unreadable or malformed file, a file for another synth, an unknown
+            parameter, or a value that is NaN, infinite or out of its range (naming it).
     """
     path = Path(path)
-    data = read_json(path, "preset file")
+    if path.suffix == ".bank" or _starts_with(path, amsynth.BANK_HEADER):
+        return _read_bank_file(spec, path)
+    data = read_json(path, "preset file", f"give {PRESET_FORMATS}")
     if not isinstance(data, dict):
         raise ASPError(f"malformed preset file {path}: expected a JSON object")
     if data.get("synth") not in (None, spec.name):
         raise ASPError(f"preset file {path} is for synth {data['synth']!r}, not {spec.name!r}")
-    entries = data.get("presets", [data] if "values" in data else None)
-    if not isinstance(entries, list) or not entries:
-        raise ASPError(f"malformed preset file {path}: expected a non-empty 'presets' list")
+    if "presets" in data or "values" in data:
+        entries = data.get("presets", [data])
+        if not isinstance(entries, list) or not entries:
+            raise ASPError(f"malformed preset file {path}: expected a non-empty 'presets' list")
+        native = True
+    elif "normalized" in data:
+        entries, native = [{"name": data.get("name", path.name), "values": data["normalized"]}], False
+    elif "normalized_parameters" in data:
+        entries, native = [{"name": data.get("name", path.name), "values": _listed_values(spec, path, data)}], False
+    else:
+        raise ASPError(f"{path} is not a preset file of this toolkit; give {PRESET_FORMATS}")
     names, rows = [], []
     for k, entry in enumerate(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("values"), dict):
-            raise ASPError(f"malformed preset file {path}: preset {k} needs a 'values' object")
+            key = "values" if native else "normalized"
+            raise ASPError(f"malformed preset file {path}: preset {k} needs a {key!r} object")
         names.append(str(entry.get("name", f"preset {k}")))
-        rows.append(spec.preset_from_dict(entry["values"], native=True))
+        try:
+            rows.append(spec.preset_from_dict(entry["values"], native=native, strict=True))
+        except ASPError as err:
+            raise ASPError(f"preset file {path}, preset {k} ({names[-1]}): {err}") from None
     return names, np.stack(rows)
+
+
+def _starts_with(path: Path, header: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(header)) == header.encode()
+    except OSError:  # read_json says what is wrong with it
+        return False
+
+
+def _listed_values(spec: SynthSpec, path: Path, data: dict) -> dict:
+    """A .params.json's ``normalized_parameters`` as {parameter name: value}."""
+    listing = data["normalized_parameters"]
+    if not isinstance(listing, list) or not listing:
+        raise ASPError(f"malformed preset file {path}: 'normalized_parameters' must be a non-empty list")
+    labels = [p.label or p.name for p in spec.params]
+    by_name = {label: p.name for label, p in zip(labels, spec.params) if labels.count(label) == 1}
+    by_name |= {p.name: p.name for p in spec.params}  # (plugins may give two parameters one label)
+    by_index = {p.index: p for p in spec.params}
+    values: dict = {}
+    for k, entry in enumerate(listing):
+        if not isinstance(entry, dict) or "value" not in entry:
+            raise ASPError(f"malformed preset file {path}: normalized_parameters entry {k} needs a 'value'")
+        name, index = entry.get("name"), entry.get("index")
+        at = by_index.get(index) if isinstance(index, int) and not isinstance(index, bool) else None
+        if at is not None and name in (None, at.name, at.label):
+            key = at.name  # the parameter at that index, as the file names it
+        else:
+            key = by_name.get(name) if isinstance(name, str) else None
+        if key is None:
+            raise ASPError(
+                f"preset file {path}: normalized_parameters entry {k} (name {name!r}, index {index!r}) is no "
+                f"parameter of {spec.name!r}; see `python data_generation/view_parameters.py --synth {spec.name}`"
+            )
+        if key in values:
+            raise ASPError(f"preset file {path} sets parameter {key!r} twice")
+        values[key] = entry["value"]
+    return values
+
+
+def _read_bank_file(spec: SynthSpec, path: Path) -> tuple[list[str], np.ndarray]:
+    if not (spec.name == "amsynth" or any(s.get("kind") == "amsynth_bank" for s in spec.presets)):
+        raise ASPError(
+            f"{path} is an amsynth bank, but synth {spec.name!r} is not amsynth; give a .faust.json, "
+            ".preset.json or .params.json preset file"
+        )
+    bank = amsynth.read_bank(path)
+    if not bank:
+        raise ASPError(f"amsynth bank {path} holds no presets")
+    return [b.name for b in bank], amsynth.bank_to_presets(spec, bank)
 
 
 def write_preset_file(path: str | Path, spec: SynthSpec, presets: np.ndarray, names: list[str]) -> Path:

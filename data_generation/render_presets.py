@@ -4,6 +4,7 @@ Examples:
     python data_generation/render_presets.py --synth va --out renders/va
     python data_generation/render_presets.py --synth amsynth --limit 10 --note 48
     python data_generation/render_presets.py --synth va --preset-file my_preset.json
+    python data_generation/render_presets.py --synth amsynth --preset-file my_presets.bank
     python data_generation/render_presets.py --synth fm --random 5 --seed 1
     python data_generation/render_presets.py --synth serum --plugin serum=/path/to/Serum.so --random 3
 """
@@ -47,7 +48,11 @@ def safe_name(text: str) -> str:
 def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synth", required=True, help="synth name or spec path")
-    parser.add_argument("--preset-file", help="a JSON preset file to render (default: the synth's human presets)")
+    parser.add_argument(
+        "--preset-file",
+        help="a preset file to render: .faust.json, <synth>.preset.json, .params.json (as run_inference.py "
+        "writes them) or an amsynth .bank (default: the synth's human presets)",
+    )
     parser.add_argument(
         "--random", type=nonnegative_int, default=0, metavar="N", help="render N random presets instead"
     )

@@ -34,6 +34,7 @@ from data_generation.errors import ASPError, read_json
 SYNTH_DIR = Path(__file__).resolve().parent / "synths"
 BACKENDS = ("faust", "vst", "vst3", "lv2")
 GROUPS = ("vol", "osc", "env", "fil", "lfo", "mod", "fx", "pitch")
+RANGE_TOLERANCE = 1e-6  # a value this far (normalized) outside its range is rounding, not an error
 RENDER_KEYS = ("sample_rate", "block_size", "note", "velocity", "note_start", "note_duration", "duration")
 DEFAULT_RENDER = {
     "sample_rate": 44100,
@@ -197,15 +198,21 @@ class SynthSpec:
             values[..., cat] = np.rint(values[..., cat] * steps) / steps
         return values
 
-    def preset_from_dict(self, values: dict, *, native: bool = False) -> np.ndarray:
+    def preset_from_dict(self, values: dict, *, native: bool = False, strict: bool = False) -> np.ndarray:
         """Builds a full preset from ``{name: value}``; unnamed parameters take their default.
 
         Args:
             values: parameter values, normalized, or native slider units with ``native=True``.
             native: interpret values in ``native_range`` units (Faust sliders, class numbers).
+            strict: refuse a value outside the parameter's range (normalized: [0, 1]) instead
+                of clipping it (what a preset file must hold).
 
         Returns:
             (n_params,) float64 normalized preset.
+
+        Raises:
+            ASPError: for an unknown name, a value that is not a finite number, or (strict) one
+                out of range; the message names the parameter.
         """
         out = self.defaults.copy()
         index = {p.name: i for i, p in enumerate(self.params)}
@@ -217,11 +224,21 @@ class SynthSpec:
                 )
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 raise ASPError(f"parameter {name!r} of {self.name!r} has value {value!r}; expected a number")
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond any float
+                value = float("inf")
+            if not np.isfinite(value):
+                raise ASPError(f"parameter {name!r} of {self.name!r} has value {value}; expected a finite number")
             p = self.params[index[name]]
-            if native:
-                lo, hi = p.native_range
-                value = (value - lo) / (hi - lo)
-            out[index[name]] = value
+            lo, hi = p.native_range if native else (0.0, 1.0)
+            normalized = (value - lo) / (hi - lo)
+            if strict and not -RANGE_TOLERANCE <= normalized <= 1.0 + RANGE_TOLERANCE:
+                raise ASPError(
+                    f"parameter {name!r} of {self.name!r} has value {value:g}, outside its range "
+                    f"[{min(lo, hi):g}, {max(lo, hi):g}]" + (" (native units)" if native else " (normalized)")
+                )
+            out[index[name]] = normalized
         return self.snap(out)
 
     def preset_to_dict(self, preset: np.ndarray, *, native: bool = False) -> dict[str, float | int]:
@@ -316,7 +333,21 @@ def _pair(value, where: str, key: str) -> tuple[float, float]:
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
     ):
         raise _fail(where, f"{key} must be a [low, high] pair of numbers, got {value!r}")
-    return float(value[0]), float(value[1])
+    try:
+        pair = float(value[0]), float(value[1])
+    except OverflowError:  # an integer beyond any float
+        pair = (float("inf"), float("inf"))
+    if not all(np.isfinite(pair)):
+        raise _fail(where, f"{key} must be a pair of finite numbers, got {value!r}")
+    return pair
+
+
+def _is_int(value, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _parse_param(raw: dict, k: int, where: str) -> Param:
@@ -333,8 +364,10 @@ def _parse_param(raw: dict, k: int, where: str) -> Param:
         raise _fail(where, f"parameter {name!r}: classes must be 0 (continuous) or an integer >= 2, got {classes!r}")
     if raw["group"] not in GROUPS:
         raise _fail(where, f"parameter {name!r}: group {raw['group']!r} is not one of {', '.join(GROUPS)}")
+    if not _is_int(raw["index"], 0):
+        raise _fail(where, f"parameter {name!r}: index must be an integer >= 0, got {raw['index']!r}")
     default = raw["default"]
-    if not isinstance(default, (int, float)) or not 0.0 <= default <= 1.0:
+    if not _is_number(default) or not 0.0 <= default <= 1.0:
         raise _fail(where, f"parameter {name!r}: default must be a normalized number in [0, 1], got {default!r}")
     sample_range = _pair(raw.get("sample_range", [0.0, 1.0]), where, f"parameter {name!r} sample_range")
     if not 0.0 <= sample_range[0] <= sample_range[1] <= 1.0:
@@ -343,6 +376,12 @@ def _parse_param(raw: dict, k: int, where: str) -> Param:
     if native[0] == native[1]:
         raise _fail(where, f"parameter {name!r}: native_range must not be empty")
     units = _pair(raw["units"], where, f"parameter {name!r} units") if raw.get("units") is not None else None
+    if units is not None and units[0] == units[1]:
+        raise _fail(where, f"parameter {name!r}: units must not be empty")
+    if not isinstance(raw.get("fixed", False), bool):
+        raise _fail(where, f"parameter {name!r}: fixed must be true or false, got {raw['fixed']!r}")
+    if not isinstance(raw.get("label"), (str, type(None))):
+        raise _fail(where, f"parameter {name!r}: label must be text, got {raw['label']!r}")
     choices = raw.get("choices")
     if choices is not None:
         if not isinstance(choices, list) or len(choices) != classes:
@@ -357,10 +396,40 @@ def _parse_param(raw: dict, k: int, where: str) -> Param:
         sample_range=sample_range,
         native_range=native,
         units=units,
-        fixed=bool(raw.get("fixed", False)),
+        fixed=raw.get("fixed", False),
         label=raw.get("label"),
         choices=choices,
     )
+
+
+MAX_DURATION = 600.0  # seconds: a longer render is a mistake, not a preset
+
+
+def _render_settings(raw: object, where: str) -> RenderSettings:
+    """A spec's ``render`` object checked: known keys, each a number in its range."""
+    if not isinstance(raw, dict):
+        raise _fail(where, f"'render' must be an object of settings ({', '.join(RENDER_KEYS)})")
+    unknown = set(raw) - set(RENDER_KEYS)
+    if unknown:
+        raise _fail(where, f"unknown render settings {sorted(unknown)}; known: {', '.join(RENDER_KEYS)}")
+    render = {**DEFAULT_RENDER, **raw}
+    checks = {
+        "sample_rate": (_is_int(render["sample_rate"], 1000) and render["sample_rate"] <= 384000, "1000-384000 (Hz)"),
+        "block_size": (_is_int(render["block_size"], 1) and render["block_size"] <= 65536, "an integer 1-65536"),
+        "note": (_is_int(render["note"], 0) and render["note"] <= 127, "a MIDI note 0-127"),
+        "velocity": (_is_int(render["velocity"], 1) and render["velocity"] <= 127, "a velocity 1-127"),
+    }
+    for key in ("note_start", "note_duration", "duration"):
+        value = render[key]
+        low_ok = _is_number(value) and (value >= 0 if key == "note_start" else value > 0)
+        checks[key] = (low_ok and value <= MAX_DURATION, f"seconds, at most {MAX_DURATION:g}")
+    for key, (ok, what) in checks.items():
+        if not ok:
+            raise _fail(where, f"render setting {key!r} must be {what}, got {render[key]!r}")
+    settings = RenderSettings(**render)
+    if settings.num_samples < settings.block_size:
+        raise _fail(where, "render: the duration must hold at least one block of samples")
+    return settings
 
 
 def spec_from_json(data: dict, *, path: Path | None = None) -> SynthSpec:
@@ -371,8 +440,14 @@ def spec_from_json(data: dict, *, path: Path | None = None) -> SynthSpec:
     for key in ("name", "backend", "parameters"):
         if key not in data:
             raise _fail(where, f"missing key {key!r}")
+    if not isinstance(data["name"], str) or not data["name"]:
+        raise _fail(where, f"'name' must be the synth's name (text), got {data['name']!r}")
     if data["backend"] not in BACKENDS:
         raise _fail(where, f"backend {data['backend']!r} is not one of {', '.join(BACKENDS)}")
+    if not isinstance(data.get("source"), (str, type(None))):
+        raise _fail(where, f"'source' must be a path or URI (text), got {data['source']!r}")
+    if not _is_int(data.get("num_voices", 0), 0):
+        raise _fail(where, f"'num_voices' must be an integer >= 0, got {data['num_voices']!r}")
     if not isinstance(data["parameters"], list) or not data["parameters"]:
         raise _fail(where, "'parameters' must be a non-empty list")
     params = tuple(_parse_param(raw, k, where) for k, raw in enumerate(data["parameters"]))
@@ -383,13 +458,7 @@ def spec_from_json(data: dict, *, path: Path | None = None) -> SynthSpec:
     indexes = [p.index for p in params]
     if indexes != sorted(indexes) or len(set(indexes)) != len(indexes):
         raise _fail(where, "parameters must be listed in increasing plugin index order")
-    render = dict(DEFAULT_RENDER)
-    raw_render = data.get("render", {})
-    unknown = set(raw_render) - set(RENDER_KEYS)
-    if unknown:
-        raise _fail(where, f"unknown render settings {sorted(unknown)}; known: {', '.join(RENDER_KEYS)}")
-    render.update(raw_render)
-    settings = RenderSettings(**render)
+    settings = _render_settings(data.get("render", {}), where)
     if not settings.note_start + settings.note_duration <= settings.duration:
         raise _fail(where, "render: the note must end within the render duration")
     if data["backend"] == "faust" and not data.get("source"):
@@ -404,7 +473,7 @@ def spec_from_json(data: dict, *, path: Path | None = None) -> SynthSpec:
         params=params,
         render=settings,
         description=str(data.get("description", "")),
-        num_voices=int(data.get("num_voices", 0)),
+        num_voices=data.get("num_voices", 0),
         presets=tuple(presets),
         path=path,
     )

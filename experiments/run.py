@@ -12,7 +12,13 @@ every row), ``train_synths`` (train on these synths only) and ``eval_synths`` (e
 synths' sounds: out of domain when the model never saw them). ``test_dir`` (a setting) takes the
 sounds of every row and baseline from that dataset's test split, held out from ``data_dir``,
 whose training split the mean and nearest baselines still use. ``profiles`` holds what a profile
-overrides (epochs, patience, max_samples, eval_max_samples, data_dir, test_dir).
+overrides (epochs, patience, max_samples, eval_max_samples, data_dir, test_dir). ``refine_renders``
+and/or ``refine_seconds`` (settings) add a ``<label>+search`` row under every model row: the
+model's presets refined by searching with the synth (search.py) for that budget per sound.
+
+Every config is checked before anything is trained or written (unknown keys, values of the wrong
+kind, missing settings, include loops, rows naming synths the dataset lacks: one line naming the
+key); a run that fails later removes the empty folders it created, and keeps finished results.
 """
 
 from __future__ import annotations
@@ -28,7 +34,11 @@ import data_generation  # noqa: E402, F401  (dawdreamer before tensorflow: the o
 import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
 import re  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -37,38 +47,154 @@ from data.dataset import dataset_synths  # noqa: E402
 from data_generation.errors import ASPError, read_json, run_cli  # noqa: E402
 
 TRAIN_EXTRAS = ("beta", "free_bits", "kl_warmup_epochs")  # passed to TrainConfig only when a row or setting has them
-ROW_KEYS = {"label", "approach", "latent_size", "param_loss", "train_synths", "eval_synths", *TRAIN_EXTRAS}
+
+
+def _text(v) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+def _int(low: int):
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(low: float, *, open_: bool = False):
+    def check(v) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        finite = isinstance(v, int) or math.isfinite(v)  # (an int may be too large for a float)
+        return finite and (v > low if open_ else v >= low)
+
+    return check
+
+
+def _texts(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(_text(x) for x in v)
+
+
+def _or_null(check):
+    return lambda v: v is None or check(v)
+
+
+# What each key of a config may hold: key -> (check, what it must be). A profile may set any
+# setting (not rows, profiles or include).
+SETTINGS = {
+    "name": (_text, "a folder name"),
+    "title": (_text, "text"),
+    "about": (_text, "text"),
+    "data_dir": (_text, "a folder path"),
+    "test_dir": (_or_null(_text), "a folder path or null"),
+    "model_dir": (_text, "a folder path"),
+    "latent_size": (_int(1), "an integer >= 1"),
+    "param_loss": (_text, "text (mse or mixed)"),
+    "seed": (_int(0), "an integer >= 0"),
+    "epochs": (_int(1), "an integer >= 1"),
+    "patience": (_or_null(_int(1)), "an integer >= 1 or null"),
+    "max_samples": (_or_null(_int(1)), "an integer >= 1 or null"),
+    "eval_max_samples": (_or_null(_int(1)), "an integer >= 1 or null"),
+    "batch_size": (_int(1), "an integer >= 1"),
+    "lr": (_number(0, open_=True), "a finite number > 0"),
+    "verbose": (_int(0), "an integer >= 0"),
+    "beta": (_number(0), "a finite number >= 0"),
+    "free_bits": (_number(0), "a finite number >= 0"),
+    "kl_warmup_epochs": (_int(0), "an integer >= 0"),
+    "baselines": (lambda v: isinstance(v, list) and all(_text(x) for x in v), "a list of baseline names"),
+    "refine_renders": (_or_null(_int(1)), "an integer >= 1 or null"),
+    "refine_seconds": (_or_null(_number(0, open_=True)), "a finite number > 0 or null"),
+}
+REQUIRED = ("data_dir", "latent_size", "param_loss", "seed", "epochs", "baselines")  # after include and profile
+ROW_KEYS = {
+    "label": (_text, "text"),
+    "approach": (_text, "text (multi, single or synth)"),
+    "latent_size": SETTINGS["latent_size"],
+    "param_loss": SETTINGS["param_loss"],
+    "train_synths": (_texts, "a non-empty list of synth names"),
+    "eval_synths": (_texts, "a non-empty list of synth names"),
+    **{k: SETTINGS[k] for k in TRAIN_EXTRAS},
+}
+
+
+def _check_keys(values: dict, schema: dict, where: str) -> None:
+    """Refuses unknown keys and values of the wrong kind, naming the key."""
+    for key, value in values.items():
+        if key not in schema:
+            raise ASPError(f"{where} has an unknown key {key!r}; known: {', '.join(sorted(schema))}")
+        check, what = schema[key]
+        if not check(value):
+            raise ASPError(f"{where}: {key!r} must be {what}, got {json.dumps(value)[:80]}")
+
+
+def _merged(path: Path, chain: tuple[Path, ...]) -> dict:
+    """One config file with its ``include`` chain merged under it (the including file wins)."""
+    key = path.resolve()
+    if key in chain:
+        names = " -> ".join(str(p) for p in (*chain[chain.index(key) :], key))
+        raise ASPError(f"experiment config include loop: {names}; remove one of the includes")
+    data = read_json(path, "experiment config")
+    if not isinstance(data, dict):
+        raise ASPError(f"experiment config {path} must hold a JSON object, not {type(data).__name__}")
+    profiles = data.get("profiles", {})
+    if not (isinstance(profiles, dict) and all(isinstance(v, dict) for v in profiles.values())):
+        raise ASPError(f"experiment config {path}: 'profiles' must map profile names to objects of settings")
+    for profile, values in profiles.items():
+        _check_keys(values, SETTINGS, f"experiment config {path}, profile {profile!r}")
+    base = data.pop("include", None)
+    if base is None:
+        return data
+    if not _text(base):
+        raise ASPError(f"experiment config {path}: 'include' must be the path of a config file, got {base!r}")
+    merged = _merged(path.parent / base, (*chain, key))
+    merged.pop("name", None)  # a config is named by its own file
+    profiles = {**merged.get("profiles", {})}
+    for profile, values in data.get("profiles", {}).items():
+        profiles[profile] = {**profiles.get(profile, {}), **values}
+    merged.update(data)
+    merged["profiles"] = profiles
+    return merged
 
 
 def load_config(path: str | Path) -> dict:
-    """A config with its ``include`` chain merged (the including file wins)."""
+    """A config with its ``include`` chain merged (the including file wins), checked: known keys
+    only, each of the right kind, and a non-empty ``rows`` list of rows with an approach.
+
+    Raises:
+        ASPError: naming the file and the key (or the include loop).
+    """
     path = Path(path)
-    data = read_json(path, "experiment config")
-    base = data.pop("include", None)
-    name = data.get("name", path.stem)
-    if base:
-        merged = load_config(path.parent / base)
-        profiles = {**merged.get("profiles", {})}
-        for profile, values in data.get("profiles", {}).items():
-            profiles[profile] = {**profiles.get(profile, {}), **values}
-        merged.update(data)
-        merged["profiles"] = profiles
-        data = merged
-    data["name"] = name
-    for k, row in enumerate(data.get("rows", [])):
-        unknown = set(row) - ROW_KEYS
-        if unknown or "approach" not in row:
-            raise ASPError(f"{path}: row {k} needs an approach and takes only {sorted(ROW_KEYS)}")
+    data = _merged(path, ())
+    data.setdefault("name", path.stem)
+    where = f"experiment config {path}"
+    _check_keys({k: v for k, v in data.items() if k not in ("rows", "profiles")}, SETTINGS, where)
+    if data["name"] in (".", "..") or "/" in data["name"] or os.sep in data["name"]:
+        raise ASPError(f"{where}: 'name' must be a folder name (no path), got {data['name']!r}")
+    rows = data.get("rows")
+    if not isinstance(rows, list) or not rows:
+        raise ASPError(f"{where} needs 'rows': a non-empty list of table rows, each with an 'approach'")
+    for k, row in enumerate(rows):
+        if not isinstance(row, dict) or "approach" not in row:
+            raise ASPError(f"{where}: row {k} must be an object with an 'approach' (multi, single or synth)")
+        _check_keys(row, ROW_KEYS, f"{where}, row {k}")
     return data
 
 
 def resolve(config: dict, profile: str) -> dict:
+    """The settings of one profile: the config's, with the profile's over them.
+
+    Raises:
+        ASPError: for an unknown profile or a required setting that neither sets.
+    """
     if profile not in config.get("profiles", {}):
         raise ASPError(
             f"config {config['name']!r} has no profile {profile!r}; it has "
             f"{', '.join(config.get('profiles', {})) or 'none'}"
         )
-    return {**{k: v for k, v in config.items() if k != "profiles"}, **config["profiles"][profile]}
+    settings = {**{k: v for k, v in config.items() if k != "profiles"}, **config["profiles"][profile]}
+    missing = [k for k in REQUIRED if k not in settings]
+    if missing:
+        raise ASPError(
+            f"config {config['name']!r} (profile {profile}) lacks {', '.join(map(repr, missing))} "
+            f"({'; '.join(SETTINGS[k][1] for k in missing)}); set it in the config, a file it includes, or the profile"
+        )
+    return settings
 
 
 def slug(text: str) -> str:
@@ -144,24 +270,99 @@ def _is_current(stamp_path: Path, stamp: dict) -> bool:
 
 
 def run_config(path: str | Path, profile: str, *, results: Path, workers: int | None) -> Path:
-    from experiments.evaluate import AUDIO_METRICS, PARAM_METRICS, evaluate, held_out_split, read_csv
-    from training import data_fingerprint, read_config, run_name, train
+    """Runs one config with one profile; returns its results folder.
 
+    Raises:
+        ASPError: for a bad config (checked before anything is trained or written), data or run;
+            a failed run leaves no empty folder it created.
+    """
     config = load_config(path)
     settings = resolve(config, profile)
+    from experiments.evaluate import held_out_split  # (TensorFlow: after the quick checks)
+    from training import data_fingerprint
+
     data_dir = settings["data_dir"]
     test_dir = settings.get("test_dir")
     synths = dataset_synths(data_dir)
     fingerprint = data_fingerprint(data_dir)
     if test_dir:
         held_out_split(test_dir, "test", data_dir)  # a mismatched test set fails now, not after training
+    check_rows(config, settings, synths)
     out = results / config["name"]
+    with _removed_if_empty_on_failure(out):
+        return _run(config, settings, profile, out, synths=synths, fingerprint=fingerprint, workers=workers)
+
+
+def check_rows(config: dict, settings: dict, synths: list[str]) -> None:
+    """Refuses, before anything is trained or written, rows that name an unknown approach,
+    parameter loss or synth (``synths``: the dataset's).
+
+    Raises:
+        ASPError: naming the row and the key.
+    """
+    from experiments.evaluate import BASELINES
+    from models import APPROACHES, PARAM_LOSSES
+
+    where = f"experiment config {config['name']!r}"
+    unknown = [b for b in settings["baselines"] if b not in BASELINES]
+    if unknown:
+        raise ASPError(f"{where}: 'baselines' names {', '.join(unknown)}; use any of {', '.join(BASELINES)}")
+    if settings["param_loss"] not in PARAM_LOSSES:
+        raise ASPError(
+            f"{where}: 'param_loss' must be one of {', '.join(PARAM_LOSSES)}, not {settings['param_loss']!r}"
+        )
+    for k, row in enumerate(config["rows"]):
+        if row["approach"] not in APPROACHES:
+            raise ASPError(
+                f"{where}, row {k}: 'approach' must be one of {', '.join(APPROACHES)}, not {row['approach']!r}"
+            )
+        if row.get("param_loss", settings["param_loss"]) not in PARAM_LOSSES:
+            raise ASPError(f"{where}, row {k}: 'param_loss' must be one of {', '.join(PARAM_LOSSES)}")
+        for key in ("train_synths", "eval_synths"):
+            missing = [s for s in row.get(key) or [] if s not in synths]
+            if missing:
+                raise ASPError(
+                    f"{where}, row {k}: {key!r} names {', '.join(missing)}, which {settings['data_dir']} lacks "
+                    f"(it has {', '.join(synths)})"
+                )
+
+
+@contextmanager
+def _removed_if_empty_on_failure(out: Path) -> Iterator[None]:
+    """On any failure, removes the folders this call created under and above ``out`` that are
+    still empty; folders that existed before, and any holding results, stay."""
+    existed = {out, *out.rglob("*")} if out.is_dir() else set()
+    above = [p for p in [out, *out.parents] if not p.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        new = [p for p in out.rglob("*") if p.is_dir() and p not in existed] if out.is_dir() else []
+        for folder in sorted(new, key=lambda p: -len(p.parts)) + above:
+            try:
+                folder.rmdir()  # only an empty one goes
+            except OSError:
+                pass
+        raise
+
+
+def _run(
+    config: dict, settings: dict, profile: str, out: Path, *, synths: list[str], fingerprint: str, workers: int | None
+) -> Path:
+    """``run_config``'s work once the config is checked: trains, evaluates, writes ``out``."""
+    from experiments.evaluate import AUDIO_METRICS, PARAM_METRICS, evaluate, read_csv
+    from search import Budget
+    from training import data_fingerprint, read_config, run_name, train
+
+    data_dir = settings["data_dir"]
+    test_dir = settings.get("test_dir")
     out.mkdir(parents=True, exist_ok=True)
     eval_kw = dict(
         max_samples=settings.get("eval_max_samples"), workers=workers, seed=settings["seed"], test_dir=test_dir
     )
+    refine = {k: settings.get(f"refine_{k}") for k in ("renders", "seconds") if settings.get(f"refine_{k}")}
     evaluated = {
         "eval": {**eval_kw, "workers": None},
+        "refine": refine or None,
         "test_data": data_fingerprint(test_dir) if test_dir else None,
         "metrics": [*AUDIO_METRICS, *PARAM_METRICS],
     }
@@ -189,11 +390,16 @@ def run_config(path: str | Path, profile: str, *, results: Path, workers: int | 
                     baselines=(),
                     synths=[synth] if synth else row.get("eval_synths"),
                     label=label,
+                    refine=Budget(**refine) if refine else None,
                     **eval_kw,
                 )
                 write_json(stamp_path, stamp)
             rows_csv += read_csv(part / "samples.csv")
-        table_rows.append((label, {**row, "latent_size": row.get("latent_size", settings["latent_size"])}, rows_csv))
+        described = {**row, "latent_size": row.get("latent_size", settings["latent_size"])}
+        table_rows.append((label, described, [r for r in rows_csv if r["method"] == label]))
+        if refine:
+            searched = [r for r in rows_csv if r["method"] == f"{label}+search"]
+            table_rows.append((f"{label}+search", {**described, "search": refine}, searched))
     baseline_dir = out / "baselines"
     stamp = {**evaluated, "data": fingerprint, "baselines": settings["baselines"]}
     if not _is_current(baseline_dir / "stamp.json", stamp):

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ from checkpoints import WEIGHTS
 from data.dataset import load_split
 from data.sound import estimate_note, load_audio
 from data_generation.pipeline import Settings, generate
+from data_generation.presets import random_presets, read_preset_file
+from data_generation.spec import load_spec
 from training import TrainConfig, backup_path, load_model, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +160,17 @@ def test_stale_temps_of_dead_writers_are_removed_live_ones_kept(tmp_path):
         p.write_text("x")
     assert remove_stale_temps(tmp_path, "*.npy", "config.json") == [stale]
     assert live.exists() and all(p.exists() for p in users)
+
+
+def test_folder_lock_names_its_holder_and_is_released_when_the_run_ends(tmp_path):
+    with asp_io.folder_lock(tmp_path, what="another generate.py run", fix="choose another --out"):
+        holder = rf"\(pid {os.getpid()}, started \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d: .*\)"
+        with pytest.raises(ASPError, match=rf"is in use by another generate.py run {holder}; wait for it to finish"):
+            with asp_io.folder_lock(tmp_path, what="another generate.py run"):
+                pass
+    with asp_io.folder_lock(tmp_path):  # released
+        pass
+    assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # the lock file stays: it is ours
 
 
 @pytest.mark.parametrize(
@@ -477,3 +491,362 @@ def test_training_on_a_full_disk_fails_cleanly(data, tmp_path):
         line = error_line(run(*TRAIN, "-d", data, "--model-dir", disk, "--epochs", "1"))
         assert "no space left on the disk holding" in line and "epoch_00001.weights.h5" in line
         assert temps(disk) == []
+
+
+# ---------------------------------------------------------------------------------------
+# concurrency and processes left behind
+
+
+def spawn(*args) -> subprocess.Popen:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.Popen(
+        [sys.executable, *map(str, args)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (a zombie, dead but not yet reaped, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def workers_of(pid: int) -> list[int]:
+    """The multiprocessing workers (spawned) whose parent is ``pid``, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"spawn_main" in command and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_two_generate_runs_on_one_folder_the_second_fails_at_once_naming_the_first(tmp_path):
+    out = tmp_path / "d"
+    first = spawn(*GENERATE[:-2], "--workers", "1", "--n", "200", "--out", out)  # long enough to be caught running
+    try:
+        wait_for(lambda: f'"pid": {first.pid},' in (out / ".lock").read_text() if (out / ".lock").exists() else 0,
+                 120, "the first run to hold the folder")  # fmt: skip
+        second = run(*GENERATE, "--out", out, timeout=120)
+        line = error_line(second)
+        assert f"{out} is in use by another generate.py run (pid {first.pid}, started " in line
+        assert "wait for it to finish, or choose another --out" in line
+        assert first.poll() is None  # the first run goes on undisturbed
+    finally:
+        first.kill()
+        first.wait()
+    # killed, it holds nothing: the kernel released the lock, so the next run takes the folder
+    res = run(*GENERATE[:-2], "--workers", "1", "--n", "200", "--max-shards", "1", "--out", out, timeout=120)
+    assert res.returncode == 3, res.stderr[-2000:]
+    assert temps(out) == []
+
+
+def test_generate_workers_die_when_their_parent_is_killed(tmp_path):
+    parent = spawn(*GENERATE[:-2], "--workers", "2", "--n", "400", "--out", tmp_path / "d")
+    try:
+        workers = wait_for(lambda: len(workers_of(parent.pid)) == 2 and workers_of(parent.pid), 120, "2 workers")
+        time.sleep(2)  # into their first shards
+        assert all(alive(pid) for pid in workers)
+    finally:
+        parent.kill()  # kill -9: no chance to shut the pool down
+        parent.wait()
+    wait_for(lambda: not any(alive(pid) for pid in workers), 5, f"workers {workers} to exit after their parent")
+
+
+def test_worker_pool_workers_die_when_their_parent_is_killed():
+    script = (
+        "import time; from data_generation.parallel import WorkerPool; pool = WorkerPool(2); "
+        "print('ready', flush=True); pool.map(time.sleep, [(120,), (120,)])"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout.readline().strip() == "ready"
+        workers = wait_for(lambda: len(workers_of(parent.pid)) == 2 and workers_of(parent.pid), 60, "2 workers")
+        time.sleep(1)  # each is in its two-minute task
+    finally:
+        parent.kill()
+        parent.wait()
+    wait_for(lambda: not any(alive(pid) for pid in workers), 5, f"workers {workers} to exit after their parent")
+
+
+def test_a_second_training_run_on_one_folder_is_refused(data, run_dir, tmp_path):
+    folder = copy_run(run_dir, tmp_path)
+    with asp_io.folder_lock(folder, what="another training run"):  # this process trains there
+        line = error_line(run(*TRAIN, "-d", data, "--model-dir", folder.parent, "--epochs", "3"))
+    assert f"{folder} is in use by another training run (pid {os.getpid()}, started " in line
+    assert json.loads((folder / "config.json").read_text())["epochs_done"] == 2
+
+
+# ---------------------------------------------------------------------------------------
+# preset files: every format the toolkit writes, and bad values in them
+
+
+def preset_files(folder: Path) -> dict[str, tuple[str, np.ndarray, Path]]:
+    """A preset of va, amsynth and calf_monosynth written by inference's own writer: format ->
+    (synth, the preset, the file)."""
+    from inference import write_preset_outputs
+
+    files = {}
+    for synth, suffix in (("va", ".faust.json"), ("amsynth", ".bank"), ("calf_monosynth", ".params.json")):
+        spec = load_spec(synth)
+        preset = random_presets(spec, 1, np.random.default_rng(1))[0]
+        back = write_preset_outputs(folder, spec, preset, f"my {synth}")
+        files[suffix] = (synth, back, folder / f"{synth}{suffix}")
+        files[f"{synth}.preset.json"] = (synth, back, folder / f"{synth}.preset.json")
+    return files
+
+
+def test_read_preset_file_reads_every_format_the_toolkit_writes(tmp_path):
+    files = preset_files(tmp_path)
+    assert len(files) == 6
+    for synth, preset, path in files.values():
+        names, presets = read_preset_file(load_spec(synth), path)
+        assert names == [path.name if path.name.endswith(".params.json") else f"my {synth}"]  # (it has no name)
+        np.testing.assert_allclose(presets[0], preset, atol=2e-6, err_msg=path.name)
+    with pytest.raises(ASPError, match="is an amsynth bank, but synth 'va' is not amsynth"):
+        read_preset_file(load_spec("va"), files[".bank"][2])
+    with pytest.raises(ASPError, match="is for synth 'amsynth', not 'va'"):
+        read_preset_file(load_spec("va"), files["amsynth.preset.json"][2])
+    (tmp_path / "other.json").write_text('{"synth": "va", "tempo": 120}')
+    with pytest.raises(ASPError, match="is not a preset file of this toolkit; give a preset file"):
+        read_preset_file(load_spec("va"), tmp_path / "other.json")
+
+
+def test_render_presets_takes_a_preset_json_written_by_inference(tmp_path):
+    _, preset, path = preset_files(tmp_path)["va.preset.json"]
+    res = run("data_generation/render_presets.py", "--synth", "va", "--preset-file", path, "--out", tmp_path / "r")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert [p.name for p in (tmp_path / "r").iterdir()] == ["000_my_va.wav"]
+
+
+def _poison(path: Path, value) -> str:
+    """Sets the first parameter of a preset file written by ``preset_files`` to ``value``;
+    returns the parameter's name."""
+    if path.suffix == ".bank":
+        lines = path.read_text().splitlines()
+        k = next(i for i, line in enumerate(lines) if line.startswith("<parameter>"))
+        name = lines[k].split()[1]
+        lines[k] = f"<parameter> {name} {value}"
+        path.write_text("\n".join(lines) + "\n")
+        return name
+    data = json.loads(path.read_text())
+    if "presets" in data:
+        values = data["presets"][0]["values"]
+    elif "normalized" in data:
+        values = data["normalized"]
+    else:
+        entry = data["normalized_parameters"][0]
+        entry["value"] = value
+        path.write_text(json.dumps(data))
+        return next(p.name for p in load_spec(data["synth"]).params if p.index == entry["index"])  # not its label
+    name = next(iter(values))
+    values[name] = value
+    path.write_text(json.dumps(data))
+    return name
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 1e9, -1e9])
+@pytest.mark.parametrize("fmt", [".faust.json", ".bank", ".params.json", "va.preset.json"])
+def test_nan_or_out_of_range_values_in_preset_files_are_refused_by_name(fmt, value, tmp_path):
+    synth, _, path = preset_files(tmp_path)[fmt]
+    name = _poison(path, value)
+    with pytest.raises(ASPError, match=rf"parameter '{re.escape(name)}' .*(finite number|outside its range)"):
+        read_preset_file(load_spec(synth), path)
+
+
+def test_render_presets_refuses_a_nan_preset_naming_the_parameter(tmp_path):
+    _, _, path = preset_files(tmp_path)[".faust.json"]
+    name = _poison(path, float("nan"))
+    line = error_line(
+        run("data_generation/render_presets.py", "--synth", "va", "--preset-file", path, "--out", tmp_path / "r")
+    )
+    assert f"preset file {path}, preset 0 (my va): parameter {name!r} of 'va' has value nan" in line
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# training: changed settings on an existing run, synths without samples
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"lr": 1e-3}, "lr = 0.0001, not 0.001 (--lr)"),
+        ({"batch_size": 2}, "batch_size = 4, not 2 (--batch-size)"),
+        ({"seed": 1}, "seed = 0, not 1 (--seed)"),
+        ({"max_samples": 6}, "max_samples = None, not 6 (--max-samples)"),
+        ({"lr": 1e-3, "seed": 1}, "seed = 0, not 1 (--seed); lr = 0.0001, not 0.001 (--lr)"),
+    ],
+)
+def test_changed_settings_on_an_existing_run_are_refused_not_ignored(change, message, data, run_dir, tmp_path):
+    folder = copy_run(run_dir, tmp_path)
+    before = digest(folder / "config.json")
+    cfg = TrainConfig(approach="multi", data_dir=str(data), model_dir=str(folder.parent), latent_size=4, epochs=2,
+                      batch_size=4, verbose=0)  # fmt: skip
+    for key, value in change.items():
+        setattr(cfg, key, value)
+    with pytest.raises(ASPError, match=re.escape(message) + r".*pass --fresh to start it over.*another --model-dir"):
+        train(cfg)  # epochs=2 is done: this used to say "nothing to do"
+    assert digest(folder / "config.json") == before
+
+
+def test_changed_learning_rate_at_the_command_line_is_one_line(data, run_dir, tmp_path):
+    folder = copy_run(run_dir, tmp_path)
+    line = error_line(run(*TRAIN, "-d", data, "--model-dir", folder.parent, "--epochs", "2", "--lr", "0.001"))
+    assert "lr = 0.0001, not 0.001 (--lr)" in line and "--fresh" in line
+
+
+@pytest.fixture(scope="module")
+def no_fm_in_train(data, tmp_path_factory):
+    """``data`` whose train split holds no fm sample (its fm rows relabelled va)."""
+    folder = tmp_path_factory.mktemp("no_fm") / "data"
+    shutil.copytree(data, folder)
+    synth = np.load(folder / "train_synth.npy")
+    np.save(folder / "train_synth.npy", np.where(synth == "fm", "va", synth))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("approach", "extra", "message"),
+    [
+        ("synth", {"synth": "fm"}, r"has no samples of fm \(train samples: fm 0\): a model cannot learn"),
+        ("multi", {"synths": ("va", "fm")}, r"has no samples of fm \(train samples: va 8, fm 0\)"),
+        ("multi", {}, "has no samples of fm .*leave it out with --synths"),
+        ("single", {}, "has no samples of fm"),
+    ],
+)
+def test_a_synth_without_training_samples_is_refused(approach, extra, message, no_fm_in_train, tmp_path):
+    cfg = TrainConfig(approach=approach, data_dir=str(no_fm_in_train), model_dir=str(tmp_path / "m"), latent_size=4,
+                      verbose=0, **extra)  # fmt: skip
+    with pytest.raises(ASPError, match=message):
+        train(cfg)
+    assert not (tmp_path / "m").exists()
+
+
+def test_max_samples_that_leave_a_synth_without_samples(data, tmp_path):
+    cfg = TrainConfig(approach="multi", data_dir=str(data), model_dir=str(tmp_path), max_samples=1, verbose=0)
+    with pytest.raises(ASPError, match="--max-samples 1 leaves no training samples of (va|fm); raise it"):
+        train(cfg)
+
+
+def test_train_synth_cli_for_a_synth_without_training_samples(no_fm_in_train, tmp_path):
+    res = run("train_synth.py", "--synth", "fm", "-d", no_fm_in_train, "--model-dir", tmp_path / "m", "--epochs", "1")
+    assert "has no samples of fm" in error_line(res)
+    assert not (tmp_path / "m").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# experiment configs
+
+
+BASE = ROOT / "experiments/configs/base.json"
+
+
+def config_file(folder: Path, name: str, data) -> Path:
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a": {"include": "a.json", "rows": [{"approach": "multi"}]}}, r"include loop: \S*a.json -> \S*a.json"),
+        (
+            {"a": {"include": "b.json", "rows": []}, "b": {"include": "c.json"}, "c": {"include": "b.json"}},
+            r"include loop: \S*b.json -> \S*c.json -> \S*b.json; remove one of the includes",
+        ),
+        ({"a": {"include": str(BASE)}}, "needs 'rows': a non-empty list"),
+        ({"a": {"include": str(BASE), "rows": {"approach": "multi"}}}, "needs 'rows'"),
+        ({"a": {"include": str(BASE), "rows": [{"label": "x"}]}}, "row 0 must be an object with an 'approach'"),
+        ({"a": {"include": str(BASE), "rows": ["multi"]}}, "row 0 must be an object with an 'approach'"),
+        (
+            {"a": {"include": str(BASE), "rows": [{"approach": "multi", "latent": 8}]}},
+            "row 0 has an unknown key 'latent'",
+        ),
+        (
+            {"a": {"include": str(BASE), "rows": [{"approach": "multi", "latent_size": 0}]}},
+            "row 0: 'latent_size' must be an integer >= 1, got 0",
+        ),
+        (
+            {"a": {"include": str(BASE), "rows": [{"approach": "synth", "eval_synths": "va"}]}},
+            "'eval_synths' must be a non-empty list of synth names",
+        ),
+        ({"a": {"include": str(BASE), "latent_size": "64", "rows": [{"approach": "multi"}]}}, "'latent_size' must be"),
+        ({"a": {"include": str(BASE), "epoch": 3, "rows": [{"approach": "multi"}]}}, "unknown key 'epoch'"),
+        ({"a": {"include": str(BASE), "lr": float("nan"), "rows": [{"approach": "multi"}]}}, "'lr' must be a finite"),
+        (
+            {"a": {"include": str(BASE), "profiles": {"small": {"epochs": -1}}, "rows": [{"approach": "multi"}]}},
+            "profile 'small': 'epochs' must be an integer >= 1, got -1",
+        ),
+        ({"a": {"include": str(BASE), "profiles": ["small"], "rows": [{"approach": "multi"}]}}, "'profiles' must map"),
+        ({"a": {"include": 7, "rows": [{"approach": "multi"}]}}, "'include' must be the path of a config file"),
+        ({"a": {"include": str(BASE), "name": "../x", "rows": [{"approach": "multi"}]}}, "'name' must be a folder"),
+        ({"a": [1, 2]}, "must hold a JSON object, not list"),
+        ({"a": {"include": "missing.json", "rows": [{"approach": "multi"}]}}, "cannot read experiment config"),
+    ],
+)
+def test_bad_experiment_configs(files, message, tmp_path):
+    from experiments.run import load_config
+
+    for name, data in files.items():
+        config_file(tmp_path, name, data)
+    with pytest.raises(ASPError, match=message):
+        load_config(tmp_path / "a.json")
+
+
+def test_settings_missing_after_merging_name_the_key(tmp_path):
+    from experiments.run import load_config, resolve
+
+    config = {"latent_size": 4, "param_loss": "mse", "seed": 0, "baselines": [], "profiles": {"small": {"epochs": 1}},
+              "rows": [{"approach": "multi"}]}  # fmt: skip
+    path = config_file(tmp_path, "a", config)
+    with pytest.raises(ASPError, match=r"config 'a' \(profile small\) lacks 'data_dir' \(a folder path\)"):
+        resolve(load_config(path), "small")
+
+
+def test_a_config_that_fails_leaves_no_empty_result_folder(data, tmp_path):
+    from experiments.run import run_config
+
+    results = tmp_path / "results"
+    mine = results / "mine"  # the user's: stays
+    mine.mkdir(parents=True)
+    config = {"include": str(BASE), "data_dir": str(data), "test_dir": None, "model_dir": str(tmp_path / "models"),
+              "latent_size": 4, "max_samples": 1, "rows": [{"approach": "multi"}]}  # fmt: skip
+    path = config_file(tmp_path, "tiny", config)
+    with pytest.raises(ASPError, match="--max-samples 1 leaves no training samples"):  # fails while training
+        run_config(path, "small", results=results, workers=1)
+    assert [p.name for p in results.iterdir()] == ["mine"] and not (tmp_path / "models").exists()
+    shutil.rmtree(results)
+    with pytest.raises(ASPError):
+        run_config(path, "small", results=results, workers=1)
+    assert not results.exists()  # created by the call, empty: removed
+    config.update(max_samples=None, rows=[{"approach": "multi", "train_synths": ["va", "serum"]}])
+    config_file(tmp_path, "tiny", config)
+    with pytest.raises(ASPError, match=r"row 0: 'train_synths' names serum, which \S+ lacks \(it has va, fm\)"):
+        run_config(path, "small", results=results, workers=1)  # refused before anything is written
+    assert not results.exists()
+
+
+def test_experiment_runner_cli_on_an_include_loop(tmp_path):
+    config_file(tmp_path, "a", {"include": "b.json", "rows": [{"approach": "multi"}]})
+    config_file(tmp_path, "b", {"include": "a.json"})
+    line = error_line(run("experiments/run.py", tmp_path / "a.json", "--results", tmp_path / "results"))
+    assert f"include loop: {tmp_path / 'a.json'} -> {tmp_path / 'b.json'} -> {tmp_path / 'a.json'}" in line
+    assert not (tmp_path / "results").exists()
