@@ -16,7 +16,8 @@ $(VENV)/.installed: requirements.txt
 
 # the main job on the built-in synths: dataset -> multi-task model -> how it compares with the
 # baselines on sounds it never saw -> presets for a test sample and for a sound none of our synths
-# made. Every step resumes or is skipped when already done.
+# made, each refined by searching with the synth in the loop. Every step resumes or is skipped when
+# already done.
 DEMO_EPOCHS ?= 8
 HELDOUT = $(PY) data_generation/generate.py --synths va fm modal --presets random --n 120 --seed 77 \
 	--split-all test --out npy_heldout
@@ -27,7 +28,7 @@ demo: venv
 	$(PY) train_multi.py --epochs $(DEMO_EPOCHS)
 	$(PY) experiments/evaluate.py saved_models/vae_multi_64 -d npy_data --test-dir npy_heldout \
 		--max-samples 90 --out demo_out/heldout
-	$(PY) run_inference.py -s 0 -a --out demo_out/test_sample
+	$(PY) run_inference.py -s 0 -a --refine-renders 300 --out demo_out/test_sample
 	$(PY) data_generation/demo_sound.py demo_out/pluck.wav
 	$(PY) run_inference.py --input demo_out/pluck.wav --out demo_out/pluck
 

@@ -6,21 +6,33 @@ synth, and says which synth gets closest.
     python run_inference.py -m single --synth fm --hpss 80   # a random fm test sample, 80% harmonic
     python run_inference.py --input my_sound.wav             # any wav (any rate, mono or stereo)
     python run_inference.py --input sounds/ --out matches/   # every wav in a folder
+    python run_inference.py --input my_sound.wav --refine 60 --refine-synths 3   # search longer, more synths
+    python run_inference.py -s 12 --refine-renders 1000      # refine a test sample's match (reproducible)
+
+A sound file's closest matches are refined by searching with the synth in the loop (search.py) for
+20 s per synth by default (--no-refine for the network alone); a test sample's only with --refine
+or --refine-renders.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
-from data_generation.errors import ASPError, run_cli
+import data_generation  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+
+# isort: split
+from asp_io import ArgumentParser, ASPError, nonnegative_int, positive_int, run_cli
+
+INPUT_REFINE_SECONDS = 20.0  # the default search budget per refined synth for --input sounds
 
 
 def main() -> int:
     start = time.perf_counter()
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-md", "--model-dir", default="saved_models", help="trained runs (default saved_models)")
     p.add_argument("-dd", "--data-dir", default="npy_data", help="dataset whose test split is used (default npy_data)")
     p.add_argument(
@@ -40,9 +52,38 @@ def main() -> int:
     p.add_argument("--out", default=None, help="output folder (default inference_out/<name>/)")
     p.add_argument("--no-plot", action="store_true", help="skip compare.png")
     p.add_argument("--plugin", action="append", metavar="NAME=PATH", help="plugin path of a synth")
+    p.add_argument(
+        "--refine",
+        type=float,
+        metavar="SECONDS",
+        help=f"search with the synth for this long per refined synth (default {INPUT_REFINE_SECONDS:g} for --input)",
+    )
+    p.add_argument(
+        "--refine-renders",
+        type=int,
+        metavar="N",
+        help="... or for this many renders (reproducible for a --seed); with --refine, whichever ends first",
+    )
+    p.add_argument("--no-refine", action="store_true", help="the network's presets only, no search")
+    p.add_argument(
+        "--refine-synths",
+        nargs="+",
+        metavar="N|SYNTH",
+        help="how many of the closest one-shot synths to refine (default 2), or their names",
+    )
+    p.add_argument(
+        "--refine-starts",
+        type=nonnegative_int,
+        default=3,
+        help="nearest training presets (of -dd) the search also starts from (default 3)",
+    )
+    p.add_argument("--workers", type=positive_int, default=None, help="search render processes (default: all cores)")
     args = p.parse_args()
     if args.note is not None and not 0 <= args.note <= 127:
         raise ASPError(f"--note must be a MIDI note 0-127, got {args.note}")
+    if args.sample < -1:
+        raise ASPError(f"--sample must be a test sample index >= 0, or -1 for a random one; got {args.sample}")
+    refine, refine_synths = refine_settings(args)
 
     from checkpoints import model_folder, read_config
     from data.dataset import pick_test_index
@@ -84,7 +125,17 @@ def main() -> int:
 
     import inference  # imports tensorflow: after the argument checks, so errors come fast
 
-    matcher = inference.Matcher(run_dir, latent_size=check_latent, plugin_paths=parse_plugin_paths(args.plugin))
+    matcher = inference.Matcher(
+        run_dir, latent_size=check_latent, plugin_paths=parse_plugin_paths(args.plugin), data_dir=args.data_dir
+    )
+    settings = {
+        "refine": refine,
+        "refine_synths": refine_synths,
+        "refine_starts": args.refine_starts,
+        "workers": args.workers or os.cpu_count() or 1,
+        "seed": args.seed or 0,
+        "plot": not args.no_plot,
+    }
     print(
         f"model {run_dir} ({matcher.config['approach']}, latent {matcher.config['latent_size']}) loaded in "
         f"{matcher.load_seconds:.1f} s"
@@ -100,6 +151,12 @@ def main() -> int:
                 print(f"     {row['synth']:<16} not rendered: {row['error']}")
             else:
                 print(f"  {rank}. {row['synth']:<16} LSD {row['lsd']:8.2f}   MRSD {row['mrsd']:8.2f}")
+            if "refined_lsd" in row:
+                print(
+                    f"     {'refined':<16} LSD {row['refined_lsd']:8.2f}   MRSD {row['refined_mrsd']:8.2f}   "
+                    f"(search distance {row['search_distance_start']:.3f} -> {row['search_distance']:.3f} from "
+                    f"{row['search_start']}, {row['search_renders']} renders, {row['search_seconds']:.1f} s)"
+                )
         best = next((r for r in result["results"] if "lsd" in r), None)
         if best and len(result["results"]) > 1:
             print(f"  closest: {best['synth']}")
@@ -107,7 +164,7 @@ def main() -> int:
     if not files:
         target = matcher.test_target(args.data_dir, index)
         out = Path(args.out) if args.out else Path("inference_out") / target.name
-        report(target, matcher.match(target, out, all_outputs=args.all_outputs, plot=not args.no_plot))
+        report(target, matcher.match(target, out, all_outputs=args.all_outputs, **settings))
     else:
         from tqdm import tqdm
 
@@ -117,17 +174,45 @@ def main() -> int:
             try:
                 target = matcher.wav_target(file, notes[file])
                 out = Path(args.out) if (args.out and single) else root / target.name
-                report(target, matcher.match(target, out, all_outputs=True, plot=not args.no_plot))
+                report(target, matcher.match(target, out, all_outputs=True, progress=single, **settings))
             except ASPError as err:
                 if single:
                     raise
                 failures += 1
                 print(f"error: {err}", file=sys.stderr)
+    matcher.close()
     print(f"done in {time.perf_counter() - start:.1f} s")
     if failures:
         print(f"error: {failures} of {len(files)} files could not be matched (see above)", file=sys.stderr)
         return 2
     return 0
+
+
+def refine_settings(args) -> tuple:
+    """The search budget (None: no search) and which synths to refine (a count or names)."""
+    from search import Budget
+
+    if args.workers is not None and args.workers < 1:
+        raise ASPError(f"--workers must be at least 1, got {args.workers}")
+    if args.refine_starts < 0:
+        raise ASPError(f"--refine-starts must be 0 or more, got {args.refine_starts}")
+    asked = args.refine is not None or args.refine_renders is not None
+    if args.no_refine and asked:
+        raise ASPError("--no-refine cannot go with --refine or --refine-renders; drop one")
+    budget = None
+    if asked:
+        budget = Budget(renders=args.refine_renders, seconds=args.refine)
+    elif args.input and not args.no_refine:
+        budget = Budget(seconds=INPUT_REFINE_SECONDS)
+    synths: int | list[str] = 2
+    if args.refine_synths:
+        if len(args.refine_synths) == 1 and args.refine_synths[0].lstrip("-").isdigit():
+            synths = int(args.refine_synths[0])
+            if synths < 1:
+                raise ASPError(f"--refine-synths must be at least 1 or synth names, got {synths}")
+        else:
+            synths = list(args.refine_synths)
+    return budget, synths
 
 
 if __name__ == "__main__":

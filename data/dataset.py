@@ -317,3 +317,38 @@ def pick_test_index(data_dir: str | Path, sample: int, *, synth: str | None, hps
         have = f"synths {', '.join(sorted(set(split.synth)))}; hpss bins {sorted(set(split.hpss.tolist()))}"
         raise ASPError(f"no test sample matches --synth {synth} --hpss {hpss} ({have})")
     return int(np.random.default_rng(seed).choice(candidates))
+
+
+def nearest_rows(train: Split, mels: np.ndarray, synth: str, k: int = 1, chunk: int = 256) -> np.ndarray:
+    """The training rows of ``synth`` whose mels are closest (Euclidean) to each query mel.
+
+    Args:
+        train: the split searched (its mels are read in chunks).
+        mels: (batch, 128, 431) query mels.
+        synth: only rows of this synth are candidates.
+        k: how many rows per query, closest first.
+
+    Returns:
+        (batch, min(k, candidates)) int64 row indices into ``train``.
+
+    Raises:
+        ASPError: the split has no sample of ``synth``.
+    """
+    candidates = np.flatnonzero(train.synth == synth)
+    if len(candidates) == 0:
+        raise ASPError(f"the training split has no {synth} samples to look up the nearest sounds in")
+    queries = np.asarray(mels, dtype=np.float32).reshape(len(mels), -1)
+    k = min(k, len(candidates))
+    best = np.full((len(queries), 0), np.inf)
+    best_rows = np.zeros((len(queries), 0), dtype=np.int64)
+    q_norm = (queries**2).sum(1)
+    for start in range(0, len(candidates), chunk):
+        idx = candidates[start : start + chunk]
+        block = np.asarray(train.mels[idx], dtype=np.float32).reshape(len(idx), -1)
+        dist = q_norm[:, None] + (block**2).sum(1)[None, :] - 2.0 * queries @ block.T
+        merged = np.concatenate([best, dist], axis=1)
+        merged_rows = np.concatenate([best_rows, np.broadcast_to(idx, dist.shape)], axis=1)
+        keep = np.argsort(merged, axis=1, kind="stable")[:, :k]
+        best = np.take_along_axis(merged, keep, axis=1)
+        best_rows = np.take_along_axis(merged_rows, keep, axis=1)
+    return best_rows

@@ -67,3 +67,30 @@ def estimate_note(audio: np.ndarray, default: int = 60) -> int:
     if len(f0) < 3:
         return default
     return int(np.clip(np.round(librosa.hz_to_midi(np.median(f0))), 0, 127))
+
+
+ONSET_DB = -40.0  # a sound starts at its first sample within 40 dB of its peak
+
+
+def align_onset(audio: np.ndarray, at_seconds: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Moves a sound so that it starts at ``at_seconds`` (where the synths start their notes),
+    keeping its length: leading samples are cut or zeros prepended, and the end padded or cut.
+
+    A sound starts at its first sample within 40 dB of its peak magnitude.
+
+    Args:
+        audio: (n,) mono float.
+        at_seconds: where the onset should be.
+
+    Returns:
+        (n,) float32.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    peak = float(np.abs(audio).max()) if len(audio) else 0.0
+    if peak == 0.0:
+        return audio
+    onset = int(np.argmax(np.abs(audio) >= peak * 10 ** (ONSET_DB / 20)))
+    shift = int(round(at_seconds * sample_rate)) - onset
+    if shift >= 0:
+        return np.concatenate([np.zeros(shift, dtype=np.float32), audio[: len(audio) - shift]])
+    return np.concatenate([audio[-shift:], np.zeros(-shift, dtype=np.float32)])

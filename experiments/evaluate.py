@@ -31,11 +31,13 @@ import os
 import sys
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from data.dataset import Split, load_split, mean_vector, read_manifest  # noqa: E402
+from asp_io import ArgumentParser, atomic_write, nonnegative_int, positive_int  # noqa: E402
+from data.dataset import Split, load_split, mean_vector, nearest_rows, read_manifest  # noqa: E402
 from data.encoding import Codec  # noqa: E402
 from data_generation.errors import ASPError, run_cli  # noqa: E402
 from data_generation.parallel import run_tasks  # noqa: E402
@@ -43,6 +45,9 @@ from data_generation.presets import random_presets  # noqa: E402
 from data_generation.render import Renderer  # noqa: E402
 from data_generation.spec import SynthSpec, load_spec  # noqa: E402
 from experiments import metrics  # noqa: E402
+
+if TYPE_CHECKING:
+    from search import Budget
 
 AUDIO_METRICS = metrics.AUDIO_METRICS
 PARAM_METRICS = ("cat_accuracy", "cont_sq_error", "param_mse")
@@ -67,25 +72,11 @@ def _render_and_score(spec_path: str, note: int, target: np.ndarray, predictions
     return out
 
 
-def nearest_train_presets(test: Split, train: Split, rows: np.ndarray, synth: str, chunk: int = 256) -> np.ndarray:
+def nearest_train_presets(test: Split, train: Split, rows: np.ndarray, synth: str) -> np.ndarray:
     """For each test row, the encoded preset of the training sample of ``synth`` with the closest
-    mel (Euclidean): (len(rows), encoded size). Reads the training mels in chunks."""
-    candidates = np.flatnonzero(train.synth == synth)
-    if len(candidates) == 0:
-        raise ASPError(f"the training split has no {synth} samples for the nearest-neighbour baseline")
-    queries = np.asarray(test.mels[rows], dtype=np.float32).reshape(len(rows), -1)
-    best = np.full(len(rows), np.inf)
-    best_index = np.zeros(len(rows), dtype=np.int64)
-    q_norm = (queries**2).sum(1)
-    for start in range(0, len(candidates), chunk):
-        idx = candidates[start : start + chunk]
-        block = np.asarray(train.mels[idx], dtype=np.float32).reshape(len(idx), -1)
-        dist = q_norm[:, None] + (block**2).sum(1)[None, :] - 2.0 * queries @ block.T
-        j = dist.argmin(1)
-        better = dist[np.arange(len(rows)), j] < best
-        best[better] = dist[np.arange(len(rows)), j][better]
-        best_index[better] = idx[j[better]]
-    return np.asarray(train.params[synth][best_index], dtype=np.float32)
+    mel (``data.dataset.nearest_rows``): (len(rows), encoded size)."""
+    nearest = nearest_rows(train, np.asarray(test.mels[rows]), synth, k=1)[:, 0]
+    return np.asarray(train.params[synth][nearest], dtype=np.float32)
 
 
 def mean_train_vector(train: Split, synth: str) -> np.ndarray:
@@ -149,6 +140,8 @@ def evaluate(
     workers: int | None = None,
     seed: int = 0,
     label: str | None = None,
+    refine: Budget | None = None,
+    refine_starts: int = 3,
     progress: bool = True,
 ) -> list[dict]:
     """Evaluates a model (and baselines) and writes ``<out>/samples.csv`` and ``<out>/summary.md``.
@@ -167,6 +160,11 @@ def evaluate(
         max_samples: evaluate at most this many samples (seeded choice).
         workers: render workers (default: all cores).
         label: method name of the model in the tables (default: its approach).
+        refine: a search budget per sound: adds a ``<method>+search`` row per sound, the preset
+            found by ``search.Searcher`` from the model's prediction and the ``refine_starts``
+            nearest training presets (from those alone without a model), with its renders and
+            seconds. Runs on ``workers`` processes.
+        refine_starts: nearest training presets the search starts from, besides the model's.
 
     Returns:
         The CSV rows.
@@ -189,7 +187,7 @@ def evaluate(
         raise ASPError(f"the {split} split of {source} has no samples of {', '.join(wanted)}")
     specs: dict[str, SynthSpec] = {s: known.get(s) or load_spec(s) for s in set(test.synth[rows])}
     vectors = model.predict_vectors(np.asarray(test.mels[rows])) if model is not None else {}
-    train = load_split(data_dir, "train") if {"mean", "nearest"} & set(baselines) else None
+    train = load_split(data_dir, "train") if {"mean", "nearest"} & set(baselines) or refine else None
 
     # what to render for each sample: (method, spec path, preset)
     plans: list[list] = [[] for _ in rows]
@@ -220,6 +218,27 @@ def evaluate(
                 plans[pos].append((baseline, str(spec.path), presets[k]))
                 param_rows.append((pos, baseline, synth, predicted[k]))
 
+    refined = {}
+    if refine is not None:
+        refined = _refine(
+            test,
+            rows,
+            train,
+            specs,
+            vectors if model is not None else None,
+            known,
+            method,
+            refine,
+            refine_starts=refine_starts,
+            workers=workers or _cores(),
+            seed=seed,
+            progress=progress,
+        )
+        for pos, info in refined.items():
+            synth = str(test.synth[rows[pos]])
+            plans[pos].append((info["method"], str(specs[synth].path), info["preset"]))
+            param_rows.append((pos, info["method"], synth, Codec(specs[synth]).encode(info["preset"])))
+
     tasks = []
     for pos, row in enumerate(rows):
         synth = str(test.synth[row])
@@ -246,6 +265,8 @@ def evaluate(
                 **scored,
             }
             entry.update(param_scores.get((pos, scored["method"], scored["rendered_synth"]), {}))
+            if pos in refined and scored["method"] == refined[pos]["method"]:
+                entry.update({k: refined[pos][k] for k in ("refine_renders", "refine_seconds")})
             out_rows.append(entry)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,8 +274,42 @@ def evaluate(
     if test_dir is not None:
         about += f" (held out); the mean and nearest baselines draw from the training split of {data_dir}"
     write_csv(out / "samples.csv", out_rows)
-    (out / "summary.md").write_text(summary_markdown(out_rows, about=about + "."))
+    with atomic_write(out / "summary.md") as f:
+        f.write(summary_markdown(out_rows, about=about + "."))
     return out_rows
+
+
+def _refine(test, rows, train, specs, vectors, known, method, budget, *, refine_starts, workers, seed, progress):
+    """Searches a preset for each in-domain sample: {position: {method, preset, refine_renders,
+    refine_seconds}}. Starts: the model's prediction (when there is a model) and the nearest
+    training presets of the sound's synth."""
+    from search import Searcher
+
+    name = f"{method or 'nearest'}+search"
+    renderer = Renderer()
+    out = {}
+    positions = [p for p, row in enumerate(rows) if vectors is None or str(test.synth[row]) in known]
+    bar = tqdm(positions, desc="search", unit="sound", disable=not progress)
+    with Searcher(workers=workers) as searcher:
+        for pos in bar:
+            row = rows[pos]
+            synth = str(test.synth[row])
+            spec, codec = specs[synth], Codec(specs[synth])
+            note = int(test.note[row])
+            target = renderer.render(spec, codec.decode(np.asarray(test.params[synth][row])), note=note)
+            starts = {} if vectors is None else {"model": np.asarray(vectors[synth][pos])}
+            if refine_starts > 0:
+                near = nearest_rows(train, np.asarray(test.mels[row : row + 1]), synth, k=refine_starts)[0]
+                starts.update({f"nearest{k + 1}": np.asarray(train.params[synth][r]) for k, r in enumerate(near)})
+            found = searcher.search(spec, target, note, starts, budget, seed=seed, progress=False)
+            out[pos] = {
+                "method": name,
+                "preset": found.preset,
+                "refine_renders": found.renders,
+                "refine_seconds": round(found.seconds, 2),
+            }
+            bar.set_postfix(distance=f"{found.start_distance:.2f}->{found.distance:.2f}")
+    return out
 
 
 def _warm_up() -> None:
@@ -291,12 +346,10 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     keys: list[str] = []
     for row in rows:
         keys += [k for k in row if k not in keys]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_write(path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
-    tmp.replace(path)
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -424,17 +477,19 @@ def comparison(rows: list[dict]) -> str:
                 values = finite_values([r.get(metric) for r in own if r["method"] == method and r["synth"] == synth])
                 return float(values.mean()) if len(values) else float("nan")
 
+            base = m.removesuffix("+search")  # a search's rows also compare with the one-shot match
+            against = ([base] if base != m and base in methods else []) + present
             parts = []
             for metric, name in (("lsd", "LSD"), ("param_mse", "parameter MSE")):
                 value = mean(metric, m)
-                ratios = ", ".join(f"{value / mean(metric, b):.2f}x {b}" for b in present if mean(metric, b) > 0)
+                ratios = ", ".join(f"{value / mean(metric, b):.2f}x {b}" for b in against if mean(metric, b) > 0)
                 parts.append(f"{name} {value:.3g}" + (f" ({ratios})" if ratios else ""))
             lines.append(f"  {synth}: " + "; ".join(parts))
     return "\n".join(lines)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", nargs="?", help="a trained run folder (omit with --baselines-only)")
     p.add_argument("-d", "--data-dir", default="npy_data")
     p.add_argument("--out", required=True)
@@ -445,10 +500,35 @@ def main() -> int:
     )
     p.add_argument("--baselines", default=",".join(BASELINES), help="comma-separated: mean, random, nearest, or none")
     p.add_argument("--synths", nargs="+", help="evaluate these synths' sounds (out of domain if the model lacks one)")
-    p.add_argument("--max-samples", type=int, default=None)
-    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--max-samples", type=positive_int, default=None)
+    p.add_argument("--workers", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--refine",
+        type=float,
+        metavar="SECONDS",
+        help="add <model>+search rows: search with the synth for this long per sound (see search.py)",
+    )
+    p.add_argument(
+        "--refine-renders",
+        type=int,
+        metavar="N",
+        help="... or for this many renders per sound (reproducible); with --refine, whichever ends first",
+    )
+    p.add_argument(
+        "--refine-starts",
+        type=nonnegative_int,
+        default=3,
+        help="nearest training presets the search also starts from (default 3)",
+    )
     args = p.parse_args()
+    refine = None
+    if args.refine is not None or args.refine_renders is not None:
+        from search import Budget
+
+        refine = Budget(renders=args.refine_renders, seconds=args.refine)
+    if args.refine_starts < 0:
+        raise ASPError(f"--refine-starts must be 0 or more, got {args.refine_starts}")
     baselines = tuple(b for b in args.baselines.split(",") if b and b != "none")
     if any(b not in BASELINES for b in baselines):
         raise ASPError(f"--baselines takes {', '.join(BASELINES)} (comma-separated) or none")
@@ -465,6 +545,8 @@ def main() -> int:
         max_samples=args.max_samples,
         workers=args.workers,
         seed=args.seed,
+        refine=refine,
+        refine_starts=args.refine_starts,
     )
     print((Path(args.out) / "summary.md").read_text().split("## mrsd")[0])
     verdict = comparison(rows)

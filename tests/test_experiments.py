@@ -191,6 +191,30 @@ def test_evaluate_writes_one_row_per_sample_and_method(tiny_data, tiny_run, tmp_
     assert f"the test split of {tiny_data}." in summary
 
 
+def test_evaluate_refine_adds_searched_rows(tiny_data, tiny_run, tmp_path, capsys):
+    from experiments.evaluate import comparison, evaluate
+    from search import Budget
+
+    rows = evaluate(
+        tiny_run,
+        tiny_data,
+        tmp_path / "ev",
+        baselines=("nearest",),
+        max_samples=3,
+        workers=1,
+        progress=False,
+        refine=Budget(renders=12),
+        refine_starts=2,
+    )
+    searched = [r for r in rows if r["method"] == "multi+search"]
+    assert len(searched) == 3 and all(r["refine_renders"] == 12 and r["refine_seconds"] > 0 for r in searched)
+    assert all(np.isfinite(r["lsd"]) and np.isfinite(r["param_mse"]) for r in searched)
+    assert "| multi+search |" in (tmp_path / "ev" / "summary.md").read_text()
+    assert "x multi, " in comparison(rows)  # the search's rows are compared with the one-shot match too
+    with open(tmp_path / "ev" / "samples.csv") as f:
+        assert {r["refine_renders"] for r in csv.DictReader(f) if r["method"] == "multi"} == {""}
+
+
 def test_evaluate_on_a_held_out_test_set(tiny_data, held_out, tmp_path):
     from experiments.evaluate import evaluate
 
@@ -287,6 +311,7 @@ def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, held_out, tmp
                 "model_dir": str(tmp_path / "models"),
                 "test_dir": str(held_out),
                 "latent_size": 4,
+                "refine_renders": 8,
                 "profiles": {"small": {"epochs": 1, "patience": None, "eval_max_samples": None, "verbose": 0}},
                 "rows": [
                     {"label": "baseline", "approach": "synth", "eval_synths": ["va"]},
@@ -300,6 +325,7 @@ def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, held_out, tmp
     table = (out / "table.md").read_text()
     for label in ("baseline", "multi", "multi l2", "baseline: mean", "baseline: random", "baseline: nearest"):
         assert f"| {label} |" in table
+        assert (f"| {label}+search |" in table) != label.startswith("baseline:")  # models only are refined
     assert f"Test set: the test split of {held_out}, held out" in table
     for heading in ("log-mel distance", "MFCC distance", "RMS envelope similarity", "parameter MSE"):
         assert f" {heading} |" in table

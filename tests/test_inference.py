@@ -88,12 +88,16 @@ def test_stereo_22k_two_second_wav_input(tiny_data, tiny_models, tmp_path):
     t = np.arange(2 * 22050) / 22050
     tone = 0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-t)
     sf.write(tmp_path / "in.wav", np.stack([tone, 0.5 * tone], axis=1), 22050)
-    res = infer(tiny_data, tiny_models, "--input", str(tmp_path / "in.wav"), "--out", str(tmp_path / "o"))
+    res = infer(
+        tiny_data, tiny_models, "--input", str(tmp_path / "in.wav"), "--out", str(tmp_path / "o"), "--no-refine"
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "note 57" in res.stdout  # A3 = 220 Hz, estimated with pyin
     target, rate = sf.read(tmp_path / "o" / "target.wav")
     assert rate == 44100 and target.shape == (220500,)
-    assert np.abs(target[2 * 44100 + 10 :]).max() == 0.0  # zero-padded to the training length
+    start = int(0.25 * 44100)  # the onset moved to where the synths start their notes
+    assert np.abs(target[: start - 2]).max() == 0.0 and np.abs(target[start + 2]) > 0.01
+    assert np.abs(target[start + 2 * 44100 + 10 :]).max() == 0.0  # zero-padded to the training length
     assert {p.name for p in (tmp_path / "o").glob("*.wav")} == {"target.wav", "va.wav", "fm.wav", "modal.wav"}
 
 
@@ -103,7 +107,9 @@ def test_folder_of_wavs_in_one_process(tiny_data, tiny_models, tmp_path):
     for k, f in enumerate((110.0, 440.0)):
         t = np.arange(44100) / 44100
         sf.write(folder / f"s{k}.wav", 0.2 * np.sin(2 * np.pi * f * t), 44100)
-    res = infer(tiny_data, tiny_models, "--input", str(folder), "--note", "60", "--out", str(tmp_path / "m"))
+    res = infer(
+        tiny_data, tiny_models, "--input", str(folder), "--note", "60", "--out", str(tmp_path / "m"), "--no-refine"
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["s0", "s1"]
     assert res.stdout.count("model step") == 2 and res.stdout.count("loaded in") == 1
@@ -131,3 +137,97 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(tiny_data, tiny_models
     sf.write(tmp_path / "short.wav", 0.5 * np.ones(100), 44100)
     _bad(infer(tiny_data, tiny_models, "--input", str(tmp_path / "short.wav"), "--out", str(out)), "too short", out)
     _bad(infer(tiny_data, tiny_models, "--input", str(tmp_path / "nope.wav"), "--out", str(out)), "does not exist", out)
+
+
+def test_refined_match_is_written_reproducible_and_never_worse(tiny_data, tiny_models, tmp_path):
+    args = (
+        "-s",
+        "2",
+        "-a",
+        "--refine-renders",
+        "40",
+        "--refine-synths",
+        "va",
+        "modal",
+        "--workers",
+        "1",
+        "--seed",
+        "3",
+    )
+    res = infer(tiny_data, tiny_models, *args, "--out", str(tmp_path / "a"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.count("\n     refined ") == 2 and " renders, " in res.stdout
+    summary = json.loads((tmp_path / "a" / "match.json").read_text())
+    rows = {r["synth"]: r for r in summary["results"]}
+    assert "refined_lsd" not in rows["fm"]
+    note = int(np.load(tiny_data / "test_note.npy")[2])
+    for synth in ("va", "modal"):
+        row = rows[synth]
+        assert 30 < row["search_renders"] <= 40 and row["search_distance"] <= row["search_distance_start"]
+        assert row["search_start"] == "network" or row["search_start"].startswith("nearest")
+        spec = load_spec(synth)
+        _, presets = read_preset_file(spec, tmp_path / "a" / f"{synth}.refined.faust.json")
+        refined, _ = sf.read(tmp_path / "a" / f"{synth}.refined.wav", dtype="float32")
+        np.testing.assert_array_equal(Renderer().render(spec, presets[0], note=note), refined)
+        assert (tmp_path / "a" / f"{synth}.refined.preset.json").is_file()
+    again = infer(tiny_data, tiny_models, *args, "--out", str(tmp_path / "b"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    for synth in ("va", "modal"):  # the same seed and render budget: the same presets
+        name = f"{synth}.refined.faust.json"
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_output_folders_it_did_not_make_are_never_touched(tiny_data, tiny_models, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    res = infer(tiny_data, tiny_models, "-s", "0", "--out", str(mine))
+    assert res.returncode == 2 and "was not made by run_inference" in res.stderr and "Traceback" not in res.stderr
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"] and not list(tmp_path.glob(".mine*"))
+    res = infer(tiny_data, tiny_models, "-s", "0", "--out", str(mine / "notes.txt"))
+    assert res.returncode == 2 and "not a folder" in res.stderr
+    ours = tmp_path / "ours"
+    stale = tmp_path / ".ours.999999999.tmp"  # what a match killed midway leaves (its pid is gone)
+    stale.mkdir()
+    (stale / "target.wav").write_bytes(b"")
+    assert infer(tiny_data, tiny_models, "-s", "0", "--out", str(ours)).returncode == 0
+    assert not stale.exists()
+    res = infer(tiny_data, tiny_models, "-s", "1", "--out", str(ours))  # its own output: replaced
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((ours / "match.json").read_text())["target"].startswith("test_00001")
+    (ours / "mine.txt").write_text("a file the user added")
+    res = infer(tiny_data, tiny_models, "-s", "0", "--out", str(ours))
+    assert res.returncode == 2 and (ours / "mine.txt").read_text() == "a file the user added"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--refine", "0"), "positive number of seconds"),
+        (("--refine", "-3"), "positive number of seconds"),
+        (("--refine-renders", "0"), "at least 1 render"),
+        (("--refine-renders", "5", "--no-refine"), "--no-refine cannot go with"),
+        (("--refine-renders", "5", "--refine-synths", "serum"), "cannot refine serum"),
+        (("--refine-synths", "0", "--refine-renders", "5"), "--refine-synths must be at least 1"),
+        (("--workers", "0", "--refine-renders", "5"), "--workers must be >= 1"),
+        (("-s", "-4"), "--sample must be a test sample index"),
+    ],
+)
+def test_bad_search_settings_are_one_line_errors(tiny_data, tiny_models, tmp_path, args, message):
+    out = tmp_path / "o"
+    _bad(infer(tiny_data, tiny_models, "-s", "0", "-a", *args, "--out", str(out)), message, out)
+
+
+def test_align_onset_moves_a_sound_to_the_note_start():
+    from data.sound import align_onset
+
+    audio = np.zeros(1000, dtype=np.float32)
+    audio[100:200] = 0.5
+    audio[90] = 0.001  # 54 dB below the peak: noise before the onset, not the onset
+    moved = align_onset(audio, 0.01, sample_rate=10000)  # onset wanted at sample 100: unchanged
+    np.testing.assert_array_equal(moved, audio)
+    later = align_onset(audio, 0.025, sample_rate=10000)
+    assert later.shape == (1000,) and np.flatnonzero(later >= 0.5).tolist() == list(range(250, 350))
+    earlier = align_onset(audio, 0.0, sample_rate=10000)
+    assert np.flatnonzero(earlier >= 0.5).tolist() == list(range(100)) and earlier[-1] == 0.0
+    np.testing.assert_array_equal(align_onset(np.zeros(10), 0.5), np.zeros(10))

@@ -1,0 +1,167 @@
+"""search.py: known answers from perturbed starts, held, fixed and categorical parameters,
+reproducibility, budgets; the nearest-sound lookup its starts use."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from data.dataset import Split, nearest_rows
+from data.encoding import Codec
+from data_generation.errors import ASPError
+from data_generation.render import Renderer
+from data_generation.spec import load_spec
+from search import Budget, Searcher, SearchObjective, SearchSpace
+
+VA = load_spec("va")
+CODEC = Codec(VA)
+NOTE = 57
+
+
+def _preset(**values):
+    preset = VA.defaults.copy()
+    for name, value in values.items():
+        preset[VA.names.index(name)] = value
+    return VA.snap(preset)
+
+
+TRUE = _preset(filter_cutoff=0.55, amp_decay=0.4, amp_sustain=0.5, osc1_wave=0.5, filter_type=0.0)
+
+
+@pytest.fixture(scope="module")
+def target():
+    return Renderer().render(VA, TRUE, note=NOTE)
+
+
+@pytest.fixture(scope="module")
+def searcher():
+    with Searcher(workers=1) as s:
+        yield s
+
+
+def _all_but(*free):
+    return [n for n in VA.names if n not in free]
+
+
+def test_objective_is_zero_for_the_target_and_hears_loudness(target):
+    objective = SearchObjective(target)
+    assert objective(target) == 0.0
+    assert objective(0.5 * target) > 0.1  # 6 dB quieter is a worse match: the distance keeps level
+    assert objective(0.5 * target) < objective(np.zeros_like(target))
+    with pytest.raises(ASPError, match="samples"):
+        objective(target[:100])
+
+
+def test_finds_a_known_preset_from_a_perturbed_start(target, searcher):
+    start = TRUE.copy()
+    for name, shift in (("filter_cutoff", 0.2), ("amp_sustain", -0.15)):
+        start[VA.names.index(name)] += shift
+    free = ("filter_cutoff", "amp_sustain")
+    found = searcher.search(
+        VA, target, NOTE, {"perturbed": CODEC.encode(start)}, Budget(renders=240), hold=_all_but(*free), progress=False
+    )
+    assert found.renders <= 240 and found.start == "perturbed" and found.runs[0]["start"] == "perturbed"
+    assert found.distance < 0.05 * found.start_distance
+    for name, tolerance in (("filter_cutoff", 0.02), ("amp_sustain", 0.05)):  # the cutoff is heard more
+        i = VA.names.index(name)
+        assert abs(found.preset[i] - TRUE[i]) < tolerance, name
+    held = [VA.names.index(n) for n in _all_but(*free)]
+    np.testing.assert_allclose(found.preset[held], start[held], atol=1e-7)  # held parameters never move (float32)
+
+
+def test_categorical_parameters_move_as_classes(target, searcher):
+    i = VA.names.index("osc1_wave")
+    start = TRUE.copy()
+    start[i] = 1.0  # another class of the 5 waveforms (the true one is class 2)
+    found = searcher.search(
+        VA,
+        target,
+        NOTE,
+        {"wrong wave": CODEC.encode(start)},
+        Budget(renders=60),
+        hold=_all_but("osc1_wave"),
+        progress=False,
+    )
+    assert found.preset[i] == pytest.approx(0.5)  # class 2 of 5: k / (n - 1), never in between
+    assert found.distance == 0.0
+
+
+def test_fixed_parameters_stay_at_their_default(target, searcher):
+    params = tuple(dataclasses.replace(p, fixed=p.name == "filter_cutoff") for p in VA.params)
+    spec = dataclasses.replace(VA, params=params)
+    start = Codec(spec).encode(TRUE)
+    found = searcher.search(spec, target, NOTE, {"s": start}, Budget(renders=40), progress=False)
+    i = VA.names.index("filter_cutoff")
+    assert found.preset[i] == VA.defaults[i] and found.renders <= 40
+
+
+def test_never_worse_than_the_best_start_and_reproducible(target, searcher):
+    rng = np.random.default_rng(3)
+    starts = {f"random {k}": CODEC.encode(VA.snap(rng.uniform(0, 1, VA.n_params))) for k in range(3)}
+    runs = [searcher.search(VA, target, NOTE, starts, Budget(renders=50), seed=7, progress=False) for _ in range(2)]
+    first, second = runs
+    assert first.distance <= min(first.starts.values())
+    assert first.start == min(first.starts, key=first.starts.get)
+    np.testing.assert_array_equal(first.preset, second.preset)
+    assert first.distance == second.distance and first.history == second.history
+    other = searcher.search(VA, target, NOTE, starts, Budget(renders=50), seed=8, progress=False)
+    assert not np.array_equal(other.preset, first.preset)
+
+
+def test_two_workers_give_the_same_search_as_one(target, searcher):
+    start = {"s": CODEC.encode(_preset(filter_cutoff=0.8))}
+    one = searcher.search(VA, target, NOTE, start, Budget(renders=30), seed=1, progress=False)
+    with Searcher(workers=2) as two:
+        both = two.search(VA, target, NOTE, start, Budget(renders=30), seed=1, progress=False)
+    np.testing.assert_array_equal(one.preset, both.preset)
+    assert one.distance == both.distance
+
+
+def test_a_seconds_budget_stops_the_search(target, searcher):
+    start = {"s": CODEC.encode(_preset(filter_cutoff=0.9))}
+    found = searcher.search(VA, target, NOTE, start, Budget(seconds=1.0), progress=False)
+    assert found.seconds < 5 and found.renders > 1
+
+
+@pytest.mark.parametrize(
+    "budget, message",
+    [
+        ({"renders": 0}, "at least 1 render"),
+        ({"renders": -5}, "at least 1 render"),
+        ({"seconds": 0.0}, "positive number of seconds"),
+        ({"seconds": -1.0}, "positive number of seconds"),
+        ({"seconds": float("nan")}, "positive number of seconds"),
+        ({}, "needs renders or seconds"),
+    ],
+)
+def test_bad_budgets_are_refused(budget, message):
+    with pytest.raises(ASPError, match=message):
+        Budget(**budget)
+
+
+def test_bad_search_inputs_are_refused(target, searcher):
+    with pytest.raises(ASPError, match="at least one start"):
+        searcher.search(VA, target, NOTE, {}, Budget(renders=10), progress=False)
+    with pytest.raises(ASPError, match="cannot score its 2 starts"):
+        two = {"a": CODEC.encode(TRUE), "b": CODEC.encode(TRUE)}
+        searcher.search(VA, target, NOTE, two, Budget(renders=1), progress=False)
+    with pytest.raises(ASPError, match="no parameter cutoff"):
+        SearchSpace(VA, hold=["cutoff"])
+    with pytest.raises(ASPError, match="nothing to search"):
+        SearchSpace(VA, hold=VA.names)
+    with pytest.raises(ASPError, match="finite mono audio"):
+        SearchObjective(np.full(100, np.nan))
+
+
+def test_nearest_rows_are_the_closest_mels_of_that_synth():
+    mels = np.zeros((6, 2, 3), dtype=np.float32)
+    for k in range(6):
+        mels[k] += k
+    synth = np.array(["va", "fm", "va", "va", "fm", "va"])
+    names = np.array([str(k) for k in range(6)])
+    split = Split("train", mels, {}, {}, None, None, synth, names, np.zeros(6), np.zeros(6))
+    query = np.full((1, 2, 3), 2.4, dtype=np.float32)
+    np.testing.assert_array_equal(nearest_rows(split, query, "va", k=3), [[2, 3, 0]])
+    np.testing.assert_array_equal(nearest_rows(split, query, "fm", k=5), [[1, 4]])  # as many as there are
+    with pytest.raises(ASPError, match="no modal samples"):
+        nearest_rows(split, query, "modal")
