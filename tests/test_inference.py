@@ -231,3 +231,18 @@ def test_align_onset_moves_a_sound_to_the_note_start():
     earlier = align_onset(audio, 0.0, sample_rate=10000)
     assert np.flatnonzero(earlier >= 0.5).tolist() == list(range(100)) and earlier[-1] == 0.0
     np.testing.assert_array_equal(align_onset(np.zeros(10), 0.5), np.zeros(10))
+
+
+def test_a_nan_wav_in_a_folder_does_not_lose_the_good_ones(tiny_data, tiny_models, tmp_path):
+    folder = tmp_path / "sounds"
+    folder.mkdir()
+    t = np.arange(44100) / 44100
+    sf.write(folder / "good.wav", 0.2 * np.sin(2 * np.pi * 220 * t), 44100, subtype="FLOAT")
+    bad = 0.2 * np.sin(2 * np.pi * 220 * t)
+    bad[1000] = np.nan
+    sf.write(folder / "bad.wav", bad, 44100, subtype="FLOAT")
+    res = infer(tiny_data, tiny_models, "--input", str(folder), "--out", str(tmp_path / "m"), "--no-refine")
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "bad.wav holds 1 non-finite samples" in res.stderr and "1 of 2 files could not be matched" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["good"]
+    assert (tmp_path / "m" / "good" / "match.json").is_file()
