@@ -6,6 +6,7 @@ the kernel sends them SIGTERM), so an interrupted run leaves no worker rendering
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import multiprocessing as mp
@@ -73,27 +74,36 @@ def run_tasks(
             for task in tasks:
                 yield function(*task)
         return
+    with _one_thread_workers(), _spawn_pool(workers, initializer) as pool:
+        futures = [pool.submit(function, *task) for task in tasks]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+@contextlib.contextmanager
+def _one_thread_workers() -> Iterator[None]:
+    """Sets the BLAS/FFT thread variables to 1 for the processes spawned inside, then restores them."""
     saved = {k: os.environ.get(k) for k in THREAD_VARS}
     os.environ.update({k: "1" for k in THREAD_VARS})  # inherited by the spawned workers
     try:
-        ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_worker_initializer(initializer)
-        ) as pool:
-            futures = [pool.submit(function, *task) for task in tasks]
-            try:
-                for future in as_completed(futures):
-                    yield future.result()
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
+        yield
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _spawn_pool(workers: int, initializer: Callable[[], None] | None) -> ProcessPoolExecutor:
+    """A pool of freshly spawned workers that die with this process and run ``initializer``."""
+    ctx = mp.get_context("spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_initializer(initializer))
 
 
 class WorkerPool:
@@ -111,22 +121,11 @@ class WorkerPool:
             initializer()
         self._pool: ProcessPoolExecutor | None = None
         if self.workers > 1:
-            saved = {k: os.environ.get(k) for k in THREAD_VARS}
-            os.environ.update({k: "1" for k in THREAD_VARS})  # inherited by the spawned workers
-            try:
-                ctx = mp.get_context("spawn")
-                self._pool = ProcessPoolExecutor(
-                    max_workers=self.workers, mp_context=ctx, initializer=_worker_initializer(initializer)
-                )
+            with _one_thread_workers():
+                self._pool = _spawn_pool(self.workers, initializer)
                 # the executor spawns its workers on demand: start them all while the limits are set
                 for f in [self._pool.submit(os.getpid) for _ in range(self.workers)]:
                     f.result()
-            finally:
-                for k, v in saved.items():
-                    if v is None:
-                        os.environ.pop(k, None)
-                    else:
-                        os.environ[k] = v
 
     def map(self, function: Callable, tasks: Iterable[tuple]) -> list:
         """``[function(*task) for task in tasks]``, the tasks spread over the workers."""
