@@ -8,16 +8,18 @@ PY := $(VENV)/bin/python
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+REQUIREMENTS ?= requirements.txt
+
+$(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 	touch $@
 
 # the main job on the built-in synths: dataset -> multi-task model -> how it compares with the
 # baselines on sounds it never saw -> presets for a test sample and for a sound none of our synths
 # made, each refined by searching with the synth in the loop. Every step resumes or is skipped when
-# already done.
+# already done. It ends by printing the HTML reports it made.
 DEMO_EPOCHS ?= 8
 HELDOUT = $(PY) data_generation/generate.py --synths va fm modal --presets random --n 120 --seed 77 \
 	--split-all test --out npy_heldout
@@ -26,11 +28,15 @@ demo: venv
 	$(PY) data_generation/generate.py --synths va fm modal --n 1000 --out npy_data
 	$(HELDOUT)
 	$(PY) train_multi.py --epochs $(DEMO_EPOCHS)
-	$(PY) experiments/evaluate.py saved_models/vae_multi_64 -d npy_data --test-dir npy_heldout \
+	$(PY) experiments/evaluate.py saved_models/vae_multi_64_paper -d npy_data --test-dir npy_heldout \
 		--max-samples 90 --out demo_out/heldout
 	$(PY) run_inference.py -s 0 -a --refine-renders 300 --out demo_out/test_sample
 	$(PY) data_generation/demo_sound.py demo_out/pluck.wav
 	$(PY) run_inference.py --input demo_out/pluck.wav --out demo_out/pluck
+	@echo "reports to open in a browser (static files, no server needed):"
+	@echo "  demo_out/pluck/report.html          the pluck and each synth's match, refined and one-shot"
+	@echo "  demo_out/test_sample/report.html    a test sample and each synth's match"
+	@echo "  demo_out/heldout/report/index.html  the evaluation on held-out sounds, best to worst"
 
 # a few thousand samples of the three built-in Faust synths (~3 min on 2 cores)
 data: venv

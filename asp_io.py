@@ -9,8 +9,9 @@ script can use it, and importing it never changes the order in which those libra
     positive_int, ...  argparse ``type=`` functions that refuse zero, negatives, NaN and inf
     atomic_write      writes a file through a temp file in the same folder, fsync, rename
     atomic_path       the same for libraries that write to a path themselves (Keras, numpy)
+    atomic_folder     fills a temp folder, then swaps it in for a folder the toolkit owns
     folder_lock       holds a folder for one run: a second run on it fails at once, naming the first
-    write_json, read_json, remove_stale_temps
+    write_json, read_json, remove_stale_temps, remove_stale_folders
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -137,6 +139,45 @@ def write_json(path: str | Path, data: object) -> None:
     """Writes JSON atomically (indented, one trailing newline)."""
     with atomic_write(path) as f:
         f.write(json.dumps(data, indent=1) + "\n")
+
+
+def remove_stale_folders(path: str | Path) -> None:
+    """Removes the temp folders (``.<name>.<pid>.tmp``, ``.tmp.old``) that a write of the folder
+    ``path`` killed midway left beside it; a running writer's are kept."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.tmp(\.old)?$")
+    for p in path.parent.iterdir() if path.parent.is_dir() else []:
+        m = pattern.match(p.name)
+        if m and p.is_dir() and not p.is_symlink() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yields an empty temp folder next to ``path`` (``.<name>.<pid>.tmp``) to fill; on success
+    it takes the place of ``path`` (a folder there before is swapped out, then deleted), so
+    readers see the old folder or the new one, never a mix; on any failure the temp folder is
+    removed and ``path`` is left as it was. Only for folders the toolkit owns: what was at
+    ``path`` is deleted. Temp folders of killed writers are removed first.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_folders(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # ours: this process's name
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.{os.getpid()}.tmp.old")
+            path.rename(old)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def _pid_alive(pid: int) -> bool:

@@ -1,7 +1,7 @@
-"""Run folders of trained models, without TensorFlow: names, configs, lookup.
+"""Run folders of trained models, without TensorFlow: their config.json, checked.
 
-A run lives in ``<model-dir>/vae_multi_<latent>/``, ``vae_single/`` or ``vae_<synth>/`` with its
-``config.json`` and ``model.weights.h5`` (see training.py).
+A run lives in ``<model-dir>/<schema.run_name>/`` (e.g. vae_multi_64_resnet) with its
+``config.json`` and ``model.weights.h5`` (see training.py); ``schema.find_run`` finds one.
 """
 
 from __future__ import annotations
@@ -12,15 +12,6 @@ from asp_io import ASPError, read_json, write_json  # noqa: F401  (write_json: t
 
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
-
-
-def run_name(approach: str, latent_size: int, synth: str | None = None) -> str:
-    """The seed's checkpoint names: vae_multi_<latent>, vae_single, vae_<synth>."""
-    if approach == "multi":
-        return f"vae_multi_{latent_size}"
-    if approach == "single":
-        return "vae_single"
-    return f"vae_{synth}"
 
 
 # what a run's config must hold for a model to be rebuilt and a run resumed: key -> accepted types
@@ -80,19 +71,3 @@ def read_config(run_dir: str | Path) -> dict:
             "`python train_multi.py`, or pass the right model folder"
         )
     return check_config(read_json(path, "run config", "restore it, or retrain the run with --fresh"), path)
-
-
-def model_folder(model_dir: str | Path, model: str, latent_size: int | None) -> Path:
-    """``-m`` and ``-l`` -> the run folder: vae_multi_<l>, vae_single or vae_<synth>."""
-    model_dir = Path(model_dir)
-    name = {"multi": f"vae_multi_{latent_size or 64}", "single": "vae_single"}.get(model, f"vae_{model}")
-    folder = model_dir / name
-    if not (folder / "config.json").is_file():
-        runs = (
-            sorted(p.name for p in model_dir.glob("vae_*") if (p / "config.json").is_file())
-            if model_dir.is_dir()
-            else []
-        )
-        hint = f"trained runs there: {', '.join(runs)}" if runs else "train one first, e.g. `python train_multi.py`"
-        raise ASPError(f"no trained model {name} in {model_dir} ({hint})")
-    return folder

@@ -4,7 +4,8 @@ The model is built and loaded once (``Matcher``); each target (a test sample or 
 written to its own output folder, assembled in a temp folder and renamed into place, so a run that
 fails leaves nothing partial behind. An existing output folder is replaced only when this tool made
 it (its ``match.json`` says so and it holds nothing else than what a match writes); any other
-existing folder is refused, never deleted.
+existing folder is refused, never deleted. ``report.html`` (``report.py``) in the same folder plays
+the target and every match, with their mel spectrograms, distances and preset files.
 
 With a search budget (``refine``), the closest synths' one-shot presets are refined by searching
 with the synth in the loop (``search.py``), from the network's preset and the nearest training
@@ -13,12 +14,11 @@ presets; the refined preset is written next to the one-shot one (``<synth>.refin
 
 from __future__ import annotations
 
-import data_generation  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import json
 import os
-import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -27,21 +27,23 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from checkpoints import model_folder, read_config
+from asp_io import ASPError, remove_stale_folders
+from checkpoints import read_config
 from data.dataset import load_split, nearest_rows
 from data.encoding import Codec
 from data.features import mel_spectrogram
 from data.sound import align_onset, load_audio
 from data_generation import amsynth
-from data_generation.errors import ASPError
 from data_generation.presets import read_preset_file, write_preset_file
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec, load_spec
 from experiments.metrics import log_spectral_distance, multi_resolution_spectral_distance
+from models import config_specs, load_model
+from report import write_match_report
+from schema import find_run
 from search import Budget, Searcher, SearchObjective
-from training import config_specs, load_model
 
-__all__ = ["Matcher", "model_folder", "read_config"]
+__all__ = ["Matcher", "find_run", "read_config"]
 
 SAMPLE_RATE = 44100
 SUMMARY = "match.json"  # every output folder's summary, and the mark that this tool made the folder
@@ -155,7 +157,7 @@ class Matcher:
         Returns:
             {"model_seconds", "out", "results": [{synth, lsd, mrsd, ...; with a search also
             refined_lsd, refined_mrsd, search_start, search_distance_start, search_distance,
-            search_renders, search_seconds}] closest first}.
+            search_renders, search_seconds}] closest first, "summary": what match.json holds}.
         """
         out = Path(out)
         check_output_folder(out)
@@ -179,6 +181,7 @@ class Matcher:
             (tmp / SUMMARY).write_text(json.dumps(summary, indent=1) + "\n")
             if plot:
                 plot_comparison(tmp / "compare.png", target, mels, results)
+            write_match_report(tmp, summary, {"target": target.mel, **mels})
             old = None
             if out.exists():  # ours (check_output_folder): swapped out, deleted once the new one is in
                 old = out.with_name(f".{out.name}.{os.getpid()}.tmp.old")
@@ -189,7 +192,7 @@ class Matcher:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        return {"model_seconds": model_seconds, "results": results, "out": out}
+        return {"model_seconds": model_seconds, "results": results, "out": out, "summary": summary}
 
     def _write(self, target: Target, vectors: dict, folder: Path, synths: list[str]) -> tuple[list[dict], dict]:
         sf.write(folder / "target.wav", target.audio, SAMPLE_RATE, subtype="FLOAT")
@@ -265,21 +268,6 @@ class Matcher:
             search_seconds=round(found.seconds, 2),
         )
         return {f"{name} refined": mel_spectrogram(audio)}
-
-
-def remove_stale_folders(out: Path) -> None:
-    """Removes the temp folders (``.<name>.<pid>.tmp``, ``.tmp.old``) that a match into ``out``
-    killed midway left beside it; a running match's are kept."""
-    pattern = re.compile(rf"^\.{re.escape(out.name)}\.(\d+)\.tmp(\.old)?$")
-    for p in out.parent.iterdir() if out.parent.is_dir() else []:
-        m = pattern.match(p.name)
-        if m and p.is_dir() and not p.is_symlink():
-            try:
-                os.kill(int(m.group(1)), 0)
-            except ProcessLookupError:
-                shutil.rmtree(p, ignore_errors=True)
-            except PermissionError:
-                pass
 
 
 def check_output_folder(out: Path) -> None:

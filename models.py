@@ -24,25 +24,29 @@ uses MSE for continuous parameters and softmax cross-entropy within each categor
 
 from __future__ import annotations
 
-import data_generation  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers, ops
 
+from asp_io import ASPError
+from checkpoints import WEIGHTS, read_config
 from data.encoding import Codec
-from data_generation.errors import ASPError
-from data_generation.spec import SynthSpec
+from data_generation.spec import SynthSpec, load_spec, spec_from_json
 
 MEL_SHAPE = (128, 431)
 # Bumped when a change alters what training produces with the same settings (recorded in each run's
 # config.json and part of the experiment runner's checkpoint key, so stale runs are not reused).
-# 2: BatchNorm momentum 0.9, heads start at the training mean, beta and free bits.
-MODEL_VERSION = 2
+# 2: BatchNorm momentum 0.9, heads start at the training mean, beta and free bits. 3: parts (encoder,
+# spectrogram decoder, heads) and the schema (config.json keys by field name).
+MODEL_VERSION = 3
 APPROACHES = ("multi", "single", "synth")
 PARAM_LOSSES = ("mse", "mixed")
 HEAD_UNITS = 1024
@@ -51,14 +55,15 @@ BN_MOMENTUM = 0.9  # moving statistics that follow a short run (Keras: 0.99, ~50
 
 @dataclass(frozen=True)
 class Layout:
-    """Where a synth's continuous values and one-hot blocks sit in its encoded vector.
+    """Where a synth's continuous values and one-hot blocks sit in its encoded vector, as the
+    backend ops need it (read from ``data.encoding.Codec``, the one definition of the layout).
 
     Attributes:
         name: synth name.
         size: encoded size.
         continuous: (size,) float32, 1 at continuous positions.
-        segments: (size,) int32, the categorical block of each position (continuous positions
-            get their own dummy segment).
+        segments: (size,) int32, the learned parameter of each position (a categorical block is
+            one segment; each continuous value its own).
         n_segments: number of segments.
         n_params: learned parameters (continuous values + blocks).
     """
@@ -73,9 +78,9 @@ class Layout:
     @classmethod
     def from_spec(cls, spec: SynthSpec) -> Layout:
         codec = Codec(spec)
-        widths = np.maximum(spec.classes, 1)
-        segments = np.repeat(np.arange(len(widths)), widths).astype(np.int32)
-        return cls(spec.name, codec.size, codec.continuous_mask.astype(np.float32), segments, len(widths), len(widths))
+        n = len(codec.starts)
+        cont, segments = codec.continuous_mask.astype(np.float32), codec.segments.astype(np.int32)
+        return cls(spec.name, codec.size, cont, segments, n, n)
 
 
 def safe(name: str) -> str:
@@ -84,11 +89,44 @@ def safe(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------
-# networks (functional)
+# parts, registered by name: a run's config.json records which ones it was built with
+
+ENCODERS: dict[str, Callable[[int], keras.Model]] = {}
+SPEC_DECODERS: dict[str, Callable[[int], keras.Model | None]] = {}
 
 
-def build_encoder(latent_size: int) -> keras.Model:
-    """mel (batch, 128, 431) -> z_mean, z_log_var (batch, latent_size)."""
+def register_encoder(name: str):
+    """Registers an encoder builder: ``builder(latent_size) -> keras.Model`` taking the mel
+    (batch, 128, 431) and returning [z_mean, z_log_var], each (batch, latent_size). Its model
+    must be named ``encoder``. A run selects it with ``--encoder NAME``."""
+
+    def add(builder):
+        ENCODERS[name] = builder
+        return builder
+
+    return add
+
+
+def register_spec_decoder(name: str):
+    """Registers a spectrogram decoder builder: ``builder(latent_size) -> keras.Model`` named
+    ``spec_decoder`` mapping z to a (batch, 128, 431) mel in [0, 1], or None for no decoder."""
+
+    def add(builder):
+        SPEC_DECODERS[name] = builder
+        return builder
+
+    return add
+
+
+def _part(table: dict, kind: str, name: str):
+    if name not in table:
+        raise ASPError(f"unknown {kind} {name!r}; use one of {', '.join(sorted(table))}")
+    return table[name]
+
+
+@register_encoder("paper")
+def paper_encoder(latent_size: int) -> keras.Model:
+    """The paper's: [Conv2D(8, 3) + BatchNorm + ReLU + MaxPool(2)] x 2 -> flatten -> Dense."""
     mel = keras.Input(MEL_SHAPE, name="mel")
     x = layers.Reshape((*MEL_SHAPE, 1))(mel)
     for i in range(2):
@@ -102,8 +140,53 @@ def build_encoder(latent_size: int) -> keras.Model:
     return keras.Model(mel, [z_mean, z_log_var], name="encoder")
 
 
-def build_spec_decoder(latent_size: int) -> keras.Model:
-    """z (batch, latent_size) -> mel (batch, 128, 431) in [0, 1]."""
+def _res_block(x, channels: int, strides: tuple[int, int], name: str):
+    """Two 3x3 convolutions with BatchNorm and a projected shortcut (He et al. 2016)."""
+    y = layers.Conv2D(channels, 3, strides=strides, padding="same", use_bias=False, name=f"{name}_a")(x)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_a_bn")(y)
+    y = layers.ReLU()(y)
+    y = layers.Conv2D(channels, 3, padding="same", use_bias=False, name=f"{name}_b")(y)
+    y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_b_bn")(y)
+    skip = layers.Conv2D(channels, 1, strides=strides, use_bias=False, name=f"{name}_skip")(x)
+    skip = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_skip_bn")(skip)
+    return layers.ReLU()(layers.Add()([y, skip]))
+
+
+RESNET_WIDTH = 16
+RESNET_DENSE = 256
+
+
+@register_encoder("resnet")
+def resnet_encoder(latent_size: int) -> keras.Model:
+    """A residual CNN with frequency-aware pooling, sized for a 2-core CPU.
+
+    A strided stem (frequency / 2, time / 4) and three residual blocks (16 -> 128 channels) reach
+    (8 bands, 27 frames); the pooling then keeps both axes instead of flattening everything: the
+    mean and max over time of every band (the spectrum's shape: oscillators, filter) and the mean
+    over bands of every frame (the envelope). A dense layer maps them to the latent.
+    """
+    w = RESNET_WIDTH
+    mel = keras.Input(MEL_SHAPE, name="mel")
+    x = layers.Reshape((*MEL_SHAPE, 1))(mel)
+    x = layers.Conv2D(w, (5, 5), strides=(2, 4), padding="same", use_bias=False, name="stem")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x)
+    x = layers.ReLU()(x)  # (64, 108, w)
+    x = _res_block(x, 2 * w, (2, 2), "block1")  # (32, 54)
+    x = _res_block(x, 4 * w, (2, 2), "block2")  # (16, 27)
+    x = _res_block(x, 8 * w, (2, 1), "block3")  # (8, 27)
+    bands_mean = layers.Flatten()(ops.mean(x, axis=2))  # (8 * 8w): per band, over time
+    bands_max = layers.Flatten()(ops.max(x, axis=2))
+    frames = layers.Flatten()(ops.mean(x, axis=1))  # (27 * 8w): per frame, over bands
+    x = layers.Concatenate()([bands_mean, bands_max, frames])
+    x = layers.Dense(RESNET_DENSE, activation="relu", name="dense")(x)
+    z_mean = layers.Dense(latent_size, name="z_mean")(x)
+    z_log_var = layers.Dense(latent_size, name="z_log_var")(x)
+    return keras.Model(mel, [z_mean, z_log_var], name="encoder")
+
+
+@register_spec_decoder("paper")
+def paper_spec_decoder(latent_size: int) -> keras.Model:
+    """z -> Dense -> reshape (32, 108, 8) -> Conv2DTranspose x 2 (stride 2) -> sigmoid -> (128, 431)."""
     z = keras.Input((latent_size,), name="z")
     x = layers.Dense(32 * 108 * 8, activation="relu")(z)
     x = layers.Reshape((32, 108, 8))(x)
@@ -113,8 +196,14 @@ def build_spec_decoder(latent_size: int) -> keras.Model:
     return keras.Model(z, layers.Reshape(MEL_SHAPE)(x), name="spec_decoder")
 
 
+@register_spec_decoder("none")
+def no_spec_decoder(latent_size: int) -> None:
+    """No spectrogram reconstruction: the parameter heads alone train the encoder."""
+    return None
+
+
 def build_head(name: str, size: int, latent_size: int) -> keras.Model:
-    """z -> raw parameter scores (batch, size); ``activate`` turns them into a vector."""
+    """z -> Dense 1024 x 3 (ReLU) -> raw parameter scores (batch, size)."""
     z = keras.Input((latent_size,), name="z")
     x = z
     for i in range(3):
@@ -187,16 +276,75 @@ def kl_weight(step, warmup_steps: int, beta: float = 1.0):
 
 
 # ---------------------------------------------------------------------------------------
+# parameter heads: a network from z to scores, and how its scores are scored and read
+
+
+class ParamHead:
+    """One parameter decoder: its network (``net``, z -> scores), its loss and its predictions.
+
+    A head serves one synth (``layouts`` of one) or, zero-padded to the widest, several (the
+    joint-decoder "single" approach). The approaches are layouts of heads (``heads_for``).
+    """
+
+    def __init__(self, name: str, layouts: list[Layout], latent_size: int, param_loss: str):
+        self.name, self.layouts, self.param_loss = name, list(layouts), param_loss
+        self.size = max(lay.size for lay in self.layouts)
+        self.net = build_head(name, self.size, latent_size)
+
+    @property
+    def padded(self) -> bool:
+        return len(self.layouts) > 1
+
+    def loss(self, scores, batch: dict):
+        """Parameter loss of each sample: (batch,). A synth's values are scored only for the
+        samples its mask selects; a padded head scores each sample with its own synth's layout
+        (``mse``: against the zero-padded vector, the paper's)."""
+        if self.padded and self.param_loss == "mse":
+            return ops.mean(ops.square(batch["mask_single"] * ops.sigmoid(scores) - batch["params_single"]), -1)
+        total = 0.0
+        for lay in self.layouts:
+            total = total + param_loss_per_sample(
+                scores[:, : lay.size], batch[f"params_{lay.name}"], batch[f"mask_{lay.name}"], lay, self.param_loss
+            )
+        return total
+
+    def predict(self, scores, layout: Layout) -> np.ndarray:
+        """Scores -> the encoded vector of one of its synths (numpy, (batch, size))."""
+        return ops.convert_to_numpy(activate(scores[:, : layout.size], layout, self.param_loss))
+
+    def start_at(self, mean: np.ndarray) -> None:
+        """Sets the output bias so that the untrained head predicts ``mean`` (the training-mean
+        vector): logit(mean) for sigmoid outputs, log(class frequency) in categorical blocks."""
+        dense = self.net.get_layer("scores")
+        kernel, bias = dense.get_weights()
+        mean = np.clip(np.asarray(mean, dtype=np.float64), 0.01, 0.99)
+        init = np.log(mean / (1.0 - mean))
+        if self.param_loss == "mixed" and not self.padded:
+            init = np.where(self.layouts[0].continuous > 0, init, np.log(mean))
+        dense.set_weights([kernel, init.astype(bias.dtype)])
+
+
+def heads_for(approach: str, layouts: list[Layout], latent_size: int, param_loss: str) -> list[ParamHead]:
+    """The heads of an approach: one per synth (multi, synth) or one padded head (single)."""
+    if approach == "single":
+        return [ParamHead("single", layouts, latent_size, param_loss)]
+    return [ParamHead(lay.name, [lay], latent_size, param_loss) for lay in layouts]
+
+
+# ---------------------------------------------------------------------------------------
 # the model
 
 
 class SynthVAE(keras.Model):
-    """The VAE of one approach. Subclassed only for its ``train_step``/``test_step``.
+    """A VAE assembled from registered parts: an encoder, a spectrogram decoder (or none) and
+    the parameter heads of an approach. Subclassed only for its ``train_step``/``test_step``.
 
     Args:
         approach: multi, single or synth.
         layouts: the synths' layouts (one for ``synth``), in dataset order.
         latent_size: size of z.
+        encoder: a name in ``ENCODERS``.
+        spec_decoder: a name in ``SPEC_DECODERS``.
         param_loss: mse or mixed.
         kl_warmup_steps: steps over which the KL weight rises from 0 to ``beta``.
         beta: the final KL weight.
@@ -213,6 +361,8 @@ class SynthVAE(keras.Model):
         approach: str,
         layouts: list[Layout],
         latent_size: int,
+        encoder: str = "paper",
+        spec_decoder: str = "paper",
         param_loss: str = "mse",
         kl_warmup_steps: int = 0,
         beta: float = 1.0,
@@ -227,24 +377,22 @@ class SynthVAE(keras.Model):
             raise ASPError(f"unknown parameter loss {param_loss!r}; use one of {', '.join(PARAM_LOSSES)}")
         if approach == "synth" and len(layouts) != 1:
             raise ASPError("the per-synth approach takes exactly one synth")
+        if not (np.isfinite(beta) and beta >= 0):
+            raise ASPError(f"beta must be a finite number >= 0, got {beta}")
+        if not (np.isfinite(free_bits) and free_bits >= 0):
+            raise ASPError(f"free bits must be a finite number >= 0, got {free_bits}")
         self.approach = approach
         self.layouts = list(layouts)
         self.latent_size = int(latent_size)
         self.param_loss = param_loss
         self.kl_warmup_steps = int(kl_warmup_steps)
-        if not (np.isfinite(beta) and beta >= 0):
-            raise ASPError(f"beta must be a finite number >= 0, got {beta}")
-        if not (np.isfinite(free_bits) and free_bits >= 0):
-            raise ASPError(f"free bits must be a finite number >= 0, got {free_bits}")
         self.beta = float(beta)
         self.free_bits = float(free_bits)
-        self.single_size = max(lay.size for lay in self.layouts)
-        self.encoder = build_encoder(latent_size)
-        self.spec_decoder = build_spec_decoder(latent_size)
-        if approach == "single":
-            self.heads = {"single": build_head("single", self.single_size, latent_size)}
-        else:
-            self.heads = {lay.name: build_head(lay.name, lay.size, latent_size) for lay in self.layouts}
+        self.encoder = _part(ENCODERS, "encoder", encoder)(self.latent_size)
+        self.spec_decoder = _part(SPEC_DECODERS, "spectrogram decoder", spec_decoder)(self.latent_size)
+        self._param_heads = heads_for(approach, self.layouts, self.latent_size, param_loss)
+        self.heads = {head.name: head.net for head in self._param_heads}  # tracked by Keras: the weights
+        self._head_of = {lay.name: head for head in self._param_heads for lay in head.layouts}
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.step = self.add_weight(shape=(), initializer="zeros", trainable=False, name="kl_step", dtype="int64")
         names = ["loss", "recon_loss", "spec_loss", "param_loss", "kl_loss", "beta"]
@@ -257,7 +405,8 @@ class SynthVAE(keras.Model):
     def build(self, input_shape=None):
         z = ops.zeros((1, self.latent_size))
         self.encoder(ops.zeros((1, *MEL_SHAPE)))
-        self.spec_decoder(z)
+        if self.spec_decoder is not None:
+            self.spec_decoder(z)
         for head in self.heads.values():
             head(z)
         self.built = True
@@ -270,64 +419,46 @@ class SynthVAE(keras.Model):
             z = z_mean + ops.exp(0.5 * z_log_var) * eps
         else:
             z = z_mean
-        scores = {name: head(z, training=training) for name, head in self.heads.items()}
-        return {
+        out = {
             "z_mean": z_mean,
             "z_log_var": z_log_var,
-            "spec": self.spec_decoder(z, training=training),
-            "scores": scores,
+            "scores": {name: head(z, training=training) for name, head in self.heads.items()},
         }
+        if self.spec_decoder is not None:
+            out["spec"] = self.spec_decoder(z, training=training)
+        return out
 
     def start_at_mean(self, means: dict[str, np.ndarray]) -> None:
         """Sets each head's output bias so that an untrained head predicts the training-mean
-        preset: logit(mean) for sigmoid outputs, log(class frequency) within categorical blocks
-        (``mixed``). Training then starts from the mean predictor instead of 0.5 everywhere.
+        preset (``ParamHead.start_at``): training starts from the mean predictor instead of 0.5
+        everywhere.
 
         Args:
             means: {head name: mean encoded vector of its training samples}: per synth
                 (encoded size,), or ``single`` (largest size,) for the zero-padded vectors.
         """
-        for name, head in self.heads.items():
-            dense = head.get_layer("scores")
-            kernel, bias = dense.get_weights()
-            mean = np.clip(np.asarray(means[name], dtype=np.float64), 0.01, 0.99)
-            init = np.log(mean / (1.0 - mean))
-            lay = next((lay for lay in self.layouts if lay.name == name), None)
-            if self.param_loss == "mixed" and lay is not None:
-                init = np.where(lay.continuous > 0, init, np.log(mean))
-            dense.set_weights([kernel, init.astype(bias.dtype)])
+        for head in self._param_heads:
+            head.start_at(means[head.name])
 
     # -- losses ----------------------------------------------------------------------
     def param_losses(self, scores: dict, batch: dict):
         """Parameter loss per sample, summed over heads: (batch,)."""
-        if self.approach == "single":
-            s = scores["single"]
-            if self.param_loss == "mse":
-                return ops.mean(ops.square(batch["mask_single"] * ops.sigmoid(s) - batch["params_single"]), -1)
-            total = 0.0
-            for lay in self.layouts:  # each sample is scored with its own synth's blocks
-                mask = batch[f"mask_{lay.name}"]
-                total = total + param_loss_per_sample(s[:, : lay.size], batch[f"params_{lay.name}"], mask, lay, "mixed")
-            return total
         total = 0.0
-        for lay in self.layouts:
-            total = total + param_loss_per_sample(
-                scores[lay.name], batch[f"params_{lay.name}"], batch[f"mask_{lay.name}"], lay, self.param_loss
-            )
+        for head in self._param_heads:
+            total = total + head.loss(scores[head.name], batch)
         return total
 
     def compute_losses(self, batch: dict, out: dict) -> dict:
-        spec = ops.mean(ops.square(out["spec"] - batch["mel"]), axis=(1, 2))
-        params = self.param_losses(out["scores"], batch)
+        params = ops.mean(self.param_losses(out["scores"], batch))
+        spec = ops.mean(ops.square(out["spec"] - batch["mel"])) if "spec" in out else ops.zeros(())
         kl_dims = kl_per_dimension(out["z_mean"], out["z_log_var"])
         beta = kl_weight(self.step, self.kl_warmup_steps, self.beta)
-        spec, params, kl = ops.mean(spec), ops.mean(params), ops.sum(kl_dims)
         return {
             "loss": spec + params + beta * kl_penalty(kl_dims, self.free_bits),
             "recon_loss": spec + params,
             "spec_loss": spec,
             "param_loss": params,
-            "kl_loss": kl,
+            "kl_loss": ops.sum(kl_dims),
             "beta": beta,
         }
 
@@ -365,8 +496,93 @@ class SynthVAE(keras.Model):
         """
         out: dict[str, list[np.ndarray]] = {lay.name: [] for lay in self.layouts}
         for start in range(0, len(mels), batch_size):
-            res = self(np.asarray(mels[start : start + batch_size], dtype=np.float32), training=False)
+            z_mean, _ = self.encoder(np.asarray(mels[start : start + batch_size], dtype=np.float32), training=False)
+            scores = {name: head(z_mean, training=False) for name, head in self.heads.items()}
             for lay in self.layouts:
-                scores = res["scores"]["single" if self.approach == "single" else lay.name][:, : lay.size]
-                out[lay.name].append(ops.convert_to_numpy(activate(scores, lay, self.param_loss)))
-        return {k: np.concatenate(v) if v else np.zeros((0, 0), np.float32) for k, v in out.items()}
+                head = self._head_of[lay.name]
+                out[lay.name].append(head.predict(scores[head.name], lay))
+        return {
+            lay.name: np.concatenate(out[lay.name]) if out[lay.name] else np.zeros((0, lay.size), np.float32)
+            for lay in self.layouts
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# building and loading a run's model from its config.json
+
+
+def build_model(config: dict) -> SynthVAE:
+    """A model as a config describes it (built, with untrained weights)."""
+    specs = config_specs(config)
+    model = SynthVAE(
+        approach=config["approach"],
+        layouts=[Layout.from_spec(s) for s in specs],
+        latent_size=config["latent_size"],
+        encoder=config.get("encoder", "paper"),
+        spec_decoder=config.get("spec_decoder", "paper"),
+        param_loss=config["param_loss"],
+        kl_warmup_steps=config.get("kl_warmup_steps", 0),
+        beta=config.get("beta", 1.0),  # runs made before beta was an option used the paper's 1
+        free_bits=config.get("free_bits", 0.0),
+        seed=config.get("seed", 0),
+    )
+    model.build()
+    return model
+
+
+def load_model(run_dir: str | Path, *, latent_size: int | None = None) -> tuple[SynthVAE, dict]:
+    """Rebuilds a trained model from its folder: (model, config).
+
+    Args:
+        run_dir: e.g. saved_models/vae_multi_64_paper.
+        latent_size: when given, must match the checkpoint's.
+    """
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    if latent_size is not None and latent_size != config["latent_size"]:
+        raise ASPError(
+            f"the model in {run_dir} has latent size {config['latent_size']}, not {latent_size}; "
+            f"use -l {config['latent_size']}"
+        )
+    weights = run_dir / WEIGHTS
+    if not weights.is_file():
+        raise ASPError(f"{weights} is missing: the run has not finished an epoch yet; train it first")
+    model = build_model(config)
+    problem = load_weights(model, weights)
+    if problem:
+        raise ASPError(
+            f"{weights} cannot be loaded ({problem}); it is damaged or from another model: retrain the run "
+            "with --fresh, or copy its newest backup/epoch_*.weights.h5 over it (the last epoch's, not the best)"
+        )
+    if not finite_weights(model):
+        raise ASPError(
+            f"{weights} holds NaN or infinite weights (a run that diverged); retrain it with --fresh and a lower --lr"
+        )
+    return model, config
+
+
+def load_weights(model: SynthVAE, path: Path) -> str | None:
+    """Loads a weights file into a built model; returns why it failed (one line), or None."""
+    try:
+        model.load_weights(path)
+    except Exception as err:  # h5py, Keras and TensorFlow each raise their own kinds for a bad file
+        text = " ".join(str(err).split()) or type(err).__name__
+        return text[:200]
+    return None
+
+
+def finite_weights(model: keras.Model) -> bool:
+    return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.weights)
+
+
+def config_specs(config: dict) -> list[SynthSpec]:
+    """The synth specs a model was trained with (stored in its config), located where the synth's
+    spec file is now, so that relative sources (Faust .dsp files) resolve."""
+    specs = []
+    for data in config["synths"]:
+        try:
+            path = load_spec(data["name"]).path
+        except ASPError:
+            path = None
+        specs.append(spec_from_json(data, path=path))
+    return specs

@@ -11,7 +11,8 @@ synth, and says which synth gets closest.
 
 A sound file's closest matches are refined by searching with the synth in the loop (search.py) for
 20 s per synth by default (--no-refine for the network alone); a test sample's only with --refine
-or --refine-renders.
+or --refine-renders. Each output folder has a report.html to open in a browser (the target and every
+match, playable), and an --input folder's --out has an index.html linking them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-import data_generation  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 from asp_io import ArgumentParser, ASPError, nonnegative_int, positive_int, run_cli
@@ -42,7 +43,10 @@ def main() -> int:
         help="multi, single, or a synth with a trained baseline (serum, diva, tyrell, va, ...)",
     )
     p.add_argument("-s", "--sample", type=int, default=-1, help="test sample index (default -1: a random one)")
-    p.add_argument("-l", "--latent-size", type=int, default=None, help="latent size of the multi model (default 64)")
+    p.add_argument(
+        "-l", "--latent-size", type=int, default=None, help="latent size of the model (default: its only one, or 64)"
+    )
+    p.add_argument("--encoder", default=None, help="encoder of the model (default: its only one, or the default)")
     p.add_argument("--synth", help="pick the random test sample among this synth's")
     p.add_argument("--hpss", type=int, choices=(20, 40, 60, 80, 100), help="... and this harmonic-percentage bin")
     p.add_argument("--seed", type=int, default=None, help="seed for the random test sample")
@@ -85,22 +89,27 @@ def main() -> int:
         raise ASPError(f"--sample must be a test sample index >= 0, or -1 for a random one; got {args.sample}")
     refine, refine_synths = refine_settings(args)
 
-    from checkpoints import model_folder, read_config
+    from checkpoints import read_config
     from data.dataset import pick_test_index
     from data.sound import estimate_note, load_audio
     from data_generation.render_presets import parse_plugin_paths
+    from schema import find_run
 
-    run_dir = model_folder(args.model_dir, args.model, args.latent_size)
+    run_dir = find_run(args.model_dir, args.model, args.latent_size, args.encoder)
     config = read_config(run_dir)
-    check_latent = args.latent_size if args.model != "multi" else None
+    check_latent = args.latent_size
     failures = 0
     notes: dict[Path, int] = {}
+    unread: dict[Path, str] = {}  # files of an --input folder that could not be read: {file: error}
     if args.input:
         source = Path(args.input)
         if source.is_dir():
             files = sorted(f for f in source.iterdir() if f.suffix.lower() in (".wav", ".flac", ".ogg", ".aiff"))
             if not files:
                 raise ASPError(f"folder {source} has no .wav/.flac/.ogg/.aiff files")
+            from report import check_index
+
+            check_index(Path(args.out) if args.out else Path("inference_out"))  # before any work
         elif source.exists():
             files = [source]
         else:
@@ -115,6 +124,7 @@ def main() -> int:
                 if not source.is_dir():
                     raise
                 failures += 1
+                unread[file] = str(err)
                 print(f"error: {err}", file=sys.stderr)
     else:
         files = []
@@ -160,6 +170,7 @@ def main() -> int:
         best = next((r for r in result["results"] if "lsd" in r), None)
         if best and len(result["results"]) > 1:
             print(f"  closest: {best['synth']}")
+        print(f"  report: {result['out'] / 'report.html'}")
 
     if not files:
         target = matcher.test_target(args.data_dir, index)
@@ -170,16 +181,24 @@ def main() -> int:
 
         root = Path(args.out) if args.out else Path("inference_out")
         single = len(files) == 1 and not Path(args.input).is_dir()
+        matched, failed = [], [(str(f), message) for f, message in unread.items()]
         for file in tqdm([f for f in files if f in notes], desc="match", unit="file", disable=single):
             try:
                 target = matcher.wav_target(file, notes[file])
                 out = Path(args.out) if (args.out and single) else root / target.name
-                report(target, matcher.match(target, out, all_outputs=True, progress=single, **settings))
+                result = matcher.match(target, out, all_outputs=True, progress=single, **settings)
+                report(target, result)
+                matched.append({"folder": out, "summary": result["summary"]})
             except ASPError as err:
                 if single:
                     raise
                 failures += 1
+                failed.append((str(file), str(err)))
                 print(f"error: {err}", file=sys.stderr)
+        if Path(args.input).is_dir() and matched:
+            from report import write_index
+
+            print(f"index of the reports: {write_index(root, matched, failed)}")
     matcher.close()
     print(f"done in {time.perf_counter() - start:.1f} s")
     if failures:

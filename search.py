@@ -24,7 +24,7 @@ bit-exact); the caller re-renders the winner with a fresh one.
 
 from __future__ import annotations
 
-import data_generation  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import math
@@ -41,8 +41,8 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
+from asp_io import ASPError
 from data.encoding import Codec
-from data_generation.errors import ASPError
 from data_generation.parallel import WorkerPool
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec

@@ -3,7 +3,7 @@
 python train_tyrell.py [-d npy_data] [--model-dir saved_models] [-l 64] [--epochs 500] ...
 """
 
-from data_generation.errors import run_cli
+from asp_io import run_cli
 from training import main
 
 if __name__ == "__main__":

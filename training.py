@@ -2,8 +2,8 @@
 paper's per-synth scripts (train_serum.py, train_diva.py, train_tyrell.py).
 
 Data stream from the memory-mapped npy_data files through ``tf.data`` in batches (never the
-whole dataset in memory). Each run lives in ``<model-dir>/vae_multi_<latent>/``, ``vae_single/``
-or ``vae_<synth>/`` and holds:
+whole dataset in memory). Each run lives in ``<model-dir>/<schema.run_name>/`` (e.g.
+``vae_multi_64_resnet``, ``vae_single_16_paper``, ``vae_fm_64_resnet``) and holds:
     model.weights.h5   the best weights (lowest validation reconstruction loss: spectrogram +
                        parameters; the total loss rises with the KL weight during warm-up)
     config.json        the resolved config: approach, latent size, synth specs, data fingerprint,
@@ -17,13 +17,13 @@ or ``vae_<synth>/`` and holds:
 Every file is written to a temp file and renamed (``asp_io.atomic_path``), so a run killed at
 any moment leaves whole files. An epoch whose loss or weights are NaN or infinite stops the run
 with an ``ASPError``; nothing of that epoch is saved, so the last good checkpoint stays. A run
-resumes only with the settings it was trained with (``_COMPARED``: not a different ``--lr``);
+resumes only with the settings it was trained with (``schema.changed_settings``: not a different ``--lr``);
 ``--epochs`` and ``--patience`` may change, which is how a run goes on.
 """
 
 from __future__ import annotations
 
-import data_generation  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults; devices())
 
 # isort: split
 import argparse
@@ -51,51 +51,34 @@ import tensorflow as tf  # noqa: E402
 
 from asp_io import (  # noqa: E402
     ArgumentParser,
+    ASPError,  # noqa: E402
     atomic_path,
     atomic_write,
     folder_lock,
-    nonnegative_float,
-    nonnegative_int,
-    positive_float,
-    positive_int,
     remove_stale_temps,
 )
-from checkpoints import CONFIG, WEIGHTS, read_config, run_name, write_json  # noqa: E402
+from checkpoints import CONFIG, WEIGHTS, read_config, write_json  # noqa: E402
 from data.dataset import Split, check_finite, load_split, mean_vector, read_manifest  # noqa: E402
-from data_generation.errors import ASPError  # noqa: E402
-from data_generation.spec import SynthSpec, load_spec, spec_from_json  # noqa: E402
-from models import APPROACHES, MEL_SHAPE, MODEL_VERSION, PARAM_LOSSES, Layout, SynthVAE  # noqa: E402
-
-# The loss defaults, chosen on held-out sounds (README, "Training"); the paper's are PAPER_LOSS.
-DEFAULT_BETA = 0.0
-DEFAULT_FREE_BITS = 0.0
-DEFAULT_KL_WARMUP_EPOCHS = 0
-PAPER_LOSS = {"beta": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 100}
-
-
-@dataclass
-class TrainConfig:
-    """Everything a training run needs; the scripts differ only in its defaults."""
-
-    approach: str
-    data_dir: str = "npy_data"
-    model_dir: str = "saved_models"
-    latent_size: int = 64
-    epochs: int = 500
-    batch_size: int = 32
-    lr: float = 1e-4
-    seed: int = 0
-    max_samples: int | None = None
-    param_loss: str = "mse"
-    synth: str | None = None
-    synths: tuple[str, ...] | None = None  # train multi/single on these synths of the dataset only
-    patience: int | None = None
-    kl_warmup_epochs: int = DEFAULT_KL_WARMUP_EPOCHS
-    beta: float = DEFAULT_BETA
-    free_bits: float = DEFAULT_FREE_BITS
-    fresh: bool = False
-    verbose: int = 1
-
+from data_generation.spec import SynthSpec, load_spec  # noqa: E402
+from models import (  # noqa: E402
+    ENCODERS,
+    MEL_SHAPE,
+    MODEL_VERSION,
+    SPEC_DECODERS,
+    SynthVAE,
+    build_model,
+    finite_weights,
+    load_weights,
+)
+from schema import (  # noqa: E402
+    PAPER_LOSS,
+    PAPER_MODEL,
+    TrainConfig,
+    add_arguments,
+    changed_settings,
+    from_arguments,
+    run_name,
+)
 
 # ---------------------------------------------------------------------------------------
 # data
@@ -201,81 +184,6 @@ def make_stream(
 # configs and checkpoints
 
 
-def build_model(config: dict) -> SynthVAE:
-    """A model as a config describes it (built, with untrained weights)."""
-    specs = config_specs(config)
-    model = SynthVAE(
-        approach=config["approach"],
-        layouts=[Layout.from_spec(s) for s in specs],
-        latent_size=config["latent_size"],
-        param_loss=config["param_loss"],
-        kl_warmup_steps=config.get("kl_warmup_steps", 0),
-        beta=config.get("beta", 1.0),  # runs made before beta was an option used the paper's 1
-        free_bits=config.get("free_bits", 0.0),
-        seed=config.get("seed", 0),
-    )
-    model.build()
-    return model
-
-
-def load_model(run_dir: str | Path, *, latent_size: int | None = None) -> tuple[SynthVAE, dict]:
-    """Rebuilds a trained model from its folder: (model, config).
-
-    Args:
-        run_dir: e.g. saved_models/vae_multi_64.
-        latent_size: when given, must match the checkpoint's.
-    """
-    run_dir = Path(run_dir)
-    config = read_config(run_dir)
-    if latent_size is not None and latent_size != config["latent_size"]:
-        raise ASPError(
-            f"the model in {run_dir} has latent size {config['latent_size']}, not {latent_size}; "
-            f"use -l {config['latent_size']}"
-        )
-    weights = run_dir / WEIGHTS
-    if not weights.is_file():
-        raise ASPError(f"{weights} is missing: the run has not finished an epoch yet; train it first")
-    model = build_model(config)
-    problem = _load_weights(model, weights)
-    if problem:
-        raise ASPError(
-            f"{weights} cannot be loaded ({problem}); it is damaged or from another model: retrain the run "
-            "with --fresh, or copy its newest backup/epoch_*.weights.h5 over it (the last epoch's, not the best)"
-        )
-    if not _finite_weights(model):
-        raise ASPError(
-            f"{weights} holds NaN or infinite weights (a run that diverged); retrain it with --fresh and a lower --lr"
-        )
-    return model, config
-
-
-def _load_weights(model: SynthVAE, path: Path) -> str | None:
-    """Loads a weights file into a built model; returns why it failed (one line), or None."""
-    try:
-        model.load_weights(path)
-    except Exception as err:  # h5py, Keras and TensorFlow each raise their own kinds for a bad file
-        text = " ".join(str(err).split()) or type(err).__name__
-        return text[:200]
-    return None
-
-
-def _finite_weights(model: keras.Model) -> bool:
-    return all(np.isfinite(keras.ops.convert_to_numpy(v)).all() for v in model.weights)
-
-
-def config_specs(config: dict) -> list[SynthSpec]:
-    """The synth specs a model was trained with (stored in its config), located where the synth's
-    spec file is now, so that relative sources (Faust .dsp files) resolve."""
-    specs = []
-    for data in config["synths"]:
-        try:
-            path = load_spec(data["name"]).path
-        except ASPError:
-            path = None
-        specs.append(spec_from_json(data, path=path))
-    return specs
-
-
 BACKUP = "backup"
 KEEP_BACKUPS = 2  # the last epoch's state and the one before, in case the last is damaged
 
@@ -346,7 +254,7 @@ class Checkpoints(keras.callbacks.Callback):
         if self.failed is None and _bad_losses(logs):
             bad = _bad_losses(logs)
             self._fail(f"{bad[0]} became {float(logs[bad[0]])} in epoch {epoch + 1}")
-        if self.failed is None and not _finite_weights(self.model):
+        if self.failed is None and not finite_weights(self.model):
             self._fail(f"the weights became NaN or infinite in epoch {epoch + 1}")
         if self.failed is not None:
             return
@@ -412,8 +320,8 @@ def restore(model: SynthVAE, run_dir: Path, config: dict) -> int:
     model.optimizer.build(model.trainable_variables)
     failures = []
     for path, epoch in points:
-        problem = _load_weights(model, path)
-        if problem is None and not _finite_weights(model):
+        problem = load_weights(model, path)
+        if problem is None and not finite_weights(model):
             problem = "NaN or infinite weights"
         if problem is None:
             if failures:
@@ -574,37 +482,6 @@ def _strategy() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
 
 
-# The settings that change what a run learns, each with the flag that sets it: an existing run
-# resumes only with the same ones. --epochs and --patience say how long to train: changing them
-# is how a run goes on.
-_COMPARED = {
-    "model_version": "the model code",
-    "approach": "the train script",
-    "latent_size": "-l/--latent-size",
-    "param_loss": "--param-loss",
-    "beta": "--beta",
-    "free_bits": "--free-bits",
-    "kl_warmup_epochs": "--kl-warmup-epochs",
-    "target_synth": "--synth",
-    "trained_synths": "--synths",
-    "data_fingerprint": "the dataset, -d/--data-dir",
-    "seed": "--seed",
-    "batch_size": "--batch-size",
-    "lr": "--lr",
-    "max_samples": "--max-samples",
-}
-
-
-def changed_settings(old: dict, new: dict) -> list[str]:
-    """What differs between a run's config.json (``old``) and this run's settings (``new``), as
-    ``key = old, not new (flag)`` for each setting of ``_COMPARED``; [] when the run can resume."""
-    return [
-        f"{key} = {old.get(key)!r}, not {new[key]!r} ({flag})"
-        for key, flag in _COMPARED.items()
-        if old.get(key) != new[key]
-    ]
-
-
 def _check_every_synth_has_samples(cfg: TrainConfig, available: dict[str, int], picked: np.ndarray) -> None:
     """Refuses a run that would train a synth's head (or a per-synth model) on no samples.
 
@@ -632,35 +509,38 @@ def _check_every_synth_has_samples(cfg: TrainConfig, available: dict[str, int], 
         )
 
 
-def train(cfg: TrainConfig) -> dict:
-    """Trains (or resumes) one model; returns its final config dict.
+@dataclass
+class Plan:
+    """What a run trains on: its synths and the rows of each split it takes."""
+
+    specs: list[SynthSpec]
+    train_split: Split
+    train_idx: np.ndarray
+    valid_split: Split | None
+    valid_idx: np.ndarray
+
+    @property
+    def synths(self) -> list[str]:
+        return [s.name for s in self.specs]
+
+
+def check_parts(cfg: TrainConfig) -> None:
+    """Refuses settings of the wrong kind and parts that are not registered (one line each)."""
+    cfg.check()
+    for name, table in (("encoder", ENCODERS), ("spec_decoder", SPEC_DECODERS)):
+        if getattr(cfg, name) not in table:
+            flag = "--" + name.replace("_", "-")
+            raise ASPError(
+                f"{flag} {getattr(cfg, name)!r} is not a registered part; use one of {', '.join(sorted(table))}"
+            )
+
+
+def plan(cfg: TrainConfig) -> Plan:
+    """The synths and samples of a run, checked: every synth has training samples, nothing is NaN.
 
     Raises:
-        ASPError: for a missing or inconsistent dataset, an unknown synth, or an existing
-            checkpoint made with other settings.
+        ASPError: a missing or inconsistent dataset, a synth it lacks.
     """
-    if cfg.approach not in APPROACHES:
-        raise ASPError(f"unknown approach {cfg.approach!r}; use one of {', '.join(APPROACHES)}")
-    if cfg.param_loss not in PARAM_LOSSES:
-        raise ASPError(f"--param-loss must be one of {', '.join(PARAM_LOSSES)}")
-    for name, value in (("--latent-size", cfg.latent_size), ("--epochs", cfg.epochs), ("--batch-size", cfg.batch_size)):
-        if value < 1:
-            raise ASPError(f"{name} must be >= 1, got {value}")
-    if cfg.max_samples is not None and cfg.max_samples < 1:
-        raise ASPError(f"--max-samples must be >= 1, got {cfg.max_samples}")
-    if not (cfg.lr > 0 and np.isfinite(cfg.lr)):
-        raise ASPError(f"--lr must be a finite number > 0, got {cfg.lr}")
-    if not (cfg.beta >= 0 and np.isfinite(cfg.beta)):
-        raise ASPError(f"--beta must be a finite number >= 0, got {cfg.beta}")
-    if not (cfg.free_bits >= 0 and np.isfinite(cfg.free_bits)):
-        raise ASPError(f"--free-bits must be a finite number >= 0, got {cfg.free_bits}")
-    if cfg.kl_warmup_epochs < 0:
-        raise ASPError(f"--kl-warmup-epochs must be >= 0, got {cfg.kl_warmup_epochs}")
-    if cfg.patience is not None and cfg.patience < 1:
-        raise ASPError(f"--patience must be >= 1, got {cfg.patience}")
-    if cfg.seed < 0:
-        raise ASPError(f"--seed must be >= 0, got {cfg.seed}")
-
     train_split = load_split(cfg.data_dir, "train")
     specs = dataset_specs(cfg.data_dir, train_split)
     names = [s.name for s in specs]
@@ -694,88 +574,98 @@ def train(cfg: TrainConfig) -> dict:
     check_finite(train_split, train_idx, data_dir=cfg.data_dir)  # NaN in, NaN weights out
     if len(valid_idx):
         check_finite(valid_split, valid_idx, data_dir=cfg.data_dir)
-    steps = int(np.ceil(len(train_idx) / cfg.batch_size))
+    return Plan(specs, train_split, train_idx, valid_split, valid_idx)
 
-    run_dir = Path(cfg.model_dir) / run_name(cfg.approach, cfg.latent_size, cfg.synth)
-    config = {
-        "approach": cfg.approach,
-        "latent_size": cfg.latent_size,
-        "param_loss": cfg.param_loss,
+
+def run_config(cfg: TrainConfig, p: Plan) -> dict:
+    """The run's config.json: its settings (``TrainConfig.record``), the synth specs, the data's
+    fingerprint and what derives from them; progress fields start empty."""
+    steps = int(np.ceil(len(p.train_idx) / cfg.batch_size))
+    return {
+        **cfg.record(),
         "target_synth": cfg.synth if cfg.approach == "synth" else None,
-        "trained_synths": wanted,
-        "synths": [s.to_json(with_path=False) for s in specs],
-        "encodings": [{"name": s.name, "encoded_size": s.encoded_size, "hash": s.hash} for s in specs],
-        "data_dir": str(cfg.data_dir),
+        "trained_synths": p.synths,
+        "synths": [s.to_json(with_path=False) for s in p.specs],
+        "encodings": [{"name": s.name, "encoded_size": s.encoded_size, "hash": s.hash} for s in p.specs],
         "data_fingerprint": data_fingerprint(cfg.data_dir),
-        "train_samples": int(len(train_idx)),
-        "valid_samples": int(len(valid_idx)),
-        "seed": cfg.seed,
-        "epochs": cfg.epochs,
-        "batch_size": cfg.batch_size,
-        "lr": cfg.lr,
-        "beta": cfg.beta,
-        "free_bits": cfg.free_bits,
-        "kl_warmup_epochs": cfg.kl_warmup_epochs,
+        "train_samples": int(len(p.train_idx)),
+        "valid_samples": int(len(p.valid_idx)),
         "kl_warmup_steps": cfg.kl_warmup_epochs * steps,
         "steps_per_epoch": steps,
-        "max_samples": cfg.max_samples,
         "epochs_done": 0,
         "best_loss": None,
         "best_epoch": None,
         "model_version": MODEL_VERSION,
         "keras_version": keras.__version__,
     }
+
+
+def open_run(run_dir: Path, cfg: TrainConfig, config: dict) -> dict:
+    """Takes over the run folder's progress (same settings) or starts it over (``--fresh``), and
+    writes config.json; returns the config to train with. Call with the folder's lock held.
+
+    Raises:
+        ASPError: the folder holds a run trained with other settings (and no ``--fresh``).
+    """
+    if (run_dir / CONFIG).is_file() and not cfg.fresh:
+        old = read_config(run_dir)
+        changed = changed_settings(old, config)
+        if changed:
+            raise ASPError(
+                f"{run_dir} holds a model trained with other settings (its config.json has "
+                f"{'; '.join(changed)}); pass --fresh to start it over with these, or choose another --model-dir"
+            )
+        for key in ("epochs_done", "best_loss", "best_epoch", "last_losses"):  # progress so far
+            if key in old:
+                config[key] = old[key]
+    elif cfg.fresh and run_dir.exists():
+        for child in (BACKUP, WEIGHTS, CONFIG, "log.csv"):
+            path = run_dir / child
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    write_json(run_dir / CONFIG, config)
+    return config
+
+
+def train(cfg: TrainConfig, *, callbacks: list | None = None) -> dict:
+    """Trains (or resumes) one model; returns its final config dict.
+
+    Args:
+        callbacks: extra Keras callbacks (after the run's own; bench/training.py times epochs).
+
+    Raises:
+        ASPError: for bad settings, a missing or inconsistent dataset, an unknown synth, or an
+            existing checkpoint made with other settings.
+    """
+    check_parts(cfg)
+    p = plan(cfg)
+    run_dir = Path(cfg.model_dir) / run_name(cfg)
+    config = run_config(cfg, p)
     run_dir.mkdir(parents=True, exist_ok=True)
     with folder_lock(run_dir, what="another training run", fix="choose another --model-dir"):  # held until the end
-        if (run_dir / CONFIG).is_file() and not cfg.fresh:
-            old = read_config(run_dir)
-            changed = changed_settings(old, config)
-            if changed:
-                raise ASPError(
-                    f"{run_dir} holds a model trained with other settings (its config.json has "
-                    f"{'; '.join(changed)}); pass --fresh to start it over with these, or choose another --model-dir"
-                )
-            for key in ("epochs_done", "best_loss", "best_epoch", "last_losses"):  # progress so far
-                if key in old:
-                    config[key] = old[key]
-        elif cfg.fresh and run_dir.exists():
-            for child in (BACKUP, WEIGHTS, CONFIG, "log.csv"):
-                path = run_dir / child
-                if path.is_dir():
-                    shutil.rmtree(path)
-                else:
-                    path.unlink(missing_ok=True)
-        write_json(run_dir / CONFIG, config)
-
+        config = open_run(run_dir, cfg, config)
         keras.utils.set_random_seed(cfg.seed)
         tf.config.experimental.enable_op_determinism()
-        keys = batch_keys(cfg.approach, [s.name for s in specs])
-        train_stream = make_stream(train_split, train_idx, keys, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+        keys = batch_keys(cfg.approach, p.synths)
+        train_stream = make_stream(
+            p.train_split, p.train_idx, keys, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed
+        )
         valid_stream = (
-            make_stream(valid_split, valid_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=cfg.seed)
-            if len(valid_idx)
+            make_stream(p.valid_split, p.valid_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=cfg.seed)
+            if len(p.valid_idx)
             else None
         )
-        means = mean_vectors(train_split, train_idx, wanted)
+        means = mean_vectors(p.train_split, p.train_idx, p.synths)
         with _strategy().scope():
             model = build_model(config)
             model.start_at_mean(means)  # a resumed run restores its own weights over these
             model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
         # the total loss grows with the KL weight during warm-up, so runs are compared on reconstruction
         monitor = "val_recon_loss" if valid_stream is not None else "recon_loss"
-        monitor_split, monitor_idx = (valid_split, valid_idx) if len(valid_idx) else (train_split, train_idx)
-        latent_monitor = LatentMonitor(
-            monitor_split, monitor_idx, means, run_dir / "tensorboard", verbose=cfg.verbose, seed=cfg.seed
-        )
         checkpoints = Checkpoints(run_dir, config, monitor)
-        callbacks = [
-            latent_monitor,  # before the loggers: it adds its figures to the epoch's logs
-            checkpoints,  # before the loggers too: it stops a diverged run
-            keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
-            keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
-        ]
-        if cfg.patience:
-            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.patience, mode="min"))
+        own = run_callbacks(cfg, p, run_dir, means, checkpoints)
         if config["epochs_done"] >= cfg.epochs:
             if cfg.verbose:
                 print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
@@ -787,16 +677,16 @@ def train(cfg: TrainConfig) -> dict:
         _trim_log(run_dir / "log.csv", start)
         if cfg.verbose:
             print(
-                f"training {run_dir.name}: {len(train_idx)} train / {len(valid_idx)} valid samples, "
-                f"synths {', '.join(s.name for s in specs)}, latent {cfg.latent_size}, {cfg.epochs} epochs"
-                + (f", resuming after epoch {start}" if start else "")
+                f"training {run_dir.name} on {backend.devices()}: {len(p.train_idx)} train / {len(p.valid_idx)} "
+                f"valid samples, synths {', '.join(p.synths)}, encoder {cfg.encoder}, latent {cfg.latent_size}, "
+                f"{cfg.epochs} epochs" + (f", resuming after epoch {start}" if start else "")
             )
         model.fit(
             train_stream,
             validation_data=valid_stream,
             initial_epoch=start,
             epochs=cfg.epochs,
-            callbacks=callbacks,
+            callbacks=own + list(callbacks or []),
             verbose=cfg.verbose,
             shuffle=False,
         )  # the stream reshuffles itself, seeded, every epoch
@@ -812,19 +702,45 @@ def train(cfg: TrainConfig) -> dict:
             )
         config = read_config(run_dir)
         if cfg.verbose:
-            print(
-                f"saved {run_dir / WEIGHTS} (best {monitor} {config['best_loss']:.4f} at epoch "
-                f"{config['best_epoch']}), {config['epochs_done']} epochs done"
-            )
-            last = config.get("last_losses", {})
-            ratios = [f"{s} {last[f'val_param_vs_mean_{s}']:.2f}x" for s in wanted if f"val_param_vs_mean_{s}" in last]
-            if ratios:
-                print(
-                    f"last epoch, {'validation' if len(valid_idx) else 'training'} sounds: parameter error "
-                    f"{', '.join(ratios)} the training-mean preset's; {last['val_active_dims']:.0f} of "
-                    f"{cfg.latent_size} latent dimensions active, {last['val_kl_per_dim']:.2f} nats each"
-                )
+            print_summary(config, run_dir, monitor, validation=bool(len(p.valid_idx)))
         return config
+
+
+def run_callbacks(cfg: TrainConfig, p: Plan, run_dir: Path, means: dict, checkpoints: Checkpoints) -> list:
+    """The run's own callbacks, in order: the collapse monitor (it adds its figures to the
+    epoch's logs), the checkpoints (they stop a diverged run), then the loggers, and early
+    stopping with ``--patience``."""
+    monitor_split, monitor_idx = (p.valid_split, p.valid_idx) if len(p.valid_idx) else (p.train_split, p.train_idx)
+    latent_monitor = LatentMonitor(
+        monitor_split, monitor_idx, means, run_dir / "tensorboard", verbose=cfg.verbose, seed=cfg.seed
+    )
+    out = [
+        latent_monitor,
+        checkpoints,
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+    ]
+    if cfg.patience:
+        out.append(keras.callbacks.EarlyStopping(monitor=checkpoints.monitor, patience=cfg.patience, mode="min"))
+    return out
+
+
+def print_summary(config: dict, run_dir: Path, monitor: str, *, validation: bool) -> None:
+    """The lines a finished run prints: where the best weights are, and how the last epoch
+    compares with the training-mean preset."""
+    print(
+        f"saved {run_dir / WEIGHTS} (best {monitor} {config['best_loss']:.4f} at epoch "
+        f"{config['best_epoch']}), {config['epochs_done']} epochs done"
+    )
+    last = config.get("last_losses", {})
+    synths = config["trained_synths"]
+    ratios = [f"{s} {last[f'val_param_vs_mean_{s}']:.2f}x" for s in synths if f"val_param_vs_mean_{s}" in last]
+    if ratios:
+        print(
+            f"last epoch, {'validation' if validation else 'training'} sounds: parameter error "
+            f"{', '.join(ratios)} the training-mean preset's; {last['val_active_dims']:.0f} of "
+            f"{config['latent_size']} latent dimensions active, {last['val_kl_per_dim']:.2f} nats each"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -832,64 +748,33 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def parser(description: str, *, approach: str, synth: str | None = None) -> argparse.ArgumentParser:
-    """The shared command line of the train scripts."""
+    """The shared command line of the train scripts: a flag per setting of ``schema.TrainConfig``."""
     p = ArgumentParser(description=description)
-    p.add_argument("-d", "--data-dir", default="npy_data", help="npy_data folder (default npy_data)")
-    p.add_argument("--model-dir", default="saved_models", help="where runs are saved (default saved_models)")
-    p.add_argument("-l", "--latent-size", type=positive_int, default=64, help="latent size (default 64)")
-    p.add_argument("--epochs", type=positive_int, default=500, help="epochs (default 500, the paper's)")
-    p.add_argument("--batch-size", type=positive_int, default=32)
-    p.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--seed", type=nonnegative_int, default=0)
-    p.add_argument("--max-samples", type=positive_int, default=None, help="use at most this many samples (quick runs)")
-    p.add_argument(
-        "--param-loss",
-        choices=PARAM_LOSSES,
-        default="mse",
-        help="mse (the paper's) or mixed (MSE for continuous, cross-entropy for categorical)",
-    )
-    p.add_argument(
-        "--beta",
-        type=nonnegative_float,
-        default=DEFAULT_BETA,
-        help=f"final KL weight (default {DEFAULT_BETA:g}; the paper's is 1, which collapses the latent)",
-    )
-    p.add_argument(
-        "--free-bits",
-        type=nonnegative_float,
-        default=DEFAULT_FREE_BITS,
-        help=f"nats per latent dimension free of the KL penalty (default {DEFAULT_FREE_BITS:g})",
-    )
-    p.add_argument(
-        "--kl-warmup-epochs",
-        type=nonnegative_int,
-        default=DEFAULT_KL_WARMUP_EPOCHS,
-        help=f"epochs of linear KL warm-up to --beta (default {DEFAULT_KL_WARMUP_EPOCHS})",
-    )
+    skip = ["synth"] if approach != "synth" or synth is not None else []
+    if approach == "synth":
+        skip.append("synths")
+    add_arguments(p, choices={"encoder": sorted(ENCODERS), "spec_decoder": sorted(SPEC_DECODERS)}, skip=skip)
     p.add_argument(
         "--paper-loss",
         action="store_true",
         help="the paper's loss settings: --beta 1 --free-bits 0 --kl-warmup-epochs 100 (they collapse the latent)",
     )
     p.add_argument(
-        "--patience", type=positive_int, default=None, help="stop after this many epochs without improvement"
+        "--paper",
+        action="store_true",
+        help="every setting as the paper has it: --paper-loss plus --encoder paper --param-loss mse --lr 1e-4",
     )
-    p.add_argument("--fresh", action="store_true", help="discard an existing run in the same folder")
-    if approach == "synth" and synth is None:
-        p.add_argument("--synth", required=True, help="the synth to train a baseline for")
-    if approach != "synth":
-        p.add_argument("--synths", nargs="+", default=None, help="train on these synths of the dataset only")
-    p.set_defaults(approach=approach, synth=synth)
     return p
 
 
 def main(description: str, *, approach: str, synth: str | None = None) -> int:
     args = parser(description, approach=approach, synth=synth).parse_args()
-    values = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
-    if args.paper_loss:
-        values.update(PAPER_LOSS)
-    if values.get("synths"):
-        values["synths"] = tuple(values["synths"])
-    cfg = TrainConfig(**values)
-    train(cfg)
+    fixed = {"approach": approach}
+    if synth is not None:
+        fixed["synth"] = synth
+    if args.paper_loss or args.paper:
+        fixed.update(PAPER_LOSS)
+    if args.paper:
+        fixed.update(PAPER_MODEL)
+    train(from_arguments(args, **fixed))
     return 0

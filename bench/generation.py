@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data_generation.pipeline import Settings, generate  # noqa: E402
+from data.pipeline import Settings, generate  # noqa: E402
 
 FAUST = ("va", "fm", "modal")
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import data_generation  # noqa: E402, F401  (dawdreamer first)
+import backend  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import argparse  # noqa: E402
@@ -27,10 +27,10 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from asp_io import ASPError  # noqa: E402
 from data.dataset import load_split, nearest_rows  # noqa: E402
 from data.encoding import Codec  # noqa: E402
 from data.features import mel_spectrogram  # noqa: E402
-from data_generation.errors import ASPError  # noqa: E402
 from data_generation.parallel import WorkerPool  # noqa: E402
 from data_generation.presets import random_presets  # noqa: E402
 from data_generation.render import Renderer  # noqa: E402

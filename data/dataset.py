@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asp_io import ASPError, read_json
 from data.encoding import Codec
-from data_generation.errors import ASPError, read_json
 from data_generation.spec import SynthSpec
 
 SPLITS = ("train", "valid", "test")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from data_generation.errors import ASPError
+from asp_io import ASPError
 from data_generation.spec import SynthSpec
 
 
@@ -23,6 +23,11 @@ class Codec:
         continuous_mask: (size,) bool, True at the positions of continuous parameters.
         blocks: {n: (params, offsets)} for categorical parameters with n classes: their positions
             among the learned parameters and the first position of their one-hot block.
+        starts: (learned params,) the first encoded position of each learned parameter.
+        segments: (size,) the learned parameter each encoded position belongs to.
+
+    This is the one definition of the encoded layout: the models (``models.Layout``) and the
+    metrics (``experiments.metrics``) read it from here.
     """
 
     def __init__(self, spec: SynthSpec):
@@ -31,6 +36,8 @@ class Codec:
         widths = np.maximum(classes, 1)
         starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
         self.size = int(widths.sum())
+        self.starts = starts
+        self.segments = np.repeat(np.arange(len(widths)), widths).astype(np.int64)
         cont = np.flatnonzero(classes == 0)
         self._cont_params = cont
         self._cont_pos = starts[cont]
@@ -90,5 +97,4 @@ class Codec:
 
     def group_of_position(self) -> np.ndarray:
         """Group label of every encoded position: (size,) str."""
-        widths = np.maximum(self.spec.classes, 1)
-        return np.repeat(np.array([p.group for p in self.spec.learned]), widths)
+        return np.array([p.group for p in self.spec.learned])[self.segments]

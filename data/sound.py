@@ -13,7 +13,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from data_generation.errors import ASPError
+from asp_io import ASPError
 
 SAMPLE_RATE = 44100
 MIN_SECONDS = 0.1

@@ -1,13 +1,11 @@
 """Synth layer: synth specs, preset sources and rendering through DawDreamer.
 
-Importing this package imports ``dawdreamer`` first. ``import tensorflow`` before
-``import dawdreamer`` segfaults (an LLVM symbol clash), so every entry point of the
-project (scripts, models.py, tests) imports this package before anything that pulls
-in TensorFlow.
+Importing this package imports nothing heavy: ``data_generation.render`` and ``spec_gen`` import
+DawDreamer when they are used. Modules that use TensorFlow import ``backend`` first (DawDreamer
+before TensorFlow: the other order segfaults). The synth layer never imports the dataset layer
+(``data``): datasets are built on synths, not the other way round.
 """
 
-import dawdreamer  # noqa: F401  (must be imported before tensorflow)
-
-from data_generation.errors import ASPError
+from asp_io import ASPError
 
 __all__ = ["ASPError"]

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asp_io import atomic_write
-from data_generation.errors import ASPError
+from asp_io import ASPError, atomic_write
 from data_generation.spec import RANGE_TOLERANCE, SynthSpec
 
 BANK_HEADER = "amSynth"

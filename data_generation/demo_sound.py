@@ -16,8 +16,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asp_io import ArgumentParser, atomic_write, positive_float  # noqa: E402
-from data_generation.errors import ASPError, run_cli  # noqa: E402
+from asp_io import ArgumentParser, ASPError, atomic_write, positive_float, run_cli  # noqa: E402  # noqa: E402
 
 RATE = 22050
 

@@ -21,10 +21,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asp_io import ArgumentParser, nonnegative_int, positive_int  # noqa: E402
+from asp_io import ArgumentParser, ASPError, nonnegative_int, positive_int, run_cli  # noqa: E402  # noqa: E402
 from data.dataset import SPLITS  # noqa: E402
-from data_generation.errors import ASPError, run_cli  # noqa: E402
-from data_generation.pipeline import Settings, generate, parse_notes, parse_sources  # noqa: E402
+from data.pipeline import Settings, generate, parse_notes, parse_sources  # noqa: E402
 
 
 def main() -> int:

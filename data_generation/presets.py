@@ -12,9 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asp_io import write_json
+from asp_io import ASPError, read_json, write_json
 from data_generation import amsynth
-from data_generation.errors import ASPError, read_json
 from data_generation.spec import SynthSpec
 
 

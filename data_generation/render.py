@@ -27,7 +27,7 @@ import dawdreamer as daw
 import numpy as np
 from tqdm import tqdm
 
-from data_generation.errors import ASPError
+from asp_io import ASPError
 from data_generation.spec import SynthSpec, load_spec
 
 _FAUST_RESERVED = {"freq", "gain", "gate"}

@@ -22,8 +22,7 @@ import numpy as np  # noqa: E402
 import soundfile as sf  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from asp_io import ArgumentParser, atomic_write, nonnegative_int  # noqa: E402
-from data_generation.errors import ASPError, run_cli  # noqa: E402
+from asp_io import ArgumentParser, ASPError, atomic_write, nonnegative_int, run_cli  # noqa: E402  # noqa: E402
 from data_generation.presets import human_presets, random_presets, read_preset_file  # noqa: E402
 from data_generation.render import Renderer, rms  # noqa: E402
 from data_generation.spec import load_spec  # noqa: E402

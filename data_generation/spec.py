@@ -28,8 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asp_io import write_json
-from data_generation.errors import ASPError, read_json
+from asp_io import ASPError, read_json, write_json
 
 SYNTH_DIR = Path(__file__).resolve().parent / "synths"
 BACKENDS = ("faust", "vst", "vst3", "lv2")

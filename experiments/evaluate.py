@@ -11,8 +11,13 @@ re-rendered: how users pick presets today, so a model must beat it). ``mean`` an
 always use the training split of ``-d/--data-dir``; ``--test-dir`` takes the sounds from a
 separately generated dataset (held out from the training data).
 
-    python experiments/evaluate.py saved_models/vae_multi_64 -d npy_data --out results/multi
-    python experiments/evaluate.py saved_models/vae_multi_64 -d npy_data --test-dir npy_heldout --out results/h
+    python experiments/evaluate.py saved_models/vae_multi_64_paper -d npy_data --out results/multi
+    python experiments/evaluate.py saved_models/vae_multi_64_paper -d npy_data --test-dir npy_heldout --out results/h
+
+Besides the tables, ``<out>/report/index.html`` shows them with plots and every sample's LSD per
+method, and plays the target and each method's render of ``--report-samples`` samples (the best,
+the median and the worst by the model's LSD), rendered again from the presets kept in
+``presets.npz``.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import data_generation  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
+import backend  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import argparse
@@ -36,15 +41,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
-from asp_io import ArgumentParser, atomic_write, nonnegative_int, positive_int  # noqa: E402
+from asp_io import ArgumentParser, ASPError, atomic_write, nonnegative_int, positive_int, run_cli  # noqa: E402  # noqa: E402
 from data.dataset import Split, load_split, mean_vector, nearest_rows, read_manifest  # noqa: E402
 from data.encoding import Codec  # noqa: E402
-from data_generation.errors import ASPError, run_cli  # noqa: E402
 from data_generation.parallel import run_tasks  # noqa: E402
 from data_generation.presets import random_presets  # noqa: E402
 from data_generation.render import Renderer  # noqa: E402
 from data_generation.spec import SynthSpec, load_spec  # noqa: E402
 from experiments import metrics  # noqa: E402
+from report import PRESETS, REPORT_SAMPLES, evaluation_report, write_presets  # noqa: E402
 
 if TYPE_CHECKING:
     from search import Budget
@@ -144,7 +149,8 @@ def evaluate(
     refine_starts: int = 3,
     progress: bool = True,
 ) -> list[dict]:
-    """Evaluates a model (and baselines) and writes ``<out>/samples.csv`` and ``<out>/summary.md``.
+    """Evaluates a model (and baselines) and writes ``<out>/samples.csv``, ``<out>/summary.md`` and
+    ``<out>/presets.npz`` (every preset rendered, the true ones included, for ``write_report``).
 
     Args:
         run_dir: a trained run folder, or None for baselines only.
@@ -169,7 +175,7 @@ def evaluate(
     Returns:
         The CSV rows.
     """
-    from training import config_specs, load_model
+    from models import config_specs, load_model
 
     unknown = [b for b in baselines if b not in BASELINES]
     if unknown:
@@ -274,9 +280,50 @@ def evaluate(
     if test_dir is not None:
         about += f" (held out); the mean and nearest baselines draw from the training split of {data_dir}"
     write_csv(out / "samples.csv", out_rows)
+    names = {str(s.path): s.name for s in (*specs.values(), *known.values())}
+    write_presets(out / PRESETS, rows, test.note[rows], _preset_table(tasks, names))
     with atomic_write(out / "summary.md") as f:
         f.write(summary_markdown(out_rows, about=about + "."))
     return out_rows
+
+
+def _preset_table(tasks: list, names: dict[str, str]) -> list[dict]:
+    """Every preset the tasks render (the true one as method ``target``), one array per method and
+    rendered synth with NaN rows where a sample has none (``report.write_presets``'s ``renders``)."""
+    table: dict[tuple[str, str], dict] = {}
+    for pos, (spec_path, _note, true, plan, _pos) in enumerate(tasks):
+        for method, path, preset in [("target", spec_path, true), *plan]:
+            key = (method, names[path])
+            if key not in table:
+                shape = (len(tasks), len(preset))
+                table[key] = {"method": method, "synth": key[1], "spec": path, "presets": np.full(shape, np.nan)}
+            table[key]["presets"][pos] = preset
+    return list(table.values())
+
+
+def write_report(out: str | Path, rows: list[dict], *, report_samples: int, title: str, progress: bool = True) -> Path:
+    """One evaluation's plots (LSD per method and synth, per HPSS bin) and its report page,
+    ``<out>/report/index.html``: its tables and plots, every sample's LSD, and ``report_samples``
+    samples (the best, the median and the worst by the model's LSD, others between) rendered again
+    to listen to, from the presets ``evaluate`` kept. Returns the page."""
+    from experiments.run import plot
+
+    out = Path(out)
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    models = [m for m in methods if m not in BASELINES]
+    plot(out, [(m, {}, [r for r in rows if r["method"] == m]) for m in methods], sorted({r["synth"] for r in rows}))
+    return evaluation_report(
+        out,
+        rows,
+        preset_files=[out / PRESETS],
+        report_samples=report_samples,
+        title=title,
+        markdown=[out / "summary.md"],
+        plots=[out / "lsd_boxplot.png", out / "lsd_per_hpss.png"],
+        links=[out / "samples.csv"],
+        reference=(models or methods or [None])[0],
+        progress=progress,
+    )
 
 
 def _refine(test, rows, train, specs, vectors, known, method, budget, *, refine_starts, workers, seed, progress):
@@ -521,6 +568,14 @@ def main() -> int:
         default=3,
         help="nearest training presets the search also starts from (default 3)",
     )
+    p.add_argument(
+        "--report-samples",
+        type=nonnegative_int,
+        default=REPORT_SAMPLES,
+        metavar="N",
+        help=f"render N samples again for report/index.html: the best, median and worst by the model's LSD and "
+        f"others between (default {REPORT_SAMPLES}; 0: the report without audio)",
+    )
     args = p.parse_args()
     refine = None
     if args.refine is not None or args.refine_renders is not None:
@@ -553,6 +608,9 @@ def main() -> int:
     if verdict:
         print(verdict)
     print(f"{len(rows)} rows in {Path(args.out) / 'samples.csv'}; every table in {Path(args.out) / 'summary.md'}")
+    where = f"{args.test_dir or args.data_dir} ({args.split} split)"
+    title = f"Evaluation of {args.run_dir or 'the baselines'} on {where}"
+    print(f"report: {write_report(args.out, rows, report_samples=args.report_samples, title=title)}")
     return 0
 
 

@@ -264,8 +264,7 @@ def group_errors(spec: SynthSpec, target: np.ndarray, predicted: np.ndarray) -> 
     t, p = np.atleast_2d(target), np.atleast_2d(predicted)
     errors = np.zeros((len(t), len(spec.learned)))
     cont = spec.classes == 0
-    starts = np.concatenate([[0], np.cumsum(np.maximum(spec.classes, 1))[:-1]])
-    errors[:, cont] = (t[:, starts[cont]] - p[:, starts[cont]]) ** 2
+    errors[:, cont] = (t[:, codec.starts[cont]] - p[:, codec.starts[cont]]) ** 2
     for n, (params, offsets) in codec.blocks.items():
         index = offsets[:, None] + np.arange(n)[None, :]
         errors[:, params] = (t[:, index].argmax(-1) != p[:, index].argmax(-1)).astype(float)

@@ -6,15 +6,20 @@ settings), evaluates, and writes results/<config>/ with CSVs, a markdown table a
 
 A config is a JSON file; ``"include": "base.json"`` merges a base config under it. Each entry of
 ``rows`` is one row of the table: ``approach`` (multi, single, synth; ``synth`` rows are trained
-once per synth of the dataset and reported as one row), and optionally ``latent_size``,
-``param_loss``, ``beta``, ``free_bits``, ``kl_warmup_epochs`` (these three also as settings for
-every row), ``train_synths`` (train on these synths only) and ``eval_synths`` (evaluate these
-synths' sounds: out of domain when the model never saw them). ``test_dir`` (a setting) takes the
+once per synth of the dataset and reported as one row), ``label``, ``train_synths`` (train on
+these synths only), ``eval_synths`` (evaluate these synths' sounds: out of domain when the model
+never saw them), and any training setting: every field of ``schema.TrainConfig`` by its name
+(``encoder``, ``latent_size``, ``param_loss``, ``lr``, ``beta``, ``kl_warmup_epochs``, ...), which
+a config may also set for all its rows; what neither sets takes TrainConfig's default.
+``test_dir`` (a setting) takes the
 sounds of every row and baseline from that dataset's test split, held out from ``data_dir``,
 whose training split the mean and nearest baselines still use. ``profiles`` holds what a profile
 overrides (epochs, patience, max_samples, eval_max_samples, data_dir, test_dir). ``refine_renders``
 and/or ``refine_seconds`` (settings) add a ``<label>+search`` row under every model row: the
 model's presets refined by searching with the synth (search.py) for that budget per sound.
+``report_samples`` (a setting, default 12, 0 for none) is how many sounds results/<config>/report/
+index.html plays, rendered again with every row's preset: the best, the median and the worst by the
+first row's LSD, and others between.
 
 Every config is checked before anything is trained or written (unknown keys, values of the wrong
 kind, missing settings, include loops, rows naming synths the dataset lacks: one line naming the
@@ -28,11 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import data_generation  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
+import backend  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import argparse  # noqa: E402
-import hashlib  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import os  # noqa: E402
@@ -42,11 +46,9 @@ from contextlib import contextmanager  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from asp_io import ArgumentParser, atomic_write, positive_int, write_json  # noqa: E402
+from asp_io import ArgumentParser, ASPError, atomic_write, positive_int, read_json, run_cli, write_json  # noqa: E402  # noqa: E402
 from data.dataset import dataset_synths  # noqa: E402
-from data_generation.errors import ASPError, read_json, run_cli  # noqa: E402
-
-TRAIN_EXTRAS = ("beta", "free_bits", "kl_warmup_epochs")  # passed to TrainConfig only when a row or setting has them
+from schema import EXPERIMENT_KEYS, experiment_checks, from_settings, identity  # noqa: E402
 
 
 def _text(v) -> bool:
@@ -81,35 +83,26 @@ SETTINGS = {
     "name": (_text, "a folder name"),
     "title": (_text, "text"),
     "about": (_text, "text"),
-    "data_dir": (_text, "a folder path"),
     "test_dir": (_or_null(_text), "a folder path or null"),
-    "model_dir": (_text, "a folder path"),
-    "latent_size": (_int(1), "an integer >= 1"),
-    "param_loss": (_text, "text (mse or mixed)"),
-    "seed": (_int(0), "an integer >= 0"),
-    "epochs": (_int(1), "an integer >= 1"),
-    "patience": (_or_null(_int(1)), "an integer >= 1 or null"),
-    "max_samples": (_or_null(_int(1)), "an integer >= 1 or null"),
     "eval_max_samples": (_or_null(_int(1)), "an integer >= 1 or null"),
-    "batch_size": (_int(1), "an integer >= 1"),
-    "lr": (_number(0, open_=True), "a finite number > 0"),
-    "verbose": (_int(0), "an integer >= 0"),
-    "beta": (_number(0), "a finite number >= 0"),
-    "free_bits": (_number(0), "a finite number >= 0"),
-    "kl_warmup_epochs": (_int(0), "an integer >= 0"),
     "baselines": (lambda v: isinstance(v, list) and all(_text(x) for x in v), "a list of baseline names"),
     "refine_renders": (_or_null(_int(1)), "an integer >= 1 or null"),
     "refine_seconds": (_or_null(_number(0, open_=True)), "a finite number > 0 or null"),
+    "report_samples": (_int(0), "an integer >= 0"),
+    # every training setting (schema.TrainConfig, by field name), for all rows; a row may override it
+    **{k: v for k, v in experiment_checks().items() if k not in ("approach", "synth", "synths")},
 }
-REQUIRED = ("data_dir", "latent_size", "param_loss", "seed", "epochs", "baselines")  # after include and profile
+REQUIRED = ("data_dir", "epochs", "baselines")  # after include and profile (the rest: TrainConfig's defaults)
 ROW_KEYS = {
     "label": (_text, "text"),
     "approach": (_text, "text (multi, single or synth)"),
-    "latent_size": SETTINGS["latent_size"],
-    "param_loss": SETTINGS["param_loss"],
     "train_synths": (_texts, "a non-empty list of synth names"),
     "eval_synths": (_texts, "a non-empty list of synth names"),
-    **{k: SETTINGS[k] for k in TRAIN_EXTRAS},
+    **{
+        k: v
+        for k, v in experiment_checks().items()
+        if k not in ("approach", "synth", "synths", "data_dir", "model_dir")
+    },
 }
 
 
@@ -202,62 +195,26 @@ def slug(text: str) -> str:
 
 
 def train_runs(settings: dict, row: dict, synths: list[str]) -> list[tuple[str | None, object]]:
-    """The TrainConfigs of one row: one, or one per synth for the per-synth baselines."""
-    from training import TrainConfig
-
-    common = dict(
-        data_dir=settings["data_dir"],
-        latent_size=row.get("latent_size", settings["latent_size"]),
-        param_loss=row.get("param_loss", settings["param_loss"]),
-        epochs=settings["epochs"],
-        seed=settings["seed"],
-        max_samples=settings.get("max_samples"),
-        patience=settings.get("patience"),
-        batch_size=settings.get("batch_size", 32),
-        lr=settings.get("lr", 1e-4),
-        verbose=settings.get("verbose", 1),
-    )
-    for key in TRAIN_EXTRAS:  # set only when given: TrainConfig's defaults are the measured ones
-        value = row.get(key, settings.get(key))
-        if value is not None:
-            common[key] = value
+    """The TrainConfigs of one row: one, or one per synth for the per-synth baselines. Every
+    training setting comes from the row, else the config's settings, else TrainConfig's default."""
+    values = {k: row.get(k, settings.get(k)) for k in EXPERIMENT_KEYS if k in row or k in settings}
+    values.pop("model_dir", None)  # each run gets its own checkpoint folder (model_dir_for)
+    values["approach"] = row["approach"]
+    values.setdefault("verbose", 1)
+    where = f"experiment config {settings['name']!r}" if "name" in settings else "experiment config"
     if row["approach"] == "synth":
         targets = row.get("eval_synths") or synths
-        return [(s, TrainConfig(approach="synth", synth=s, **common)) for s in targets]
-    train_synths = tuple(row["train_synths"]) if row.get("train_synths") else None
-    return [(None, TrainConfig(approach=row["approach"], synths=train_synths, **common))]
+        return [(s, from_settings({**values, "synth": s}, where)) for s in targets]
+    if row.get("train_synths"):
+        values["synths"] = list(row["train_synths"])
+    return [(None, from_settings(values, where))]
 
 
 def model_dir_for(cfg, fingerprint: str, root: str) -> Path:
-    """A checkpoint folder shared by every config that trains the same model."""
+    """A checkpoint folder shared by every config that trains the same model (``schema.identity``)."""
     from models import MODEL_VERSION
 
-    key = (
-        json.dumps(
-            {
-                k: getattr(cfg, k, None)
-                for k in (
-                    "approach",
-                    "synth",
-                    "synths",
-                    "latent_size",
-                    "param_loss",
-                    "epochs",
-                    "seed",
-                    "max_samples",
-                    "patience",
-                    "batch_size",
-                    "lr",
-                    *TRAIN_EXTRAS,
-                )
-            },
-            sort_keys=True,
-            default=list,
-        )
-        + fingerprint
-        + f"model{MODEL_VERSION}"
-    )
-    return Path(root) / "experiments" / hashlib.sha256(key.encode()).hexdigest()[:12]
+    return Path(root) / "experiments" / identity(cfg, fingerprint, MODEL_VERSION)
 
 
 def _is_current(stamp_path: Path, stamp: dict) -> bool:
@@ -301,13 +258,13 @@ def check_rows(config: dict, settings: dict, synths: list[str]) -> None:
         ASPError: naming the row and the key.
     """
     from experiments.evaluate import BASELINES
-    from models import APPROACHES, PARAM_LOSSES
+    from models import APPROACHES, ENCODERS, PARAM_LOSSES
 
     where = f"experiment config {config['name']!r}"
     unknown = [b for b in settings["baselines"] if b not in BASELINES]
     if unknown:
         raise ASPError(f"{where}: 'baselines' names {', '.join(unknown)}; use any of {', '.join(BASELINES)}")
-    if settings["param_loss"] not in PARAM_LOSSES:
+    if settings.get("param_loss", PARAM_LOSSES[0]) not in PARAM_LOSSES:
         raise ASPError(
             f"{where}: 'param_loss' must be one of {', '.join(PARAM_LOSSES)}, not {settings['param_loss']!r}"
         )
@@ -316,8 +273,11 @@ def check_rows(config: dict, settings: dict, synths: list[str]) -> None:
             raise ASPError(
                 f"{where}, row {k}: 'approach' must be one of {', '.join(APPROACHES)}, not {row['approach']!r}"
             )
-        if row.get("param_loss", settings["param_loss"]) not in PARAM_LOSSES:
+        if row.get("param_loss", settings.get("param_loss", PARAM_LOSSES[0])) not in PARAM_LOSSES:
             raise ASPError(f"{where}, row {k}: 'param_loss' must be one of {', '.join(PARAM_LOSSES)}")
+        encoder = row.get("encoder", settings.get("encoder"))
+        if encoder is not None and encoder not in ENCODERS:
+            raise ASPError(f"{where}, row {k}: 'encoder' must be one of {', '.join(sorted(ENCODERS))}, not {encoder!r}")
         for key in ("train_synths", "eval_synths"):
             missing = [s for s in row.get(key) or [] if s not in synths]
             if missing:
@@ -350,14 +310,16 @@ def _run(
 ) -> Path:
     """``run_config``'s work once the config is checked: trains, evaluates, writes ``out``."""
     from experiments.evaluate import AUDIO_METRICS, PARAM_METRICS, evaluate, read_csv
+    from report import PRESETS, REPORT_SAMPLES, evaluation_report
+    from schema import run_name
     from search import Budget
-    from training import data_fingerprint, read_config, run_name, train
+    from training import data_fingerprint, read_config, train
 
     data_dir = settings["data_dir"]
     test_dir = settings.get("test_dir")
     out.mkdir(parents=True, exist_ok=True)
     eval_kw = dict(
-        max_samples=settings.get("eval_max_samples"), workers=workers, seed=settings["seed"], test_dir=test_dir
+        max_samples=settings.get("eval_max_samples"), workers=workers, seed=settings.get("seed", 0), test_dir=test_dir
     )
     refine = {k: settings.get(f"refine_{k}") for k in ("renders", "seconds") if settings.get(f"refine_{k}")}
     evaluated = {
@@ -367,13 +329,14 @@ def _run(
         "metrics": [*AUDIO_METRICS, *PARAM_METRICS],
     }
     table_rows = []
+    parts: list[Path] = []  # every evaluation folder of the model rows
     for row in config["rows"]:
         label = row.get("label") or row["approach"]
         rows_csv = []
         for synth, cfg in train_runs(settings, row, synths):
             cfg.model_dir = str(model_dir_for(cfg, fingerprint, settings.get("model_dir", "saved_models")))
             train(cfg)
-            run_dir = Path(cfg.model_dir) / run_name(cfg.approach, cfg.latent_size, cfg.synth)
+            run_dir = Path(cfg.model_dir) / run_name(cfg)
             part = out / slug(label) / (synth or "all")
             stamp = {
                 "model": read_config(run_dir),
@@ -382,7 +345,7 @@ def _run(
                 "profile": profile,
             }
             stamp_path = part / "stamp.json"
-            if not _is_current(stamp_path, stamp):
+            if not _is_current(stamp_path, stamp) or not (part / PRESETS).is_file():
                 evaluate(
                     run_dir,
                     data_dir,
@@ -395,14 +358,15 @@ def _run(
                 )
                 write_json(stamp_path, stamp)
             rows_csv += read_csv(part / "samples.csv")
-        described = {**row, "latent_size": row.get("latent_size", settings["latent_size"])}
+            parts.append(part)
+        described = {**row, "latent_size": row.get("latent_size", settings.get("latent_size", 64))}
         table_rows.append((label, described, [r for r in rows_csv if r["method"] == label]))
         if refine:
             searched = [r for r in rows_csv if r["method"] == f"{label}+search"]
             table_rows.append((f"{label}+search", {**described, "search": refine}, searched))
     baseline_dir = out / "baselines"
     stamp = {**evaluated, "data": fingerprint, "baselines": settings["baselines"]}
-    if not _is_current(baseline_dir / "stamp.json", stamp):
+    if not _is_current(baseline_dir / "stamp.json", stamp) or not (baseline_dir / PRESETS).is_file():
         evaluate(None, data_dir, baseline_dir, baselines=tuple(settings["baselines"]), **eval_kw)
         write_json(baseline_dir / "stamp.json", stamp)
     baseline_rows = read_csv(baseline_dir / "samples.csv")
@@ -410,7 +374,18 @@ def _run(
         table_rows.append((f"baseline: {b}", {"approach": b}, [r for r in baseline_rows if r["method"] == b]))
     write_table(out, config, profile, table_rows, synths, test_set=_test_set_line(settings))
     plot(out, table_rows, synths)
-    print(f"results in {out}: table.md, all_samples.csv, plots")
+    page = evaluation_report(
+        out,
+        [r for _, _, rows in table_rows for r in rows],
+        preset_files=[p / PRESETS for p in parts] + [baseline_dir / PRESETS],
+        report_samples=settings.get("report_samples", REPORT_SAMPLES),
+        title=f"{config.get('title', config['name'])} ({profile} profile)",
+        markdown=[out / "table.md"],
+        plots=[out / name for name in ("lsd_boxplot.png", "lsd_vs_latent.png", "lsd_per_hpss.png")],
+        links=[p / "summary.md" for p in [*parts, baseline_dir]],
+        reference=next((label for label, _, rows in table_rows if rows), None),
+    )
+    print(f"results in {out}: table.md, all_samples.csv, plots; report: {page}")
     return out
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import data_generation  # noqa: F401  (dawdreamer before tensorflow)
+import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 from data_generation.spec import available_synths, load_spec
 
 AMSYNTH = Path("/usr/lib/vst/amsynth_vst.so")
@@ -40,7 +40,7 @@ ALL_SYNTHS = available_synths()
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A tiny dataset: 10 presets of each built-in synth at note 60 (about 8/1/1 per split)."""
-    from data_generation.pipeline import Settings, generate
+    from data.pipeline import Settings, generate
 
     out = tmp_path_factory.mktemp("tiny") / "npy_data"
     synths = ("va", "fm", "modal")
@@ -49,6 +49,28 @@ def tiny_data(tmp_path_factory):
     )
     generate(settings, out, workers=1, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_data, tmp_path_factory):
+    """Models trained 1 epoch on tiny_data, latent size 8: vae_multi_8_<encoder> and the va baseline vae_va_8_<encoder>
+    (test_inference.py, test_report.py)."""
+    from training import TrainConfig, train
+
+    models = tmp_path_factory.mktemp("models")
+    for approach, synth in (("multi", None), ("synth", "va")):
+        train(
+            TrainConfig(
+                approach=approach,
+                synth=synth,
+                data_dir=str(tiny_data),
+                model_dir=str(models),
+                latent_size=8,
+                epochs=1,
+                verbose=0,
+            )
+        )
+    return models
 
 
 @pytest.fixture

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import toy_spec
 
+from asp_io import ASPError
 from data.dataset import load_split
 from data.encoding import Codec
-from data_generation.errors import ASPError
 from data_generation.spec import load_spec
 from experiments import metrics
 
@@ -165,7 +165,7 @@ def tiny_run(tiny_data, tmp_path_factory):
             approach="multi", data_dir=str(tiny_data), model_dir=str(models), latent_size=4, epochs=1, verbose=0
         )
     )
-    return models / "vae_multi_4"
+    return models / "vae_multi_4_paper"
 
 
 def test_evaluate_writes_one_row_per_sample_and_method(tiny_data, tiny_run, tmp_path):
@@ -292,7 +292,13 @@ def test_out_of_domain_renders_every_head(tiny_data, tmp_path):
         )
     )
     rows = evaluate(
-        tmp_path / "vae_multi_4", tiny_data, tmp_path / "ood", synths=["modal"], baselines=(), workers=1, progress=False
+        tmp_path / "vae_multi_4_paper",
+        tiny_data,
+        tmp_path / "ood",
+        synths=["modal"],
+        baselines=(),
+        workers=1,
+        progress=False,
     )
     n_modal = int((load_split(tiny_data, "test").synth == "modal").sum())
     assert len(rows) == 2 * n_modal and {r["rendered_synth"] for r in rows} == {"va", "fm"}
@@ -312,6 +318,7 @@ def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, held_out, tmp
                 "test_dir": str(held_out),
                 "latent_size": 4,
                 "refine_renders": 8,
+                "report_samples": 2,
                 "profiles": {"small": {"epochs": 1, "patience": None, "eval_max_samples": None, "verbose": 0}},
                 "rows": [
                     {"label": "baseline", "approach": "synth", "eval_synths": ["va"]},
@@ -339,6 +346,14 @@ def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, held_out, tmp
     weights = sorted((tmp_path / "models").rglob("model.weights.h5"))
     assert len(weights) == 3
     assert out.name == "tiny"
+    # the report plays report_samples sounds among those the first row scored, each with every row's preset
+    with open(out / "all_samples.csv") as f:
+        scored = {r["index"] for r in csv.DictReader(f) if r["row"] == "baseline"}
+    assert len(list((out / "report" / "audio").glob("*_target.flac"))) == min(2, len(scored)) > 0
+    report = (out / "report" / "index.html").read_text()
+    for stem in ("baseline", "baseline_search", "multi", "multi_search", "multi_l2", "mean", "random", "nearest"):
+        assert f"_{stem}.flac" in report, stem
+    assert 'src="../lsd_boxplot.png"' in report and 'href="../table.md"' in report
     csvs = sorted(out.rglob("samples.csv"))
     before = [p.stat().st_mtime_ns for p in weights + csvs]
     run_config(config, "small", results=tmp_path / "results", workers=1)

@@ -28,11 +28,12 @@ import training
 from asp_io import ASPError, atomic_write, remove_stale_temps, run_cli
 from checkpoints import WEIGHTS
 from data.dataset import load_split
+from data.pipeline import Settings, generate
 from data.sound import estimate_note, load_audio
-from data_generation.pipeline import Settings, generate
 from data_generation.presets import random_presets, read_preset_file
 from data_generation.spec import load_spec
-from training import TrainConfig, backup_path, load_model, train
+from models import load_model
+from training import TrainConfig, backup_path, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SYNTHS = ("va", "fm")
@@ -115,7 +116,7 @@ def run_dir(data, tmp_path_factory):
     models = tmp_path_factory.mktemp("faults_models")
     train(TrainConfig(approach="multi", data_dir=str(data), model_dir=str(models), latent_size=4, epochs=2,
                       batch_size=4, verbose=0))  # fmt: skip
-    return models / "vae_multi_4"
+    return models / "vae_multi_4_paper"
 
 
 def copy_run(run_dir: Path, tmp_path: Path) -> Path:
@@ -687,11 +688,11 @@ def test_render_presets_refuses_a_nan_preset_naming_the_parameter(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"lr": 1e-3}, "lr = 0.0001, not 0.001 (--lr)"),
+        ({"lr": 0.01}, f"lr = {TrainConfig.lr!r}, not 0.01 (--lr)"),
         ({"batch_size": 2}, "batch_size = 4, not 2 (--batch-size)"),
         ({"seed": 1}, "seed = 0, not 1 (--seed)"),
         ({"max_samples": 6}, "max_samples = None, not 6 (--max-samples)"),
-        ({"lr": 1e-3, "seed": 1}, "seed = 0, not 1 (--seed); lr = 0.0001, not 0.001 (--lr)"),
+        ({"lr": 0.01, "seed": 1}, f"lr = {TrainConfig.lr!r}, not 0.01 (--lr); seed = 0, not 1 (--seed)"),
     ],
 )
 def test_changed_settings_on_an_existing_run_are_refused_not_ignored(change, message, data, run_dir, tmp_path):
@@ -708,8 +709,8 @@ def test_changed_settings_on_an_existing_run_are_refused_not_ignored(change, mes
 
 def test_changed_learning_rate_at_the_command_line_is_one_line(data, run_dir, tmp_path):
     folder = copy_run(run_dir, tmp_path)
-    line = error_line(run(*TRAIN, "-d", data, "--model-dir", folder.parent, "--epochs", "2", "--lr", "0.001"))
-    assert "lr = 0.0001, not 0.001 (--lr)" in line and "--fresh" in line
+    line = error_line(run(*TRAIN, "-d", data, "--model-dir", folder.parent, "--epochs", "2", "--lr", "0.01"))
+    assert f"lr = {TrainConfig.lr!r}, not 0.01 (--lr)" in line and "--fresh" in line
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import FAUST_SYNTHS
 
-from data_generation.errors import ASPError
+from asp_io import ASPError
 from data_generation.presets import human_presets, random_presets, read_preset_file, write_preset_file
 from data_generation.render import Renderer, rms
 from data_generation.spec import load_spec

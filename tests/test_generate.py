@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asp_io import ASPError
 from data.dataset import SPLITS, load_split, pick_test_index, read_manifest, split_files
 from data.encoding import Codec
 from data.features import harmonic_magnitude, harmonic_percentage, hpss_bin, mel_spectrogram, stft
-from data_generation.errors import ASPError
-from data_generation.pipeline import (
+from data.pipeline import (
     SHARD_SIZE,
     WORK_DIR,
     Settings,

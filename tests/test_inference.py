@@ -13,27 +13,8 @@ import soundfile as sf
 from data_generation.presets import read_preset_file
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
-from training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tiny_data, tmp_path_factory):
-    models = tmp_path_factory.mktemp("models")
-    for approach, synth in (("multi", None), ("synth", "va")):
-        train(
-            TrainConfig(
-                approach=approach,
-                synth=synth,
-                data_dir=str(tiny_data),
-                model_dir=str(models),
-                latent_size=8,
-                epochs=1,
-                verbose=0,
-            )
-        )
-    return models
 
 
 def infer(tiny_data, tiny_models, *args):
@@ -111,7 +92,7 @@ def test_folder_of_wavs_in_one_process(tiny_data, tiny_models, tmp_path):
         tiny_data, tiny_models, "--input", str(folder), "--note", "60", "--out", str(tmp_path / "m"), "--no-refine"
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["s0", "s1"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["index.html", "s0", "s1"]
     assert res.stdout.count("model step") == 2 and res.stdout.count("loaded in") == 1
 
 
@@ -124,8 +105,9 @@ def _bad(res, message, out):
 def test_bad_inputs_are_one_line_errors_and_leave_nothing(tiny_data, tiny_models, tmp_path):
     out = tmp_path / "o"
     _bad(infer(tiny_data, tiny_models, "-l", "32", "--out", str(out)), "no trained model vae_multi_32", out)
-    _bad(infer(tiny_data, tiny_models, "-m", "va", "-l", "32", "--out", str(out)), "latent size 8, not 32", out)
-    _bad(infer(tiny_data, tiny_models, "-m", "single", "--out", str(out)), "no trained model vae_single", out)
+    _bad(infer(tiny_data, tiny_models, "-m", "va", "-l", "32", "--out", str(out)), "no trained model vae_va_32", out)
+    _bad(infer(tiny_data, tiny_models, "-m", "single", "--out", str(out)), "no trained model vae_single_", out)
+    _bad(infer(tiny_data, tiny_models, "--encoder", "resnet", "--out", str(out)), "no trained model vae_multi_", out)
     _bad(infer(tiny_data, tiny_models, "-s", "999", "--out", str(out)), "out of range", out)
     _bad(infer(tiny_data, tiny_models, "--synth", "serum", "--out", str(out)), "no test sample matches", out)
     (tmp_path / "noise.wav").write_bytes(b"RIFF not really a wav")
@@ -244,5 +226,6 @@ def test_a_nan_wav_in_a_folder_does_not_lose_the_good_ones(tiny_data, tiny_model
     res = infer(tiny_data, tiny_models, "--input", str(folder), "--out", str(tmp_path / "m"), "--no-refine")
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "bad.wav holds 1 non-finite samples" in res.stderr and "1 of 2 files could not be matched" in res.stderr
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["good"]
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["good", "index.html"]
+    assert "bad.wav holds 1 non-finite samples" in (tmp_path / "m" / "index.html").read_text()
     assert (tmp_path / "m" / "good" / "match.json").is_file()

@@ -15,7 +15,8 @@ import pytest
 
 from data.dataset import load_split
 from data_generation.spec import load_spec
-from training import PAPER_LOSS, TrainConfig, latent_report, load_model, mean_vectors, train
+from models import load_model
+from training import PAPER_LOSS, TrainConfig, latent_report, mean_vectors, train
 
 VARIED = ("filter_cutoff", "amp_attack", "osc1_wave")  # two continuous, one categorical (5 waves)
 TOY = "va_learn"
@@ -24,7 +25,7 @@ TOY = "va_learn"
 @pytest.fixture(scope="module")
 def learn_data(tmp_path_factory):
     """200 random presets of the toy synth at note 60 (about 160 train / 20 valid / 20 test)."""
-    from data_generation.pipeline import Settings, generate
+    from data.pipeline import Settings, generate
 
     root = tmp_path_factory.mktemp("learn")
     va = load_spec("va")
@@ -76,9 +77,9 @@ def run(data, folder, **loss):
 def test_default_loss_beats_the_training_mean_on_unseen_sounds(learn_data, tmp_path):
     config = run(learn_data, tmp_path)
     assert config["beta"] == TrainConfig.beta and config["free_bits"] == TrainConfig.free_bits
-    ratio = held_out_ratio(learn_data, tmp_path / "vae_multi_8")
+    ratio = held_out_ratio(learn_data, tmp_path / "vae_multi_8_paper")
     assert ratio < 0.6, f"held-out parameter error {ratio:.2f}x the mean predictor's: the model did not learn"
-    log = (tmp_path / "vae_multi_8" / "log.csv").read_text().splitlines()
+    log = (tmp_path / "vae_multi_8_paper" / "log.csv").read_text().splitlines()
     header = log[0].split(",")
     assert {"val_active_dims", "val_kl_per_dim", "val_param_vs_mean", f"val_param_vs_mean_{TOY}"} <= set(header)
     last = dict(zip(header, log[-1].split(",")))
@@ -90,5 +91,5 @@ def test_the_papers_loss_does_not_learn_in_the_same_budget(learn_data, tmp_path)
     # the test above must be able to fail: the old loss (beta rising to 1, KL in nats against
     # per-element reconstruction means) stays at the mean predictor on the same data and budget
     run(learn_data, tmp_path, **PAPER_LOSS)
-    ratio = held_out_ratio(learn_data, tmp_path / "vae_multi_8")
+    ratio = held_out_ratio(learn_data, tmp_path / "vae_multi_8_paper")
     assert ratio > 0.9, f"the paper's loss gave {ratio:.2f}x the mean predictor's; the test no longer discriminates"

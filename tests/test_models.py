@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from data_generation.errors import ASPError
+from asp_io import ASPError
 from data_generation.spec import load_spec
 from models import (
     MEL_SHAPE,

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from conftest import BANKS, needs_amsynth, needs_calf
 
+from asp_io import ASPError
 from data.encoding import Codec
 from data_generation import amsynth
-from data_generation.errors import ASPError
 from data_generation.presets import human_presets, mutate_presets, random_presets
 from data_generation.render import Renderer, quiet_native_output, rms
 from data_generation.spec import load_spec

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from asp_io import ASPError
 from data.dataset import MANIFEST, dataset_synths, read_manifest
 from data_generation import amsynth
-from data_generation.errors import ASPError
 from data_generation.presets import random_presets, read_preset_file
 from data_generation.spec import SYNTH_DIR, SynthSpec, load_spec, spec_from_json
 from experiments.run import load_config, resolve

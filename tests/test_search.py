@@ -6,9 +6,9 @@ import dataclasses
 import numpy as np
 import pytest
 
+from asp_io import ASPError
 from data.dataset import Split, nearest_rows
 from data.encoding import Codec
-from data_generation.errors import ASPError
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
 from search import Budget, Searcher, SearchObjective, SearchSpace

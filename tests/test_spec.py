@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from conftest import ALL_SYNTHS
 
-from data_generation.errors import ASPError
+from asp_io import ASPError
 from data_generation.spec import GROUPS, SYNTH_DIR, load_spec, spec_from_json
 
 

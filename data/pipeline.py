@@ -37,10 +37,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asp_io import atomic_path, atomic_write, folder_lock, remove_stale_temps, write_json
+from asp_io import ASPError, atomic_path, atomic_write, folder_lock, remove_stale_temps, write_json
 from data.dataset import GENERATOR_VERSION, MANIFEST, SPLITS, encode_split, split_files
 from data.features import HOP, N_MELS, harmonic_percentage, hpss_bin, mel_from_stft, stft
-from data_generation.errors import ASPError
 from data_generation.parallel import run_tasks
 from data_generation.presets import _resolve, human_presets, mutate_presets, random_presets
 from data_generation.render import Renderer, rms

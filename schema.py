@@ -1,0 +1,416 @@
+"""The settings of one training run, written once: ``TrainConfig``.
+
+Every field says how it is set and checked; the rest derives from it:
+    the train scripts' command line    ``add_arguments`` (flag, type, default, help)
+    a run's config.json                ``TrainConfig.record`` (every setting, by field name)
+    resuming a run                     ``changed_settings`` (the fields that change what a run learns)
+    the run's folder name              ``run_name`` (approach or synth, latent size, encoder)
+    the experiment runner              ``EXPERIMENT_KEYS`` (every setting a config or row may set) and
+                                       ``identity`` (the key of the checkpoints it shares)
+
+Imports nothing heavy (no TensorFlow, no DawDreamer): the runner checks configs with it before
+it imports the trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from asp_io import ASPError, nonnegative_float, nonnegative_int, positive_float, positive_int
+
+APPROACHES = ("multi", "single", "synth")
+PARAM_LOSSES = ("mse", "mixed")
+DEFAULT_ENCODER = "paper"  # measured best at the demo's scale (README, "Models as parts"); "resnet" is the other
+BUILTIN_ENCODERS = ("paper", "resnet")  # models.ENCODERS has these and any registered later
+BUILTIN_SPEC_DECODERS = ("paper", "none")
+# The loss defaults, chosen on held-out sounds (README, "Training"); the paper's are PAPER_LOSS.
+PAPER_LOSS = {"beta": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 100}
+PAPER_MODEL = {
+    "encoder": "paper",
+    "param_loss": "mse",
+    "lr": 1e-4,
+}  # with PAPER_LOSS: every setting as the paper has it
+
+
+def _int(low: int) -> Callable[[object], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
+
+
+def _number(low: float, *, open_: bool = False) -> Callable[[object], bool]:
+    def check(v) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        finite = isinstance(v, int) or math.isfinite(v)  # (an int may be too large for a float)
+        return finite and (v > low if open_ else v >= low)
+
+    return check
+
+
+def _text(v) -> bool:
+    return isinstance(v, str) and bool(v)
+
+
+def _texts(v) -> bool:
+    return isinstance(v, (list, tuple)) and bool(v) and all(_text(x) for x in v)
+
+
+def _or_null(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda v: v is None or check(v)
+
+
+def setting(
+    default,
+    *,
+    flag: str | None,
+    check: Callable[[object], bool],
+    what: str,
+    help: str = "",  # noqa: A002  (argparse's word)
+    learns: bool = True,
+    short: str | None = None,
+    choices: tuple[str, ...] | None = None,
+    parse: Callable[[str], object] | None = None,
+):
+    """A field of ``TrainConfig``.
+
+    Args:
+        flag: its command-line flag (None: set by the script, e.g. the approach).
+        check / what: whether a value is valid, and what a valid one is, in words (for errors).
+        learns: whether it changes what a run learns (a run resumes only with the same value).
+        short: a short flag too (``-l``).
+        choices: the valid names, when they are a fixed list.
+        parse: the argparse type of its flag (``asp_io``'s: one wording for every script).
+    """
+    meta = {"flag": flag, "check": check, "what": what, "help": help, "learns": learns, "short": short}
+    meta["choices"], meta["parse"] = choices, parse
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs; the scripts differ only in the approach (and synth)."""
+
+    approach: str = setting("multi", flag=None, check=lambda v: v in APPROACHES, what="multi, single or synth")
+    synth: str | None = setting(
+        None, flag="--synth", check=_or_null(_text), what="a synth name", help="the synth of a per-synth baseline"
+    )
+    synths: tuple[str, ...] | None = setting(
+        None,
+        flag="--synths",
+        check=_or_null(_texts),
+        what="a non-empty list of synth names",
+        help="train multi/single on these synths of the dataset only",
+    )
+    data_dir: str = setting(
+        "npy_data",
+        flag="--data-dir",
+        short="-d",
+        check=_text,
+        what="a folder path",
+        help="npy_data folder (default npy_data)",
+        learns=False,  # (its fingerprint does: see record)
+    )
+    model_dir: str = setting(
+        "saved_models",
+        flag="--model-dir",
+        check=_text,
+        what="a folder path",
+        help="where runs are saved (default saved_models)",
+        learns=False,
+    )
+    latent_size: int = setting(
+        64,
+        flag="--latent-size",
+        short="-l",
+        check=_int(1),
+        parse=positive_int,
+        what="an integer >= 1",
+        help="latent size (default 64)",
+    )
+    encoder: str = setting(
+        DEFAULT_ENCODER,
+        flag="--encoder",
+        check=_text,
+        what="an encoder name",
+        help=f"the encoder (default {DEFAULT_ENCODER}: the paper's two 8-filter convolutions; resnet: residual CNN)",
+    )
+    spec_decoder: str = setting(
+        "paper",
+        flag="--spec-decoder",
+        check=_text,
+        what="a spectrogram decoder name",
+        help="the spectrogram decoder: paper (default) or none",
+    )
+    param_loss: str = setting(
+        "mse",
+        flag="--param-loss",
+        check=lambda v: v in PARAM_LOSSES,
+        what="mse or mixed",
+        choices=PARAM_LOSSES,
+        help="mse (default, the paper's) or mixed (MSE for continuous, cross-entropy per categorical parameter)",
+    )
+    epochs: int = setting(
+        500,
+        flag="--epochs",
+        check=_int(1),
+        parse=positive_int,
+        what="an integer >= 1",
+        help="epochs (default 500, the paper's)",
+        learns=False,
+    )
+    batch_size: int = setting(
+        32, flag="--batch-size", check=_int(1), parse=positive_int, what="an integer >= 1", help="(default 32)"
+    )
+    lr: float = setting(
+        1e-4,
+        flag="--lr",
+        check=_number(0, open_=True),
+        parse=positive_float,
+        what="a finite number > 0",
+        help="Adam learning rate (default 1e-4, the paper's)",
+    )
+    seed: int = setting(
+        0, flag="--seed", check=_int(0), parse=nonnegative_int, what="an integer >= 0", help="(default 0)"
+    )
+    max_samples: int | None = setting(
+        None,
+        flag="--max-samples",
+        check=_or_null(_int(1)),
+        parse=positive_int,
+        what="an integer >= 1 or null",
+        help="use at most this many samples (quick runs)",
+    )
+    patience: int | None = setting(
+        None,
+        flag="--patience",
+        check=_or_null(_int(1)),
+        parse=positive_int,
+        what="an integer >= 1 or null",
+        help="stop after this many epochs without improvement",
+        learns=False,
+    )
+    beta: float = setting(
+        0.0,
+        flag="--beta",
+        check=_number(0),
+        parse=nonnegative_float,
+        what="a finite number >= 0",
+        help="final KL weight (default 0; the paper's is 1, which collapses the latent)",
+    )
+    free_bits: float = setting(
+        0.0,
+        flag="--free-bits",
+        check=_number(0),
+        parse=nonnegative_float,
+        what="a finite number >= 0",
+        help="nats per latent dimension free of the KL penalty (default 0)",
+    )
+    kl_warmup_epochs: int = setting(
+        0,
+        flag="--kl-warmup-epochs",
+        check=_int(0),
+        parse=nonnegative_int,
+        what="an integer >= 0",
+        help="epochs of linear KL warm-up to --beta (default 0)",
+    )
+    fresh: bool = setting(
+        False,
+        flag="--fresh",
+        check=lambda v: isinstance(v, bool),
+        what="true or false",
+        help="discard an existing run in the same folder",
+        learns=False,
+    )
+    verbose: int = setting(1, flag=None, check=_int(0), what="an integer >= 0", learns=False)
+
+    def check(self) -> TrainConfig:
+        """Refuses a value of the wrong kind, naming the flag; returns itself."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not f.metadata["check"](value):
+                raise ASPError(f"{_name(f)} must be {f.metadata['what']}, got {value!r}")
+        if self.approach == "synth" and not self.synth:
+            raise ASPError("the per-synth approach needs --synth NAME")
+        return self
+
+    def record(self) -> dict:
+        """The settings as config.json stores them, by field name (the operational ones left out;
+        ``synths`` is recorded as ``trained_synths``, the synths the run ended up with, since a
+        config's ``synths`` holds their specs)."""
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in (*OPERATIONAL, "synths")
+        }
+
+
+OPERATIONAL = ("model_dir", "fresh", "verbose")  # how a run is carried out, not what it is
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _name(f: dataclasses.Field) -> str:
+    return f.metadata["flag"] or f.name
+
+
+def add_arguments(p: argparse.ArgumentParser, *, choices: dict[str, list[str]] | None = None, skip=()) -> None:
+    """Adds a flag for every setting that has one (except ``skip``).
+
+    Args:
+        choices: the valid names of settings whose values come from a registry
+            (``{"encoder": sorted(models.ENCODERS)}``).
+    """
+    choices = choices or {}
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if meta["flag"] is None or f.name in skip:
+            continue
+        flags = [meta["short"], meta["flag"]] if meta["short"] else [meta["flag"]]
+        if f.type == "bool":
+            p.add_argument(*flags, action="store_true", help=meta["help"])
+            continue
+        kwargs: dict = {"default": f.default, "help": meta["help"]}
+        listed = choices.get(f.name) or meta["choices"]
+        if listed:
+            kwargs["choices"] = listed
+        if f.name == "synths":
+            kwargs["nargs"] = "+"
+        else:
+            kwargs["type"] = _parser_type(f)
+        p.add_argument(*flags, **kwargs)
+
+
+def _parser_type(f: dataclasses.Field) -> Callable[[str], object]:
+    """The field's argparse type, or one that converts a flag's text and applies its check."""
+    if f.metadata["parse"] is not None:
+        return f.metadata["parse"]
+    kind = float if "float" in f.type else int if "int" in f.type else str
+    check, what = f.metadata["check"], f.metadata["what"]
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
+        if not check(value):
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
+def from_arguments(args: argparse.Namespace, **fixed) -> TrainConfig:
+    """A TrainConfig from parsed arguments (plus fixed values: the script's approach and synth)."""
+    values = {k: v for k, v in vars(args).items() if k in FIELDS}
+    values.update(fixed)
+    if values.get("synths"):
+        values["synths"] = tuple(values["synths"])
+    return TrainConfig(**values).check()
+
+
+def from_settings(values: dict, where: str) -> TrainConfig:
+    """A TrainConfig from an experiment config's settings (JSON names = field names).
+
+    Raises:
+        ASPError: naming ``where`` and the key, for an unknown key or a value of the wrong kind.
+    """
+    for key, value in values.items():
+        if key not in FIELDS:
+            raise ASPError(f"{where} has an unknown training setting {key!r}; known: {', '.join(EXPERIMENT_KEYS)}")
+        if not FIELDS[key].metadata["check"](value):
+            raise ASPError(f"{where}: {key!r} must be {FIELDS[key].metadata['what']}, got {json.dumps(value)[:80]}")
+    values = dict(values)
+    if values.get("synths"):
+        values["synths"] = tuple(values["synths"])
+    return TrainConfig(**values)
+
+
+# the settings an experiment config (or one of its rows) may set: every field but the script's
+# own choices of how to carry a run out
+EXPERIMENT_KEYS = tuple(k for k in FIELDS if k not in ("fresh",))
+
+
+def experiment_checks() -> dict[str, tuple[Callable[[object], bool], str]]:
+    """{key: (check, what)} of the training settings, for the experiment runner's config check."""
+    return {k: (FIELDS[k].metadata["check"], FIELDS[k].metadata["what"]) for k in EXPERIMENT_KEYS}
+
+
+# config.json keys that change what a run learns but are not settings: derived from the data and code
+DERIVED = {"model_version": "the model code", "trained_synths": "--synths", "data_fingerprint": "the dataset, -d"}
+
+
+def changed_settings(old: dict, new: dict) -> list[str]:
+    """What differs between a run's config.json (``old``) and this run's (``new``), as
+    ``key = old, not new (flag)`` for each setting that changes what a run learns; [] when the
+    run can resume. A key that ``old`` lacks (a run made before the setting existed) counts as
+    the value such runs had (``LEGACY``)."""
+    keys = {f.name: _name(f) for f in dataclasses.fields(TrainConfig) if f.metadata["learns"]}
+    keys.update(DERIVED)
+    keys.pop("synths", None)  # compared as trained_synths (the dataset's synths when not given)
+    return [
+        f"{key} = {old.get(key, LEGACY.get(key))!r}, not {new[key]!r} ({flag})"
+        for key, flag in keys.items()
+        if old.get(key, LEGACY.get(key)) != new[key]
+    ]
+
+
+# what a run made before a setting existed was trained with
+LEGACY = {"encoder": "paper", "spec_decoder": "paper", "beta": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 100}
+
+
+def run_name(cfg: TrainConfig | dict) -> str:
+    """The run's folder name: ``vae_<approach or synth>_<latent>_<encoder>`` (e.g.
+    vae_multi_64_resnet, vae_single_16_paper, vae_fm_64_resnet). Every other setting lives in its
+    config.json; a folder holding other settings is refused, not mixed in."""
+    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
+    kind = get("approach") if get("approach") != "synth" else (get("synth") or get("target_synth"))
+    return f"vae_{kind}_{get('latent_size')}_{get('encoder', 'paper')}"
+
+
+def identity(cfg: TrainConfig, fingerprint: str, model_version: int) -> str:
+    """A key of everything a run is trained with (the experiment runner shares a checkpoint
+    between configs that train the same model): 12 hex digits."""
+    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in OPERATIONAL}
+    text = json.dumps(values, sort_keys=True, default=list) + fingerprint + f"model{model_version}"
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, encoder: str | None = None) -> Path:
+    """``-m``, ``-l`` and ``--encoder`` of run_inference -> a run folder.
+
+    The trained runs of ``model`` (multi, single or a synth) that match the latent size and the
+    encoder when they are given; of several, the one with latent size 64 and the default encoder.
+    Runs named before the latent size and encoder were in every name (vae_multi_64, vae_single,
+    vae_<synth>) are found when no newer run matches.
+
+    Raises:
+        ASPError: no such run (naming the trained ones), or several and the flags do not choose.
+    """
+    model_dir = Path(model_dir)
+    trained = (
+        sorted(p.name for p in model_dir.glob("vae_*") if (p / "config.json").is_file()) if model_dir.is_dir() else []
+    )
+    pattern = re.compile(rf"^vae_{re.escape(model)}_(\d+)_([A-Za-z0-9]+)$")
+    runs = [(name, int(m.group(1)), m.group(2)) for name in trained if (m := pattern.match(name))]
+    runs = [r for r in runs if latent_size in (None, r[1]) and encoder in (None, r[2])]
+    if len(runs) > 1:
+        preferred = [r for r in runs if r[1] == (latent_size or 64) and r[2] == (encoder or DEFAULT_ENCODER)]
+        if len(preferred) != 1:
+            raise ASPError(
+                f"{model_dir} has several {model} runs ({', '.join(r[0] for r in runs)}); "
+                "choose one with -l LATENT and/or --encoder NAME"
+            )
+        runs = preferred
+    if runs:
+        return model_dir / runs[0][0]
+    legacy = {"multi": f"vae_multi_{latent_size or 64}", "single": "vae_single"}.get(model, f"vae_{model}")
+    if legacy in trained and encoder in (None, "paper"):
+        return model_dir / legacy
+    want = f"vae_{model}_{latent_size or '<latent>'}_{encoder or '<encoder>'}"
+    hint = f"trained runs there: {', '.join(trained)}" if trained else "train one first, e.g. `python train_multi.py`"
+    raise ASPError(f"no trained model {want} in {model_dir} ({hint})")
