@@ -46,7 +46,17 @@ from contextlib import contextmanager  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from asp_io import ArgumentParser, ASPError, atomic_write, positive_int, read_json, run_cli, write_json  # noqa: E402  # noqa: E402
+from asp_io import (  # noqa: E402
+    LOCK_FILE,
+    ArgumentParser,
+    ASPError,
+    atomic_write,
+    folder_lock,
+    positive_int,
+    read_json,
+    run_cli,
+    write_json,
+)
 from data.dataset import dataset_synths  # noqa: E402
 from schema import EXPERIMENT_KEYS, experiment_checks, from_settings, identity  # noqa: E402
 
@@ -247,7 +257,10 @@ def run_config(path: str | Path, profile: str, *, results: Path, workers: int | 
     check_rows(config, settings, synths)
     out = results / config["name"]
     with _removed_if_empty_on_failure(out):
-        return _run(config, settings, profile, out, synths=synths, fingerprint=fingerprint, workers=workers)
+        out.mkdir(parents=True, exist_ok=True)
+        # two runners on one config would overwrite each other's results: the second fails at once
+        with folder_lock(out, what="another experiments/run.py run", fix="run it after that one ends"):
+            return _run(config, settings, profile, out, synths=synths, fingerprint=fingerprint, workers=workers)
 
 
 def check_rows(config: dict, settings: dict, synths: list[str]) -> None:
@@ -290,12 +303,15 @@ def check_rows(config: dict, settings: dict, synths: list[str]) -> None:
 @contextmanager
 def _removed_if_empty_on_failure(out: Path) -> Iterator[None]:
     """On any failure, removes the folders this call created under and above ``out`` that are
-    still empty; folders that existed before, and any holding results, stay."""
+    still empty (``out``'s own lock file aside, when this call created ``out``); folders that
+    existed before, and any holding results, stay."""
     existed = {out, *out.rglob("*")} if out.is_dir() else set()
     above = [p for p in [out, *out.parents] if not p.exists()]  # deepest first
     try:
         yield
     except BaseException:
+        if out in above and {p.name for p in out.iterdir()} == {LOCK_FILE}:
+            (out / LOCK_FILE).unlink()
         new = [p for p in out.rglob("*") if p.is_dir() and p not in existed] if out.is_dir() else []
         for folder in sorted(new, key=lambda p: -len(p.parts)) + above:
             try:

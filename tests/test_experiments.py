@@ -407,3 +407,22 @@ def test_relative_table_divides_by_the_mean_baseline():
     lines = relative_table(table, ["fm", "va"])
     assert lines[-1] == "| multi | 0.25x | 0.25x | 0.50x | 0.50x |"
     assert relative_table(table[:1], ["fm", "va"]) == []
+
+
+def test_a_second_runner_on_the_same_config_fails_at_once_and_leaves_nothing(tiny_data, tmp_path):
+    from asp_io import ASPError, folder_lock
+    from experiments.run import run_config
+
+    config = tmp_path / "busy.json"
+    rows = [{"label": "multi", "approach": "multi"}]
+    settings = {"data_dir": str(tiny_data), "test_dir": None, "latent_size": 4, "rows": rows}
+    config.write_text(json.dumps({"include": str(ROOT / "experiments/configs/base.json"), **settings}))
+    out = tmp_path / "results" / "busy"
+    out.mkdir(parents=True)
+    with folder_lock(out), pytest.raises(ASPError, match="in use by another experiments/run.py run"):
+        run_config(config, "small", results=tmp_path / "results", workers=1)
+    assert [p.name for p in out.iterdir()] == [".lock"]  # the holder's lock only: nothing trained or written
+    fresh = tmp_path / "other"
+    with pytest.raises(ASPError, match="has no profile"):  # a failure before the lock leaves no folder
+        run_config(config, "nope", results=fresh, workers=1)
+    assert not fresh.exists()
