@@ -18,8 +18,6 @@ import backend  # noqa: F401  (dawdreamer before tensorflow: the other order seg
 
 # isort: split
 import json
-import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asp_io import ASPError, remove_stale_folders
+from asp_io import ASPError, atomic_folder
 from checkpoints import read_config
 from data.dataset import load_split, nearest_rows
 from data.encoding import Codec
@@ -164,12 +162,7 @@ class Matcher:
         start = time.perf_counter()
         vectors = self.model.predict_vectors(target.mel[None].astype(np.float32))
         model_seconds = time.perf_counter() - start
-        out.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale_folders(out)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)  # ours: this process's name
-        tmp.mkdir()
-        try:
+        with atomic_folder(out) as tmp:  # ours (check_output_folder): replaced whole, never half-written
             results, mels = self._write(target, vectors, tmp, self.synths_for(target, all_outputs))
             if refine is not None:
                 for row in self._to_refine(results, refine_synths):
@@ -182,16 +175,6 @@ class Matcher:
             if plot:
                 plot_comparison(tmp / "compare.png", target, mels, results)
             write_match_report(tmp, summary, {"target": target.mel, **mels})
-            old = None
-            if out.exists():  # ours (check_output_folder): swapped out, deleted once the new one is in
-                old = out.with_name(f".{out.name}.{os.getpid()}.tmp.old")
-                out.rename(old)
-            tmp.rename(out)
-            if old is not None:
-                shutil.rmtree(old)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return {"model_seconds": model_seconds, "results": results, "out": out, "summary": summary}
 
     def _write(self, target: Target, vectors: dict, folder: Path, synths: list[str]) -> tuple[list[dict], dict]:

@@ -40,11 +40,14 @@ PAPER_MODEL = {
 }  # with PAPER_LOSS: every setting as the paper has it
 
 
-def _int(low: int) -> Callable[[object], bool]:
+# value checks, shared with the experiment runner
+
+
+def integer(low: int) -> Callable[[object], bool]:
     return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
 
 
-def _number(low: float, *, open_: bool = False) -> Callable[[object], bool]:
+def number(low: float, *, open_: bool = False) -> Callable[[object], bool]:
     def check(v) -> bool:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return False
@@ -54,15 +57,15 @@ def _number(low: float, *, open_: bool = False) -> Callable[[object], bool]:
     return check
 
 
-def _text(v) -> bool:
+def text(v) -> bool:
     return isinstance(v, str) and bool(v)
 
 
-def _texts(v) -> bool:
-    return isinstance(v, (list, tuple)) and bool(v) and all(_text(x) for x in v)
+def texts(v) -> bool:
+    return isinstance(v, (list, tuple)) and bool(v) and all(text(x) for x in v)
 
 
-def _or_null(check: Callable[[object], bool]) -> Callable[[object], bool]:
+def or_null(check: Callable[[object], bool]) -> Callable[[object], bool]:
     return lambda v: v is None or check(v)
 
 
@@ -99,12 +102,12 @@ class TrainConfig:
 
     approach: str = setting("multi", flag=None, check=lambda v: v in APPROACHES, what="multi, single or synth")
     synth: str | None = setting(
-        None, flag="--synth", check=_or_null(_text), what="a synth name", help="the synth of a per-synth baseline"
+        None, flag="--synth", check=or_null(text), what="a synth name", help="the synth of a per-synth baseline"
     )
     synths: tuple[str, ...] | None = setting(
         None,
         flag="--synths",
-        check=_or_null(_texts),
+        check=or_null(texts),
         what="a non-empty list of synth names",
         help="train multi/single on these synths of the dataset only",
     )
@@ -112,7 +115,7 @@ class TrainConfig:
         "npy_data",
         flag="--data-dir",
         short="-d",
-        check=_text,
+        check=text,
         what="a folder path",
         help="npy_data folder (default npy_data)",
         learns=False,  # (its fingerprint does: see record)
@@ -120,7 +123,7 @@ class TrainConfig:
     model_dir: str = setting(
         "saved_models",
         flag="--model-dir",
-        check=_text,
+        check=text,
         what="a folder path",
         help="where runs are saved (default saved_models)",
         learns=False,
@@ -129,7 +132,7 @@ class TrainConfig:
         64,
         flag="--latent-size",
         short="-l",
-        check=_int(1),
+        check=integer(1),
         parse=positive_int,
         what="an integer >= 1",
         help="latent size (default 64)",
@@ -137,14 +140,14 @@ class TrainConfig:
     encoder: str = setting(
         DEFAULT_ENCODER,
         flag="--encoder",
-        check=_text,
+        check=text,
         what="an encoder name",
         help=f"the encoder (default {DEFAULT_ENCODER}: the paper's two 8-filter convolutions; resnet: residual CNN)",
     )
     spec_decoder: str = setting(
         "paper",
         flag="--spec-decoder",
-        check=_text,
+        check=text,
         what="a spectrogram decoder name",
         help="the spectrogram decoder: paper (default) or none",
     )
@@ -159,30 +162,30 @@ class TrainConfig:
     epochs: int = setting(
         500,
         flag="--epochs",
-        check=_int(1),
+        check=integer(1),
         parse=positive_int,
         what="an integer >= 1",
         help="epochs (default 500, the paper's)",
         learns=False,
     )
     batch_size: int = setting(
-        32, flag="--batch-size", check=_int(1), parse=positive_int, what="an integer >= 1", help="(default 32)"
+        32, flag="--batch-size", check=integer(1), parse=positive_int, what="an integer >= 1", help="(default 32)"
     )
     lr: float = setting(
         1e-4,
         flag="--lr",
-        check=_number(0, open_=True),
+        check=number(0, open_=True),
         parse=positive_float,
         what="a finite number > 0",
         help="Adam learning rate (default 1e-4, the paper's)",
     )
     seed: int = setting(
-        0, flag="--seed", check=_int(0), parse=nonnegative_int, what="an integer >= 0", help="(default 0)"
+        0, flag="--seed", check=integer(0), parse=nonnegative_int, what="an integer >= 0", help="(default 0)"
     )
     max_samples: int | None = setting(
         None,
         flag="--max-samples",
-        check=_or_null(_int(1)),
+        check=or_null(integer(1)),
         parse=positive_int,
         what="an integer >= 1 or null",
         help="use at most this many samples (quick runs)",
@@ -190,7 +193,7 @@ class TrainConfig:
     patience: int | None = setting(
         None,
         flag="--patience",
-        check=_or_null(_int(1)),
+        check=or_null(integer(1)),
         parse=positive_int,
         what="an integer >= 1 or null",
         help="stop after this many epochs without improvement",
@@ -199,7 +202,7 @@ class TrainConfig:
     beta: float = setting(
         0.0,
         flag="--beta",
-        check=_number(0),
+        check=number(0),
         parse=nonnegative_float,
         what="a finite number >= 0",
         help="final KL weight (default 0; the paper's is 1, which collapses the latent)",
@@ -207,7 +210,7 @@ class TrainConfig:
     free_bits: float = setting(
         0.0,
         flag="--free-bits",
-        check=_number(0),
+        check=number(0),
         parse=nonnegative_float,
         what="a finite number >= 0",
         help="nats per latent dimension free of the KL penalty (default 0)",
@@ -215,7 +218,7 @@ class TrainConfig:
     kl_warmup_epochs: int = setting(
         0,
         flag="--kl-warmup-epochs",
-        check=_int(0),
+        check=integer(0),
         parse=nonnegative_int,
         what="an integer >= 0",
         help="epochs of linear KL warm-up to --beta (default 0)",
@@ -228,7 +231,7 @@ class TrainConfig:
         help="discard an existing run in the same folder",
         learns=False,
     )
-    verbose: int = setting(1, flag=None, check=_int(0), what="an integer >= 0", learns=False)
+    verbose: int = setting(1, flag=None, check=integer(0), what="an integer >= 0", learns=False)
 
     def check(self) -> TrainConfig:
         """Refuses a value of the wrong kind, naming the flag; returns itself."""
@@ -376,8 +379,8 @@ def identity(cfg: TrainConfig, fingerprint: str, model_version: int) -> str:
     """A key of everything a run is trained with (the experiment runner shares a checkpoint
     between configs that train the same model): 12 hex digits."""
     values = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in OPERATIONAL}
-    text = json.dumps(values, sort_keys=True, default=list) + fingerprint + f"model{model_version}"
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    key = json.dumps(values, sort_keys=True, default=list) + fingerprint + f"model{model_version}"
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
 def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, encoder: str | None = None) -> Path:
@@ -395,7 +398,7 @@ def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, 
     trained = (
         sorted(p.name for p in model_dir.glob("vae_*") if (p / "config.json").is_file()) if model_dir.is_dir() else []
     )
-    pattern = re.compile(rf"^vae_{re.escape(model)}_(\d+)_([A-Za-z0-9]+)$")
+    pattern = re.compile(rf"^vae_{re.escape(model)}_(\d+)_(\w+)$")  # encoder names may hold "_"
     runs = [(name, int(m.group(1)), m.group(2)) for name in trained if (m := pattern.match(name))]
     runs = [r for r in runs if latent_size in (None, r[1]) and encoder in (None, r[2])]
     if len(runs) > 1:

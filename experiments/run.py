@@ -38,7 +38,6 @@ import backend  # noqa: E402, F401  (dawdreamer before tensorflow: the other ord
 # isort: split
 import argparse  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import os  # noqa: E402
 import re  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
@@ -58,56 +57,39 @@ from asp_io import (  # noqa: E402
     write_json,
 )
 from data.dataset import dataset_synths  # noqa: E402
-from schema import EXPERIMENT_KEYS, experiment_checks, from_settings, identity  # noqa: E402
-
-
-def _text(v) -> bool:
-    return isinstance(v, str) and bool(v)
-
-
-def _int(low: int):
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low
-
-
-def _number(low: float, *, open_: bool = False):
-    def check(v) -> bool:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return False
-        finite = isinstance(v, int) or math.isfinite(v)  # (an int may be too large for a float)
-        return finite and (v > low if open_ else v >= low)
-
-    return check
-
-
-def _texts(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(_text(x) for x in v)
-
-
-def _or_null(check):
-    return lambda v: v is None or check(v)
-
+from schema import (  # noqa: E402
+    EXPERIMENT_KEYS,
+    experiment_checks,
+    from_settings,
+    identity,
+    integer,
+    number,
+    or_null,
+    text,
+    texts,
+)
 
 # What each key of a config may hold: key -> (check, what it must be). A profile may set any
 # setting (not rows, profiles or include).
 SETTINGS = {
-    "name": (_text, "a folder name"),
-    "title": (_text, "text"),
-    "about": (_text, "text"),
-    "test_dir": (_or_null(_text), "a folder path or null"),
-    "eval_max_samples": (_or_null(_int(1)), "an integer >= 1 or null"),
-    "baselines": (lambda v: isinstance(v, list) and all(_text(x) for x in v), "a list of baseline names"),
-    "refine_renders": (_or_null(_int(1)), "an integer >= 1 or null"),
-    "refine_seconds": (_or_null(_number(0, open_=True)), "a finite number > 0 or null"),
-    "report_samples": (_int(0), "an integer >= 0"),
+    "name": (text, "a folder name"),
+    "title": (text, "text"),
+    "about": (text, "text"),
+    "test_dir": (or_null(text), "a folder path or null"),
+    "eval_max_samples": (or_null(integer(1)), "an integer >= 1 or null"),
+    "baselines": (lambda v: isinstance(v, list) and all(text(x) for x in v), "a list of baseline names"),
+    "refine_renders": (or_null(integer(1)), "an integer >= 1 or null"),
+    "refine_seconds": (or_null(number(0, open_=True)), "a finite number > 0 or null"),
+    "report_samples": (integer(0), "an integer >= 0"),
     # every training setting (schema.TrainConfig, by field name), for all rows; a row may override it
     **{k: v for k, v in experiment_checks().items() if k not in ("approach", "synth", "synths")},
 }
 REQUIRED = ("data_dir", "epochs", "baselines")  # after include and profile (the rest: TrainConfig's defaults)
 ROW_KEYS = {
-    "label": (_text, "text"),
-    "approach": (_text, "text (multi, single or synth)"),
-    "train_synths": (_texts, "a non-empty list of synth names"),
-    "eval_synths": (_texts, "a non-empty list of synth names"),
+    "label": (text, "text"),
+    "approach": (text, "text (multi, single or synth)"),
+    "train_synths": (texts, "a non-empty list of synth names"),
+    "eval_synths": (texts, "a non-empty list of synth names"),
     **{
         k: v
         for k, v in experiment_checks().items()
@@ -143,7 +125,7 @@ def _merged(path: Path, chain: tuple[Path, ...]) -> dict:
     base = data.pop("include", None)
     if base is None:
         return data
-    if not _text(base):
+    if not text(base):
         raise ASPError(f"experiment config {path}: 'include' must be the path of a config file, got {base!r}")
     merged = _merged(path.parent / base, (*chain, key))
     merged.pop("name", None)  # a config is named by its own file

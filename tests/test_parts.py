@@ -58,6 +58,7 @@ def test_a_new_encoder_registers_trains_one_step_and_reloads_from_its_config_alo
         assert (
             config["encoder"] == "tiny_test" and json.loads((run_dir / "config.json").read_text())["epochs_done"] == 1
         )
+        assert schema.find_run(tmp_path, "multi", encoder="tiny_test") == run_dir  # "_" in an encoder name
         model, loaded = load_model(run_dir)  # nothing but the folder: config.json names the parts
         assert loaded["encoder"] == "tiny_test" and model.encoder.count_params() == tiny_encoder(4).count_params()
         mels = np.load(tiny_data / "test_mels.npy")[:2]
