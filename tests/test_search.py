@@ -86,6 +86,19 @@ def test_categorical_parameters_move_as_classes(target, searcher):
     assert found.distance == 0.0
 
 
+def test_cma_moves_continuous_coordinates_and_sweeps_move_classes():
+    space = SearchSpace(VA)
+    continuous = [p for p in VA.learned if not p.categorical]
+    assert len(space.free) == len(continuous) == 25 and CODEC.continuous_mask[space.free].all()
+    assert [n for _, n in space.class_params] == [p.classes for p in VA.learned if p.categorical]
+    candidates, changes = space.class_changes(TRUE)
+    assert len(candidates) == sum(n - 1 for _, n in space.class_params) == 19  # one batch per sweep
+    for candidate, (index, value) in zip(candidates, changes):
+        assert np.flatnonzero(candidate != TRUE).tolist() == [index] and candidate[index] == value
+    only_classes = SearchSpace(VA, hold=[p.name for p in continuous])
+    assert len(only_classes.free) == 0 and len(only_classes.class_params) == 6
+
+
 def test_fixed_parameters_stay_at_their_default(target, searcher):
     params = tuple(dataclasses.replace(p, fixed=p.name == "filter_cutoff") for p in VA.params)
     spec = dataclasses.replace(VA, params=params)
