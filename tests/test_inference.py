@@ -1,7 +1,6 @@
 """run_inference.py on a tiny trained model: outputs, re-rendering, any input sound, errors."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -148,8 +147,7 @@ def test_refined_match_is_written_reproducible_and_never_worse(tiny_data, tiny_m
     for synth in ("va", "modal"):
         row = rows[synth]
         # the budget is spent up to what cannot pay for one more CMA-ES generation
-        popsize = 4 + int(3 * math.log(len(SearchSpace(load_spec(synth)).free)))
-        assert 40 - popsize < row["search_renders"] <= 40
+        assert 40 - SearchSpace(load_spec(synth)).popsize < row["search_renders"] <= 40
         assert row["search_distance"] <= row["search_distance_start"]
         assert row["search_start"] == "network" or row["search_start"].startswith("nearest")
         spec = load_spec(synth)
