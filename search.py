@@ -7,7 +7,11 @@ categorical ones held at the classes of the point the run starts from. Categoric
 move as classes, never as a rounded number: before each CMA-ES run the search tries every other class of every
 categorical parameter of the best preset so far (one batch: 19 renders for va, 51 for fm), then
 all the changes that helped together; a wrong waveform or operator ratio is the error a network
-makes most. (Searching each class as a CMA-ES coordinate, one score per class, gave CMA-ES 85
+makes most. Sweeps also run every ``SWEEP_EVERY`` CMA-ES generations: when one helps, CMA-ES
+starts again from the new best point with the step size it had reached. (A budget of 1,100
+renders is one CMA-ES run on va; with a sweep only before it, a class that pays only once the
+continuous parameters have moved was never found: mean LSD 1.22 against 1.11 with the periodic
+sweeps, 17 held-out va sounds.) (Searching each class as a CMA-ES coordinate, one score per class, gave CMA-ES 85
 coordinates instead of 29 on fm, and worse matches for the same renders: mean LSD 1.93 against
 1.83 on fm, 0.83 against 0.80 on va, 8 held-out sounds each at 1,100 renders.) Fixed parameters
 (the spec's ``fixed``) and the ones a caller holds stay as they are.
@@ -53,6 +57,7 @@ OBJECTIVE_SCALES = ((256, 32), (1024, 64), (4096, 128), (2048, 0))  # (n_fft, me
 OBJECTIVE_FLOOR_DB = 120.0  # mel energy below the target's peak minus this counts as silence
 SIGMA0 = 0.1  # CMA-ES step size in the [0, 1] coordinates (0.05-0.1 best from a network start, 0.2 worse)
 DEFAULT_STARTS_KEPT = 3
+SWEEP_EVERY = 10  # CMA-ES generations between class sweeps during a run
 
 
 @dataclass(frozen=True)
@@ -219,7 +224,7 @@ class SearchResult:
         renders: renders used, starts included; ``seconds`` the wall time.
         history: (renders so far, best distance so far) after each batch.
         runs: each CMA-ES run: its start, population size, generations and why it stopped
-            (empty: the budget ended it).
+            (empty: the budget ended it; "classes changed": a sweep found a better point).
         snapshots: {render count: the best preset once that many renders were spent} for the
             counts asked for (taken after the batch that crossed the count).
     """
@@ -307,9 +312,10 @@ class Searcher:
     ) -> SearchResult:
         """Finds the preset of ``spec`` whose render at ``note`` is closest to ``target``.
 
-        Scores every start, then runs CMA-ES from the best one; when a run converges, it restarts
-        from the next of the ``keep`` best starts, then from the best point found with a doubled
-        population (IPOP), until the budget is spent.
+        Scores every start, sweeps the classes of the best one, then runs CMA-ES from it; every
+        ``SWEEP_EVERY`` generations a class sweep of the best point may restart the run from a
+        better one. When a run converges, it restarts from the next of the ``keep`` best starts,
+        then from the best point found with a doubled population (IPOP), until the budget is spent.
 
         Args:
             spec: the synth.
@@ -404,17 +410,18 @@ class Searcher:
                 initial = best
                 if not sweep_classes():
                     break
-        queue = [(labels[best_i] if best is initial else f"{labels[best_i]}, classes swept", None)]
-        queue += [(labels[i], embedded[i]) for i in order[1:keep]]
+        # CMA-ES runs to make: (label, base vector or None for the best point so far, step size)
+        queue = [(labels[best_i] if best is initial else f"{labels[best_i]}, classes swept", None, SIGMA0)]
+        queue += [(labels[i], embedded[i], SIGMA0) for i in order[1:keep]]
         runs: list[dict] = []
         popsize = space.popsize
         while len(space.free) and not spent():
             if queue:
-                label, base = queue.pop(0)
+                label, base, sigma = queue.pop(0)
                 if base is None:  # the best point so far (the best start, its classes swept)
                     base = space.embed(space.codec.encode(best["preset"]))
             else:  # every start has been run: restart from the best point with a larger population
-                label, base = "best so far", space.embed(space.codec.encode(best["preset"]))
+                label, base, sigma = "best so far", space.embed(space.codec.encode(best["preset"])), SIGMA0
                 popsize *= 2
             size = popsize if budget.renders is None else min(popsize, budget.renders - renders)
             if size < 4:  # too few renders left for a generation
@@ -431,9 +438,11 @@ class Searcher:
                 "tolx": 1e-4,
                 "CMA_diagonal": True,  # separable CMA-ES: learns scales in fewer renders than a full covariance
             }
-            es = cma.CMAEvolutionStrategy(base[space.free], SIGMA0, options)
+            if len(space.free) == 1:  # cma's step-size cap fails in one dimension (ValueError in tell)
+                options["maxstd"] = math.inf
+            es = cma.CMAEvolutionStrategy(base[space.free], sigma, options)
             generations = 0
-            exhausted = False
+            exhausted = switched = False
             while not es.stop() and not spent():
                 if budget.renders is not None and budget.renders - renders < size:
                     exhausted = True  # the rest of the budget cannot pay for a generation
@@ -442,9 +451,19 @@ class Searcher:
                 candidates = np.asarray(es.ask())
                 scores = improve(space.presets(base, candidates))
                 es.tell(list(candidates), [s if math.isfinite(s) else 1e9 for s in scores])
-            runs.append({"start": label, "popsize": size, "generations": generations, "stop": sorted(es.stop())})
+                if space.class_params and generations % SWEEP_EVERY == 0:
+                    before = best
+                    sweep_classes()
+                    switched = best is not before
+                    if switched:  # other classes helped: go on from there
+                        break
+            stop = ["classes changed"] if switched else sorted(es.stop())
+            runs.append({"start": label, "popsize": size, "generations": generations, "stop": stop})
             if generations == 0 or exhausted:
                 break
+            if switched:  # from the new best point, at the step size this run had reached
+                queue.insert(0, ("classes changed", None, float(np.median(es.stds))))
+                continue
             sweep_classes()  # a converged run: its best point's classes, before the next run
         bar.close()
         return SearchResult(

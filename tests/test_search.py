@@ -86,6 +86,33 @@ def test_categorical_parameters_move_as_classes(target, searcher):
     assert found.distance == 0.0
 
 
+def test_sweeps_during_a_run_find_a_class_that_pays_once_the_continuous_parameters_move(target, searcher):
+    # filter closed (cutoff 0): the waveforms sound alike, so the sweep before the run cannot tell
+    # them apart; once CMA-ES has opened the filter, a sweep during the run finds the true one
+    start = _preset(filter_cutoff=0.0, amp_decay=0.4, amp_sustain=0.5, osc1_wave=1.0, filter_type=0.0)
+    free = ("filter_cutoff", "osc1_wave", "filter_type")
+    found = searcher.search(
+        VA, target, NOTE, {"closed": CODEC.encode(start)}, Budget(renders=150), hold=_all_but(*free), progress=False
+    )
+    assert found.runs[0]["stop"] == ["classes changed"] and found.runs[1]["start"] == "classes changed"
+    assert found.preset[VA.names.index("osc1_wave")] == 0.5 and found.preset[VA.names.index("filter_type")] == 0.0
+    assert found.distance < 0.01 * found.start_distance  # a sweep only before the run: 0.2x
+
+
+def test_one_free_coordinate(target, searcher):  # cma's step-size cap fails in one dimension
+    start = _preset(filter_cutoff=0.95, amp_decay=0.4, amp_sustain=0.5, osc1_wave=0.5, filter_type=0.0)
+    found = searcher.search(
+        VA,
+        target,
+        NOTE,
+        {"open": CODEC.encode(start)},
+        Budget(renders=100),
+        hold=_all_but("filter_cutoff"),
+        progress=False,
+    )
+    assert abs(found.preset[VA.names.index("filter_cutoff")] - 0.55) < 0.01
+
+
 def test_cma_moves_continuous_coordinates_and_sweeps_move_classes():
     space = SearchSpace(VA)
     continuous = [p for p in VA.learned if not p.categorical]
