@@ -4,17 +4,18 @@ preset the synth can make.
 Continuous and categorical parameters are searched apart, each in its own terms. Separable
 CMA-ES (the ``cma`` library) moves the continuous ones, one coordinate in [0, 1] each, with the
 categorical ones held at the classes of the point the run starts from. Categorical parameters
-move as classes, never as a rounded number: before each CMA-ES run the search tries every other class of every
-categorical parameter of the best preset so far (one batch: 19 renders for va, 51 for fm), then
-all the changes that helped together; a wrong waveform or operator ratio is the error a network
-makes most. Sweeps also run every ``SWEEP_EVERY`` CMA-ES generations: when one helps, CMA-ES
-starts again from the new best point with the step size it had reached. (A budget of 1,100
-renders is one CMA-ES run on va; with a sweep only before it, a class that pays only once the
-continuous parameters have moved was never found: mean LSD 1.22 against 1.11 with the periodic
-sweeps, 17 held-out va sounds.) (Searching each class as a CMA-ES coordinate, one score per class, gave CMA-ES 85
-coordinates instead of 29 on fm, and worse matches for the same renders: mean LSD 1.93 against
-1.83 on fm, 0.83 against 0.80 on va, 8 held-out sounds each at 1,100 renders.) Fixed parameters
-(the spec's ``fixed``) and the ones a caller holds stay as they are.
+move as classes, never as a rounded number: before each CMA-ES run the search tries every other
+class of every categorical parameter of the best preset so far (one batch: 19 renders for va, 51
+for fm), then all the changes that helped together; a wrong waveform or operator ratio is the
+error a network makes most. Sweeps also run every ``SWEEP_EVERY`` CMA-ES generations: when one
+helps, CMA-ES starts again from the new best point with the step size it had reached. (A budget
+of 1,100 renders is one CMA-ES run on va; with a sweep only before it, a class that pays only
+once the continuous parameters have moved was never found: mean LSD 1.22 against 1.11 with the
+periodic sweeps, 17 held-out va sounds. Searching each class as a CMA-ES coordinate, one score
+per class, gave CMA-ES 85 coordinates instead of 29 on fm, and worse matches for the same
+renders: mean LSD 1.93 against 1.83 on fm, 0.83 against 0.80 on va, 8 held-out sounds each at
+1,100 renders.) Fixed parameters (the spec's ``fixed``) and the ones a caller holds stay as they
+are.
 
 Every candidate is rendered with the real synth and scored by ``SearchObjective``: L1 distances of
 log mel spectra at three resolutions plus the log magnitude spectrum, loudness kept (no
