@@ -43,6 +43,13 @@ def _all_but(*free):
     return [n for n in VA.names if n not in free]
 
 
+def _search_free(searcher, target, label, start, renders, *free):
+    """A search from one start (a preset) that moves only the ``free`` parameters."""
+    return searcher.search(
+        VA, target, NOTE, {label: CODEC.encode(start)}, Budget(renders=renders), hold=_all_but(*free), progress=False
+    )
+
+
 def test_objective_is_zero_for_the_target_and_hears_loudness(target):
     objective = SearchObjective(target)
     assert objective(target) == 0.0
@@ -57,9 +64,7 @@ def test_finds_a_known_preset_from_a_perturbed_start(target, searcher):
     for name, shift in (("filter_cutoff", 0.2), ("amp_sustain", -0.15)):
         start[VA.names.index(name)] += shift
     free = ("filter_cutoff", "amp_sustain")
-    found = searcher.search(
-        VA, target, NOTE, {"perturbed": CODEC.encode(start)}, Budget(renders=240), hold=_all_but(*free), progress=False
-    )
+    found = _search_free(searcher, target, "perturbed", start, 240, *free)
     assert found.renders <= 240 and found.start == "perturbed" and found.runs[0]["start"] == "perturbed"
     assert found.distance < 0.05 * found.start_distance
     for name, tolerance in (("filter_cutoff", 0.02), ("amp_sustain", 0.05)):  # the cutoff is heard more
@@ -73,15 +78,7 @@ def test_categorical_parameters_move_as_classes(target, searcher):
     i = VA.names.index("osc1_wave")
     start = TRUE.copy()
     start[i] = 1.0  # another class of the 5 waveforms (the true one is class 2)
-    found = searcher.search(
-        VA,
-        target,
-        NOTE,
-        {"wrong wave": CODEC.encode(start)},
-        Budget(renders=60),
-        hold=_all_but("osc1_wave"),
-        progress=False,
-    )
+    found = _search_free(searcher, target, "wrong wave", start, 60, "osc1_wave")
     assert found.preset[i] == pytest.approx(0.5)  # class 2 of 5: k / (n - 1), never in between
     assert found.distance == 0.0
 
@@ -90,10 +87,7 @@ def test_sweeps_during_a_run_find_a_class_that_pays_once_the_continuous_paramete
     # filter closed (cutoff 0): the waveforms sound alike, so the sweep before the run cannot tell
     # them apart; once CMA-ES has opened the filter, a sweep during the run finds the true one
     start = _preset(filter_cutoff=0.0, amp_decay=0.4, amp_sustain=0.5, osc1_wave=1.0, filter_type=0.0)
-    free = ("filter_cutoff", "osc1_wave", "filter_type")
-    found = searcher.search(
-        VA, target, NOTE, {"closed": CODEC.encode(start)}, Budget(renders=150), hold=_all_but(*free), progress=False
-    )
+    found = _search_free(searcher, target, "closed", start, 150, "filter_cutoff", "osc1_wave", "filter_type")
     assert found.runs[0]["stop"] == ["classes changed"] and found.runs[1]["start"] == "classes changed"
     assert found.preset[VA.names.index("osc1_wave")] == 0.5 and found.preset[VA.names.index("filter_type")] == 0.0
     assert found.distance < 0.01 * found.start_distance  # a sweep only before the run: 0.2x
@@ -101,15 +95,7 @@ def test_sweeps_during_a_run_find_a_class_that_pays_once_the_continuous_paramete
 
 def test_one_free_coordinate(target, searcher):  # cma's step-size cap fails in one dimension
     start = _preset(filter_cutoff=0.95, amp_decay=0.4, amp_sustain=0.5, osc1_wave=0.5, filter_type=0.0)
-    found = searcher.search(
-        VA,
-        target,
-        NOTE,
-        {"open": CODEC.encode(start)},
-        Budget(renders=100),
-        hold=_all_but("filter_cutoff"),
-        progress=False,
-    )
+    found = _search_free(searcher, target, "open", start, 100, "filter_cutoff")
     assert abs(found.preset[VA.names.index("filter_cutoff")] - 0.55) < 0.01
 
 
