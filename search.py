@@ -55,6 +55,7 @@ from data_generation.render import Renderer
 from data_generation.spec import SynthSpec
 
 OBJECTIVE_SCALES = ((256, 32), (1024, 64), (4096, 128), (2048, 0))  # (n_fft, mel bands or 0: linear), hop n_fft // 2
+SILENT_SAMPLE = 1e-20  # |sample| below this scores as 0 (far below the floor; keeps floats normal)
 OBJECTIVE_FLOOR_DB = 120.0  # mel energy below the target's peak minus this counts as silence
 SIGMA0 = 0.1  # CMA-ES step size in the [0, 1] coordinates (0.05-0.1 best from a network start, 0.2 worse)
 DEFAULT_STARTS_KEPT = 3
@@ -101,6 +102,9 @@ def _window(n_fft: int) -> np.ndarray:
 def _mel_magnitudes(audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
     """Mel-filtered STFT magnitudes at each objective scale: [(frames, bands) float32]."""
     audio = np.asarray(audio, dtype=np.float32)
+    # samples below -400 dB to 0: decaying renders end in subnormal floats, which made the FFTs and
+    # the mel products of one modal render 17x slower (165 ms instead of 9.5); the score is the same
+    audio = np.where(np.abs(audio) < SILENT_SAMPLE, np.float32(0), audio)
     half = max(n for n, _ in OBJECTIVE_SCALES) // 2
     padded = np.pad(audio, (half, half))  # once: each scale's centred frames are a view into it
     out = []
