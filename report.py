@@ -44,6 +44,12 @@ GENERATOR = "multi-task-asp report.py"  # in every page's <meta name="generator"
 _ENV = None
 
 
+def hpss_bins(rows: list[dict]) -> list[int]:
+    """The HPSS bins that label evaluation rows, in order; empty when the test set has no labels
+    (generated with ``--no-hpss``: every label is 0)."""
+    return sorted({int(r["hpss"]) for r in rows} - {0})
+
+
 def environment():
     """The Jinja2 environment of ``templates/``: autoescaped, undefined names are errors."""
     global _ENV
@@ -372,7 +378,7 @@ def evaluation_report(
             report_samples=report_samples,
             missing=missing,
             synths=sorted({s["synth"] for s in every}),
-            bins=sorted({s["hpss"] for s in every}),
+            bins=hpss_bins(every),
             documents=[
                 {"path": "../" + _relative(p, out), "doc": markdown_sections(Path(p).read_text())}
                 for p in markdown

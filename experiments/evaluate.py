@@ -49,7 +49,7 @@ from data_generation.presets import random_presets  # noqa: E402
 from data_generation.render import Renderer  # noqa: E402
 from data_generation.spec import SynthSpec, load_spec  # noqa: E402
 from experiments import metrics  # noqa: E402
-from report import PRESETS, REPORT_SAMPLES, evaluation_report, write_presets  # noqa: E402
+from report import PRESETS, REPORT_SAMPLES, evaluation_report, hpss_bins, write_presets  # noqa: E402
 
 if TYPE_CHECKING:
     from search import Budget
@@ -468,16 +468,15 @@ def summary_markdown(rows: list[dict], *, about: str = "") -> str:
             cells.append(describe([r.get(metric) for r in in_domain if r["method"] == m], digits))
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
-    bins = sorted({int(r["hpss"]) for r in rows})
-    lines += [
-        "## lsd per HPSS bin",
-        "",
-        "| method | " + " | ".join(str(b) for b in bins) + " |",
-        "|---" * (len(bins) + 1) + "|",
-    ]
-    for m in methods:
-        cells = [describe([r["lsd"] for r in in_domain if r["method"] == m and int(r["hpss"]) == b]) for b in bins]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    bins = hpss_bins(rows)
+    lines += ["## lsd per HPSS bin", ""]
+    if not bins:
+        lines.append("no HPSS labels: the test set was generated with `--no-hpss`")
+    else:
+        lines += ["| method | " + " | ".join(str(b) for b in bins) + " |", "|---" * (len(bins) + 1) + "|"]
+        for m in methods:
+            cells = [describe([r["lsd"] for r in in_domain if r["method"] == m and int(r["hpss"]) == b]) for b in bins]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
     groups = sorted({k[6:] for r in rows for k in r if k.startswith("group_")})
     lines += [
         "",

@@ -503,6 +503,8 @@ def relative_table(table_rows: list, synths: list[str], reference: str = "baseli
 def plot(out: Path, table_rows: list, synths: list[str]) -> None:
     import matplotlib
 
+    from report import hpss_bins
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -540,7 +542,9 @@ def plot(out: Path, table_rows: list, synths: list[str]) -> None:
         _save_figure(fig, out / "lsd_vs_latent.png")
         plt.close(fig)
 
-    bins = sorted({int(r["hpss"]) for _, _, rows in table_rows for r in rows})
+    bins = hpss_bins([r for _, _, rows in table_rows for r in rows])
+    if not bins:  # a test set generated with --no-hpss: no plot per bin
+        return
     fig, ax = plt.subplots(figsize=(7, 4))
     width = 0.8 / max(1, len(labels))
     for i, (label, _, rows) in enumerate([t for t in table_rows if t[2]]):

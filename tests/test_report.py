@@ -158,6 +158,24 @@ def test_markdown_tables_become_page_tables():
     ]
 
 
+def test_a_test_set_without_hpss_labels_gets_no_hpss_table_plot_or_filter(tiny_data, tiny_models, tmp_path):
+    from experiments.evaluate import evaluate, write_report
+
+    data = tmp_path / "data"  # the same sounds, as `generate.py --no-hpss` writes them: every label 0
+    shutil.copytree(tiny_data, data)
+    np.save(data / "train_hpss.npy", np.zeros_like(np.load(data / "train_hpss.npy")))
+    out = tmp_path / "ev"
+    (run_dir,) = tiny_models.glob("vae_multi_*")
+    kw = dict(split="train", baselines=("mean",), max_samples=4, workers=1, progress=False)
+    rows = evaluate(run_dir, data, out, **kw)
+    page = write_report(out, rows, report_samples=1, title="no labels", progress=False)
+    summary = (out / "summary.md").read_text()
+    assert "no HPSS labels: the test set was generated with `--no-hpss`" in summary and "| method | 0 |" not in summary
+    assert not (out / "lsd_per_hpss.png").exists() and (out / "lsd_boxplot.png").is_file()
+    text = page.read_text()
+    assert 'data-filter="hpss"' not in text and 'data-filter="synth"' in text
+
+
 def test_evaluation_report_renders_a_bounded_number_of_samples(tiny_data, evaluation):
     from data.dataset import load_split
     from data.encoding import Codec
