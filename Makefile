@@ -21,11 +21,14 @@ $(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt
 # made, each refined by searching with the synth in the loop. Every step resumes or is skipped when
 # already done. It ends by printing the HTML reports it made.
 DEMO_EPOCHS ?= 8
+# the training data: no HPSS labels (half the generation time; only test sets use them, and the
+# held-out set below keeps them)
+DATA_ARGS = --synths va fm modal --n 1000 --no-hpss --out npy_data
 HELDOUT = $(PY) data_generation/generate.py --synths va fm modal --presets random --n 120 --seed 77 \
 	--split-all test --out npy_heldout
 demo: venv
 	$(PY) data_generation/view_parameters.py --list
-	$(PY) data_generation/generate.py --synths va fm modal --n 1000 --out npy_data
+	$(PY) data_generation/generate.py $(DATA_ARGS)
 	$(HELDOUT)
 	$(PY) train_multi.py --epochs $(DEMO_EPOCHS)
 	$(PY) experiments/evaluate.py saved_models/vae_multi_64_paper -d npy_data --test-dir npy_heldout \
@@ -38,9 +41,9 @@ demo: venv
 	@echo "  demo_out/test_sample/report.html    a test sample and each synth's match"
 	@echo "  demo_out/heldout/report/index.html  the evaluation on held-out sounds, best to worst"
 
-# a few thousand samples of the three built-in Faust synths (~3 min on 2 cores)
+# a few thousand samples of the three built-in Faust synths (~1.5 min on 2 cores)
 data: venv
-	$(PY) data_generation/generate.py --synths va fm modal --n 1000 --out npy_data
+	$(PY) data_generation/generate.py $(DATA_ARGS)
 
 # fresh random presets of the same synths with another seed, all in the test split: sounds no model
 # trained on npy_data has seen (experiments/configs use it as their test set)
