@@ -39,7 +39,7 @@ from experiments.metrics import log_spectral_distance, multi_resolution_spectral
 from models import config_specs, load_model
 from report import write_match_report
 from schema import find_run
-from search import Budget, Searcher, SearchObjective
+from search import NEAREST_STARTS, Budget, Searcher, SearchObjective
 
 __all__ = ["Matcher", "find_run", "read_config"]
 
@@ -137,7 +137,7 @@ class Matcher:
         plot: bool = True,
         refine: Budget | None = None,
         refine_synths: int | list[str] = 2,
-        refine_starts: int = 3,
+        refine_starts: int = NEAREST_STARTS,
         workers: int = 1,
         seed: int = 0,
         progress: bool = True,
@@ -226,13 +226,12 @@ class Matcher:
             self.close()
             self._searcher = Searcher(workers=workers, plugin_paths=self.plugin_paths)
         found = self._searcher.search(spec, target.audio, target.note, starts, budget, seed=seed, progress=progress)
-        # the winner (and the best start, for plugins not rendered exactly during the search) re-rendered
-        # exactly from the file written; the better of the two is kept, so the search never makes it worse
+        # the winner and the best start re-rendered from the files written (what loading them gives);
+        # the better of the two is kept, so the search never makes the match worse
         objective = SearchObjective(target.audio, spec.render.sample_rate)
         title = f"{target.name} ({name}, refined)"
-        candidates = [found.preset] if spec.backend == "faust" else [found.preset, found.start_preset]
         best = None
-        for preset in candidates:  # faust renders were exact during the search already
+        for preset in (found.preset, found.start_preset):
             written = write_preset_outputs(folder, spec, preset, title, stem=f"{name}.refined")
             audio = self.renderer.render(spec, written, note=target.note)
             distance = objective(audio)

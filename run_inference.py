@@ -27,6 +27,7 @@ import backend  # noqa: F401  (dawdreamer before tensorflow: the other order seg
 
 # isort: split
 from asp_io import ArgumentParser, ASPError, nonnegative_int, positive_int, run_cli
+from search import NEAREST_STARTS
 
 INPUT_REFINE_SECONDS = 20.0  # the default search budget per refined synth for --input sounds
 
@@ -78,8 +79,8 @@ def main() -> int:
     p.add_argument(
         "--refine-starts",
         type=nonnegative_int,
-        default=3,
-        help="nearest training presets (of -dd) the search also starts from (default 3)",
+        default=NEAREST_STARTS,
+        help=f"nearest training presets (of -dd) the search also starts from (default {NEAREST_STARTS})",
     )
     p.add_argument("--workers", type=positive_int, default=None, help="search render processes (default: all cores)")
     args = p.parse_args()

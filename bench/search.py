@@ -36,7 +36,7 @@ from data_generation.presets import random_presets  # noqa: E402
 from data_generation.render import Renderer  # noqa: E402
 from data_generation.spec import load_spec  # noqa: E402
 from experiments.metrics import log_spectral_distance  # noqa: E402
-from search import Budget, Searcher  # noqa: E402
+from search import NEAREST_STARTS, Budget, Searcher  # noqa: E402
 
 BUDGETS = (50, 100, 300, 1000, 3000)
 
@@ -91,7 +91,7 @@ def quality(spec, sounds: int, budgets: tuple[int, ...], data_dir: str | None, w
             note = spec.render.note
             audio = renderer.render(spec, preset, note=note)
             if train is not None:
-                rows = nearest_rows(train, mel_spectrogram(audio)[None], spec.name, k=3)[0]
+                rows = nearest_rows(train, mel_spectrogram(audio)[None], spec.name, k=NEAREST_STARTS)[0]
                 starts = {f"nearest {i}": np.asarray(train.params[spec.name][r]) for i, r in enumerate(rows)}
             else:
                 starts = {"random": codec.encode(random_presets(spec, 1, rng)[0])}

@@ -50,6 +50,7 @@ from data_generation.render import Renderer  # noqa: E402
 from data_generation.spec import SynthSpec, load_spec  # noqa: E402
 from experiments import metrics  # noqa: E402
 from report import PRESETS, REPORT_SAMPLES, evaluation_report, hpss_bins, write_presets  # noqa: E402
+from search import NEAREST_STARTS  # noqa: E402
 
 if TYPE_CHECKING:
     from search import Budget
@@ -146,7 +147,7 @@ def evaluate(
     seed: int = 0,
     label: str | None = None,
     refine: Budget | None = None,
-    refine_starts: int = 3,
+    refine_starts: int = NEAREST_STARTS,
     progress: bool = True,
 ) -> list[dict]:
     """Evaluates a model (and baselines) and writes ``<out>/samples.csv``, ``<out>/summary.md`` and
@@ -564,8 +565,8 @@ def main() -> int:
     p.add_argument(
         "--refine-starts",
         type=nonnegative_int,
-        default=3,
-        help="nearest training presets the search also starts from (default 3)",
+        default=NEAREST_STARTS,
+        help=f"nearest training presets the search also starts from (default {NEAREST_STARTS})",
     )
     p.add_argument(
         "--report-samples",

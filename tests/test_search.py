@@ -126,12 +126,25 @@ def test_never_worse_than_the_best_start_and_reproducible(target, searcher):
     starts = {f"random {k}": CODEC.encode(VA.snap(rng.uniform(0, 1, VA.n_params))) for k in range(3)}
     runs = [searcher.search(VA, target, NOTE, starts, Budget(renders=50), seed=7, progress=False) for _ in range(2)]
     first, second = runs
-    assert first.distance <= min(first.starts.values())
+    assert first.distance <= first.start_distance
+    assert first.start_distance == pytest.approx(min(first.starts.values()), abs=0.01)  # exact vs fast render
     assert first.start == min(first.starts, key=first.starts.get)
     np.testing.assert_array_equal(first.preset, second.preset)
     assert first.distance == second.distance and first.history == second.history
     other = searcher.search(VA, target, NOTE, starts, Budget(renders=50), seed=8, progress=False)
     assert not np.array_equal(other.preset, first.preset)
+
+
+def test_the_result_is_scored_on_exact_renders(target, searcher):
+    """Candidates render with the fast (vectorized) build; what the search returns is re-rendered
+    with the exact one, so its distances are those of the audio every output holds."""
+    start = _preset(filter_cutoff=0.8, amp_sustain=0.3)
+    found = _search_free(searcher, target, "s", start, 60, "filter_cutoff", "amp_sustain")
+    objective, exact = SearchObjective(target), Renderer()
+    assert found.distance == objective(exact.render(VA, found.preset, note=NOTE))
+    assert found.start_distance == objective(exact.render(VA, found.start_preset, note=NOTE))
+    assert found.distance < 0.5 * found.start_distance
+    assert found.history[-1][1] == pytest.approx(found.distance, abs=0.005)  # the fast render's distance
 
 
 def test_two_workers_give_the_same_search_as_one(target, searcher):
