@@ -155,7 +155,8 @@ def main() -> int:
     def report(target, result):
         head = f"{target.name}: note {target.note}"
         if target.synth:
-            head += f", true synth {target.synth} (preset {target.info['preset']}, hpss {target.info['hpss']})"
+            label = f", hpss {target.info['hpss']}" if target.info["hpss"] else ""  # 0: made with --no-hpss
+            head += f", true synth {target.synth} (preset {target.info['preset']}{label})"
         print(f"{head}; model step {1000 * result['model_seconds']:.0f} ms -> {result['out']}")
         for rank, row in enumerate(result["results"], 1):
             if "error" in row:

@@ -311,6 +311,11 @@ def pick_test_index(data_dir: str | Path, sample: int, *, synth: str | None, hps
     if synth is not None:
         match &= split.synth == synth
     if hpss is not None:
+        if not split.hpss.any():
+            raise ASPError(
+                f"the test split of {data_dir} has no HPSS labels (generated with --no-hpss); drop --hpss, "
+                "or pick a sample with -s or --synth"
+            )
         match &= split.hpss == hpss
     candidates = np.flatnonzero(match)
     if len(candidates) == 0:

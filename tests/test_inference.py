@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -43,6 +44,23 @@ def test_test_sample_writes_every_output(tiny_data, tiny_models, tmp_path):
     assert set(named["normalized"]) == set(load_spec("fm").names)
     target, rate = sf.read(out / "target.wav")
     assert rate == 44100 and target.shape == (220500,)
+
+
+def test_a_test_sample_without_an_hpss_label_shows_none(tiny_data, tiny_models, tmp_path):
+    """Data made with `generate.py --no-hpss` labels every sound 0: no "hpss 0", and --hpss says why."""
+    data = tmp_path / "data"
+    shutil.copytree(tiny_data, data)
+    np.save(data / "test_hpss.npy", np.zeros_like(np.load(data / "test_hpss.npy")))
+    res = infer(data, tiny_models, "-s", "0", "--no-refine", "--out", str(tmp_path / "o"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    (head,) = [line for line in res.stdout.splitlines() if "true synth" in line]
+    assert "(preset " in head and "hpss" not in head
+    assert "HPSS bin" not in (tmp_path / "o" / "report.html").read_text()
+    res = infer(data, tiny_models, "--hpss", "80", "--no-refine", "--out", str(tmp_path / "p"))
+    assert res.returncode == 2 and "has no HPSS labels (generated with --no-hpss); drop --hpss" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "p").exists()
+    labelled = infer(tiny_data, tiny_models, "-s", "0", "--no-refine", "--out", str(tmp_path / "q"))
+    assert ", hpss " in labelled.stdout and "HPSS bin" in (tmp_path / "q" / "report.html").read_text()
 
 
 def test_written_preset_renders_the_predicted_wav(tiny_data, tiny_models, tmp_path):

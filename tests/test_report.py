@@ -174,6 +174,7 @@ def test_a_test_set_without_hpss_labels_gets_no_hpss_table_plot_or_filter(tiny_d
     assert not (out / "lsd_per_hpss.png").exists() and (out / "lsd_boxplot.png").is_file()
     text = page.read_text()
     assert 'data-filter="hpss"' not in text and 'data-filter="synth"' in text
+    assert ">HPSS</th>" not in text  # nor a column of zeros
 
 
 def test_evaluation_report_renders_a_bounded_number_of_samples(tiny_data, evaluation):
