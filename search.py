@@ -360,7 +360,10 @@ class Searcher:
         embedded = np.stack([space.embed(starts[k]) for k in labels])
         start_presets = space.codec.decode(embedded)
         if budget.renders is not None and budget.renders < len(labels):
-            raise ASPError(f"a search budget of {budget.renders} renders cannot score its {len(labels)} starts")
+            raise ASPError(
+                f"a search budget of {budget.renders} renders cannot score its {len(labels)} starts; give it at "
+                f"least {len(labels)} renders, or fewer starts (--refine-starts)"
+            )
         bar = tqdm(
             total=budget.renders,
             desc=f"search {spec.name}",

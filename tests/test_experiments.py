@@ -317,7 +317,7 @@ def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, held_out, tmp
                 "model_dir": str(tmp_path / "models"),
                 "test_dir": str(held_out),
                 "latent_size": 4,
-                "refine_renders": 8,
+                "refine_renders": 12,  # the network's preset and the 8 nearest are scored first
                 "report_samples": 2,
                 "profiles": {"small": {"epochs": 1, "patience": None, "eval_max_samples": None, "verbose": 0}},
                 "rows": [
