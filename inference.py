@@ -226,19 +226,12 @@ class Matcher:
             self.close()
             self._searcher = Searcher(workers=workers, plugin_paths=self.plugin_paths)
         found = self._searcher.search(spec, target.audio, target.note, starts, budget, seed=seed, progress=progress)
-        # the winner and the best start re-rendered from the files written (what loading them gives);
-        # the better of the two is kept, so the search never makes the match worse
-        objective = SearchObjective(target.audio, spec.render.sample_rate)
+        # the search returns the better of its winner and its best start, both rendered exactly; the
+        # wav is rendered from the preset file written, so loading the file gives the same sound
         title = f"{target.name} ({name}, refined)"
-        best = None
-        for preset in (found.preset, found.start_preset):
-            written = write_preset_outputs(folder, spec, preset, title, stem=f"{name}.refined")
-            audio = self.renderer.render(spec, written, note=target.note)
-            distance = objective(audio)
-            if best is None or distance < best[0]:
-                best = (distance, preset, audio)
-        distance, preset, audio = best
-        write_preset_outputs(folder, spec, preset, title, stem=f"{name}.refined")  # the files of the one kept
+        written = write_preset_outputs(folder, spec, found.preset, title, stem=f"{name}.refined")
+        audio = self.renderer.render(spec, written, note=target.note)
+        distance = SearchObjective(target.audio, spec.render.sample_rate)(audio)
         sf.write(folder / f"{name}.refined.wav", audio, SAMPLE_RATE, subtype="FLOAT")
         row.update(
             refined_lsd=float(log_spectral_distance(target.audio, audio)),
