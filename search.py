@@ -24,15 +24,6 @@ scored by what was optimized. Candidates are rendered on worker processes (one e
 each batch at once. A search with a budget in renders is reproducible for a seed, whatever the
 number of workers; a budget in seconds stops at the first batch past it.
 
-The start that scores best is not always the best place to search from: a start with one wrong
-waveform can score better than one whose basin holds the target. So each of the best few starts
-first gets a short probe (its classes swept, then ``PROBE_GENERATIONS`` CMA-ES generations), and
-the search goes on from the probe that got furthest; probes take at most a third of the budget,
-and a budget that cannot pay for them skips them. (Held-out sounds, mean search distance without
--> with probes: 17 va sounds at 1,100 renders 0.496 -> 0.477 and, another seed, 0.537 -> 0.506;
-18 modal sounds at 1,400 renders 0.121 -> 0.117; 12 fm sounds at 1,200 renders 0.526 -> 0.528.
-Probes of 8 generations: va 0.514.)
-
 The result is never worse than the best start: the starts are scored first and the best of
 everything rendered wins. Candidates render fast, not bit-exactly (Faust synths compiled
 vectorized, 25-35% faster; plugins with one reused instance), so the winner and the best start
@@ -73,7 +64,6 @@ DEFAULT_STARTS_KEPT = 3
 # 17 held-out va sounds at 30 s each: mean LSD 1.10 -> 1.05, search distance 0.508 -> 0.499)
 NEAREST_STARTS = 8
 SWEEP_EVERY = 10  # CMA-ES generations between class sweeps during a run
-PROBE_GENERATIONS = 4  # CMA-ES generations each of the best starts gets before the search picks one
 
 
 @dataclass(frozen=True)
@@ -245,8 +235,7 @@ class SearchResult:
             ``seconds`` the wall time.
         history: (renders so far, best distance so far) after each batch.
         runs: each CMA-ES run: its start, population size, generations and why it stopped
-            (empty: the budget ended it; "classes changed": a sweep found a better point;
-            "probe": a probe of a start, which ends after ``PROBE_GENERATIONS``).
+            (empty: the budget ended it; "classes changed": a sweep found a better point).
         snapshots: {render count: the best preset once that many renders were spent} for the
             counts asked for (taken after the batch that crossed the count).
     """
@@ -343,22 +332,20 @@ class Searcher:
     ) -> SearchResult:
         """Finds the preset of ``spec`` whose render at ``note`` is closest to ``target``.
 
-        Scores every start, probes the ``keep`` best ones (when the budget pays for it), then runs
-        CMA-ES from the probe that got furthest (without probes: from the best start, its classes
-        swept); every ``SWEEP_EVERY`` generations a class sweep of the best point may restart the
-        run from a better one. When a run converges, it restarts from the next of the ``keep`` best
-        starts (probed or not), then from the best point found with a doubled population (IPOP),
-        until the budget is spent.
+        Scores every start, sweeps the classes of the best one, then runs CMA-ES from it; every
+        ``SWEEP_EVERY`` generations a class sweep of the best point may restart the run from a
+        better one. When a run converges, it restarts from the next of the ``keep`` best starts,
+        then from the best point found with a doubled population (IPOP), until the budget is spent.
 
         Args:
             spec: the synth.
             target: (n,) mono audio at the spec's sample rate and length.
             note: MIDI note to render at.
             starts: {label: encoded vector (one-hot or class probabilities)}, at least one.
-            budget: renders and/or seconds for this search, starts and probes included.
+            budget: renders and/or seconds for this search, starts included.
             seed: seeds CMA-ES (a render budget then gives the same result every time).
             hold: parameter names kept at each start's value.
-            keep: how many of the best starts are probed and CMA-ES runs from.
+            keep: how many of the best starts CMA-ES runs from.
             snapshot_at: render counts at which to keep the best preset (quality-vs-budget curves).
             progress: a progress bar with the best distance so far.
 
@@ -418,32 +405,50 @@ class Searcher:
             snapshot()
             return scores
 
-        def sweep(point: dict) -> dict | None:
-            """Tries every other class of every categorical parameter of ``point`` (one batch),
-            then all the changes that helped together. Returns the best of them and ``point``, or
-            None when the budget left cannot pay for the sweep."""
-            candidates, changes = space.class_changes(point["preset"])
+        def sweep_classes() -> bool:
+            """Tries every other class of every categorical parameter of the best preset (one
+            batch), then all the changes that helped together. Returns whether it ran."""
+            before = best
+            candidates, changes = space.class_changes(before["preset"])
             if not len(candidates) or spent():
-                return None
+                return False
             if budget.renders is not None and budget.renders - renders < len(candidates) + 1:
-                return None
+                return False
             scores = improve(candidates)
-            k = int(np.argmin(scores))
-            out = {"distance": float(scores[k]), "preset": candidates[k]} if scores[k] < point["distance"] else point
             helped: dict[int, tuple[float, float]] = {}
             for (index, value), score in zip(changes, scores):
-                if score < point["distance"] and score < helped.get(index, (math.inf, 0.0))[0]:
+                if score < before["distance"] and score < helped.get(index, (math.inf, 0.0))[0]:
                     helped[index] = (score, value)
             if len(helped) > 1:
-                combined = point["preset"].copy()
+                combined = before["preset"].copy()
                 for index, (_, value) in helped.items():
                     combined[index] = value
-                score = float(improve(combined[None])[0])
-                if score < out["distance"]:
-                    out = {"distance": score, "preset": combined}
-            return out
+                improve(combined[None])
+            return True
 
-        def strategy(base: np.ndarray, sigma: float, size: int) -> cma.CMAEvolutionStrategy:
+        initial = best
+        sweep_classes()
+        if len(space.free) == 0:  # categorical parameters alone: sweep until a sweep finds nothing
+            while best is not initial:
+                initial = best
+                if not sweep_classes():
+                    break
+        # CMA-ES runs to make: (label, base vector or None for the best point so far, step size)
+        queue = [(labels[best_i] if best is initial else f"{labels[best_i]}, classes swept", None, SIGMA0)]
+        queue += [(labels[i], embedded[i], SIGMA0) for i in order[1:keep]]
+        runs: list[dict] = []
+        popsize = space.popsize
+        while len(space.free) and not spent():
+            if queue:
+                label, base, sigma = queue.pop(0)
+                if base is None:  # the best point so far (the best start, its classes swept)
+                    base = space.embed(space.codec.encode(best["preset"]))
+            else:  # every start has been run: restart from the best point with a larger population
+                label, base, sigma = "best so far", space.embed(space.codec.encode(best["preset"])), SIGMA0
+                popsize *= 2
+            size = popsize if budget.renders is None else min(popsize, budget.renders - renders)
+            if size < 4:  # too few renders left for a generation
+                break
             options = {
                 "bounds": [0.0, 1.0],
                 "popsize": size,
@@ -458,79 +463,7 @@ class Searcher:
             }
             if len(space.free) == 1:  # cma's step-size cap fails in one dimension (ValueError in tell)
                 options["maxstd"] = math.inf
-            return cma.CMAEvolutionStrategy(base[space.free], sigma, options)
-
-        runs: list[dict] = []
-        popsize = space.popsize
-
-        def probe(indices: np.ndarray) -> list[tuple[str, dict, float]]:
-            """A short CMA-ES run (its classes swept first, then ``PROBE_GENERATIONS``
-            generations) from each start of ``indices``, so that the search goes on from the start
-            that got furthest, not from the one that scored best before moving. Probes take at
-            most a third of the budget: none when the budget cannot pay for them, when there is
-            one start, or nothing continuous to move. Returns [(label, point reached, step size
-            reached)], the furthest first."""
-            if len(indices) < 2 or not len(space.free):
-                return []
-            sweep_size = len(space.class_changes(start_presets[indices[0]])[0]) + 1
-            cost = len(indices) * (sweep_size + PROBE_GENERATIONS * popsize)
-            if budget.renders is not None and 3 * cost > budget.renders:
-                return []
-
-            def third() -> bool:
-                return budget.seconds is not None and time.perf_counter() - begin >= budget.seconds / 3
-
-            lanes = []
-            for i in indices:
-                if third():
-                    break
-                point = {"distance": float(distances[i]), "preset": start_presets[i]}
-                point = sweep(point) or point
-                base = space.embed(space.codec.encode(point["preset"]))
-                es = strategy(base, SIGMA0, popsize)
-                generations = 0
-                while generations < PROBE_GENERATIONS and not third():
-                    generations += 1
-                    candidates = np.asarray(es.ask())
-                    presets = space.presets(base, candidates)
-                    scores = improve(presets)
-                    es.tell(list(candidates), [s if math.isfinite(s) else 1e9 for s in scores])
-                    k = int(np.argmin(scores))
-                    if scores[k] < point["distance"]:
-                        point = {"distance": float(scores[k]), "preset": presets[k]}
-                runs.append({"start": labels[i], "popsize": popsize, "generations": generations, "stop": ["probe"]})
-                lanes.append((labels[i], point, float(np.median(es.stds))))
-            return sorted(lanes, key=lambda lane: lane[1]["distance"])
-
-        probed = probe(order[:keep])
-        # CMA-ES runs to make: (label, base vector or None for the best point so far, step size)
-        if probed:
-            queue = [
-                (f"{label}, probed", space.embed(space.codec.encode(at["preset"])), sigma)
-                for label, at, sigma in probed
-            ]
-        else:
-            initial = best
-            sweep(best)
-            if len(space.free) == 0:  # categorical parameters alone: sweep until a sweep finds nothing
-                while best is not initial:
-                    initial = best
-                    if sweep(best) is None:
-                        break
-            queue = [(labels[best_i] if best is initial else f"{labels[best_i]}, classes swept", None, SIGMA0)]
-            queue += [(labels[i], embedded[i], SIGMA0) for i in order[1:keep]]
-        while len(space.free) and not spent():
-            if queue:
-                label, base, sigma = queue.pop(0)
-                if base is None:  # the best point so far (the best start, its classes swept)
-                    base = space.embed(space.codec.encode(best["preset"]))
-            else:  # every start has been run: restart from the best point with a larger population
-                label, base, sigma = "best so far", space.embed(space.codec.encode(best["preset"])), SIGMA0
-                popsize *= 2
-            size = popsize if budget.renders is None else min(popsize, budget.renders - renders)
-            if size < 4:  # too few renders left for a generation
-                break
-            es = strategy(base, sigma, size)
+            es = cma.CMAEvolutionStrategy(base[space.free], sigma, options)
             generations = 0
             exhausted = switched = False
             while not es.stop() and not spent():
@@ -543,7 +476,7 @@ class Searcher:
                 es.tell(list(candidates), [s if math.isfinite(s) else 1e9 for s in scores])
                 if space.class_params and generations % SWEEP_EVERY == 0:
                     before = best
-                    sweep(best)
+                    sweep_classes()
                     switched = best is not before
                     if switched:  # other classes helped: go on from there
                         break
@@ -554,7 +487,7 @@ class Searcher:
             if switched:  # from the new best point, at the step size this run had reached
                 queue.insert(0, ("classes changed", None, float(np.median(es.stds))))
                 continue
-            sweep(best)  # a converged run: its best point's classes, before the next run
+            sweep_classes()  # a converged run: its best point's classes, before the next run
         bar.close()
         # the candidates rendered fast: the winner and the best start exactly, and the better one wins
         pair = np.stack([best["preset"], start_presets[best_i]])
