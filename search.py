@@ -491,7 +491,9 @@ class Searcher:
         bar.close()
         # the candidates rendered fast: the winner and the best start exactly, and the better one wins
         pair = np.stack([best["preset"], start_presets[best_i]])
-        found, start_distance = self.exact_distances(spec, target, note, pair)
+        same = np.array_equal(pair[0], pair[1])  # nothing beat the best start: one render is enough
+        exact = self.exact_distances(spec, target, note, pair[:1] if same else pair)
+        found, start_distance = exact[0], exact[-1]
         preset = pair[0] if found < start_distance else pair[1]
         return SearchResult(
             preset=np.asarray(preset, dtype=np.float64),
