@@ -1,5 +1,6 @@
 """Dataset generation on tiny data: layout, encodings, determinism, resume, splits by group, errors."""
 
+import ctypes
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from data.pipeline import (
     parse_notes,
     parse_sources,
 )
+from data_generation.parallel import WorkerPool
 from data_generation.presets import human_presets
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
@@ -144,6 +146,45 @@ def test_same_arrays_whatever_the_number_of_workers(dataset, tmp_path):
     assert one.keys() == two.keys()
     for key in one:
         np.testing.assert_array_equal(one[key], two[key], err_msg=key)
+
+
+def _mapped_apart(nbytes: int) -> bool:
+    """Whether glibc gives an array of ``nbytes`` its own memory mapping (then unmapped on free)."""
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena",
+                "ordblks",
+                "smblks",
+                "hblks",
+                "hblkhd",
+                "usmblks",
+                "fsmblks",
+                "uordblks",
+                "fordblks",
+                "keepcost",
+            )
+        ]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = Mallinfo2
+    before = libc.mallinfo2().hblkhd
+    held = np.ones(nbytes, dtype=np.uint8)
+    mapped = libc.mallinfo2().hblkhd - before >= nbytes
+    del held
+    return mapped
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="needs glibc 2.33 or later (mallinfo2)")
+def test_workers_keep_large_arrays_in_their_heap():
+    # 64 MB: above glibc's largest automatic threshold (32 MB), so this process maps it apart, while
+    # render workers keep such arrays in their heap for reuse (no page faults on every task)
+    assert _mapped_apart(64 << 20)
+    with WorkerPool(2) as pool:
+        assert pool.map(_mapped_apart, [(64 << 20,), (64 << 20,)]) == [False, False]
 
 
 def test_resume_after_stopping_gives_the_same_arrays(dataset, tmp_path):
