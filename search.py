@@ -58,6 +58,8 @@ from data_generation.spec import SynthSpec
 OBJECTIVE_SCALES = ((256, 32), (1024, 64), (4096, 128), (2048, 0))  # (n_fft, mel bands or 0: linear), hop n_fft // 2
 SILENT_SAMPLE = 1e-20  # |sample| below this scores as 0 (far below the floor; keeps floats normal)
 OBJECTIVE_FLOOR_DB = 120.0  # mel energy below the target's peak minus this counts as silence
+# half of each frame's weight decays with this time constant (s) from the note's start: see SearchObjective
+OBJECTIVE_EARLY_SECONDS = 1.0
 SIGMA0 = 0.1  # CMA-ES step size in the [0, 1] coordinates (0.05-0.1 best from a network start, 0.2 worse)
 DEFAULT_STARTS_KEPT = 3
 # nearest training presets a search starts from besides the network's (5 renders more than 3; with 8,
@@ -120,14 +122,30 @@ def _mel_magnitudes(audio: np.ndarray, sample_rate: int) -> list[np.ndarray]:
     return out
 
 
+@lru_cache(maxsize=16)
+def _frame_weights(frames: int, hop: int, sample_rate: int) -> np.ndarray:
+    """(frames,) weights of a scale's frames, divided by their count (see ``SearchObjective``)."""
+    decay = np.exp(-np.arange(frames) * hop / sample_rate / OBJECTIVE_EARLY_SECONDS)
+    weights = 0.5 + 0.5 * decay / decay.mean()
+    return (weights / frames).astype(np.float32)
+
+
 class SearchObjective:
-    """Distance of a render to one target: the mean over scales of mean |log S - log S'|.
+    """Distance of a render to one target: the mean over scales of the frame-weighted mean
+    |log S - log S'|.
 
     Three mel scales (n_fft 256, 1024, 4096, hop n_fft / 2, 32-128 bands) see attacks and pitch
     alike; a linear-frequency magnitude spectrum (n_fft 2048) sees partials the mel bands merge
     (it brought the LSD after 600 renders from 2.31 to 1.59 on fm, 0.89 to 0.79 on va). The floor
     sits 120 dB below the target's peak at each scale, so differences in silence do not count and
     loudness does. 0 for the target itself.
+
+    Frames are weighted towards the note's start: half of each weight is uniform, half decays as
+    exp(-t / ``OBJECTIVE_EARLY_SECONDS``), normalized to a mean of 1. A modulation whose rate is a
+    little off drifts out of phase over the note, so with uniform weights the rate of a strong
+    LFO was a needle (0.003 off took one va sound from 0 to 0.32); the first second forgives a
+    rate about 5x further off, which gives CMA-ES a basin to find. (17 held-out va sounds at
+    1,100 renders: mean LSD 1.047 -> 0.951.)
 
     Args:
         target: (n,) mono float audio.
@@ -143,6 +161,9 @@ class SearchObjective:
         mels = _mel_magnitudes(target, self.sample_rate)
         self.floors = [max(float(m.max()), 1e-6) * 10 ** (-OBJECTIVE_FLOOR_DB / 20) for m in mels]
         self.logs = [np.log(m + f) for m, f in zip(mels, self.floors)]
+        self.weights = [
+            _frame_weights(len(m), n_fft // 2, self.sample_rate) for m, (n_fft, _) in zip(mels, OBJECTIVE_SCALES)
+        ]
 
     def __call__(self, audio: np.ndarray) -> float:
         audio = np.asarray(audio, dtype=np.float32)
@@ -151,11 +172,13 @@ class SearchObjective:
         if not np.all(np.isfinite(audio)):
             return math.inf
         total = 0.0
-        for m, floor, log_target in zip(_mel_magnitudes(audio, self.sample_rate), self.floors, self.logs):
+        for m, floor, log_target, weights in zip(
+            _mel_magnitudes(audio, self.sample_rate), self.floors, self.logs, self.weights
+        ):
             m += floor  # in place: |log(m + floor) - log_target| without temporaries
             np.log(m, out=m)
             m -= log_target
-            total += float(np.abs(m, out=m).mean())
+            total += float(np.abs(m, out=m).mean(axis=1) @ weights)
         return total / len(self.logs)
 
 
