@@ -19,10 +19,11 @@ are.
 
 Every candidate is rendered with the real synth and scored by ``SearchObjective``: L1 distances of
 log mel spectra at three resolutions plus the log magnitude spectrum, loudness kept (no
-normalization). It is none of the evaluation metrics, so an evaluation of the result is not
-scored by what was optimized. Candidates are rendered on worker processes (one engine per worker),
-each batch at once. A search with a budget in renders is reproducible for a seed, whatever the
-number of workers; a budget in seconds stops at the first batch past it.
+normalization), frames weighted towards the note's start. It is none of the evaluation metrics,
+so an evaluation of the result is not scored by what was optimized. Candidates are rendered on
+worker processes (one engine per worker), each batch at once. A search with a budget in renders
+is reproducible for a seed, whatever the number of workers; a budget in seconds stops at the
+first batch past it.
 
 The result is never worse than the best start: the starts are scored first and the best of
 everything rendered wins. Candidates render fast, not bit-exactly (Faust synths compiled
