@@ -150,6 +150,7 @@ def test_same_arrays_whatever_the_number_of_workers(dataset, tmp_path):
 
 def _mapped_apart(nbytes: int) -> bool:
     """Whether glibc gives an array of ``nbytes`` its own memory mapping (then unmapped on free)."""
+
     class Mallinfo2(ctypes.Structure):
         _fields_ = [
             (name, ctypes.c_size_t)
