@@ -25,6 +25,15 @@ worker processes (one engine per worker), each batch at once. A search with a bu
 is reproducible for a seed, whatever the number of workers; a budget in seconds stops at the
 first batch past it.
 
+A fast LFO's rate is a needle: from the true va preset of a 3.3 Hz LFO, 0.002 off in
+``lfo_rate`` (1.2% in Hz) took the search distance from 0 to 0.25, and no step size finds it. So
+for a parameter whose spec declares ``rate_hz``, the search reads the target's modulation rates
+(``modulation_rates``), tries each on the best starts (one batch) and runs CMA-ES first from the
+best of those with that coordinate's step size 30x smaller, so the other parameters fit around
+the rate before it moves. (17 held-out va sounds at 1,100 renders, CMA-ES seeds 0 / 1: mean LSD
+0.951 -> 0.906 / 1.035 -> 0.969, search distance 0.474 -> 0.443 / 0.506 -> 0.483; the 3.3 Hz
+sound 1.62 -> 0.78 / 1.51 -> 0.78.)
+
 The result is never worse than the best start: the starts are scored first and the best of
 everything rendered wins. Candidates render fast, not bit-exactly (Faust synths compiled
 vectorized, 25-35% faster; plugins with one reused instance), so the winner and the best start
@@ -67,6 +76,11 @@ DEFAULT_STARTS_KEPT = 3
 # 17 held-out va sounds at 30 s each: mean LSD 1.10 -> 1.05, search distance 0.508 -> 0.499)
 NEAREST_STARTS = 8
 SWEEP_EVERY = 10  # CMA-ES generations between class sweeps during a run
+RATE_STEP = 0.03  # step size of a rate coordinate, relative to the others, in a run from a rate hypothesis
+RATE_HYPOTHESIS_STARTS = 3  # best starts each estimated modulation rate is tried on
+# Hz: the band modulation rates are read in (slower ones show too few cycles in a note and are no
+# needle; the frame rate allows up to 86 Hz)
+MODULATION_RATES = (0.6, 26.0)
 
 
 @dataclass(frozen=True)
@@ -183,6 +197,49 @@ class SearchObjective:
         return total / len(self.logs)
 
 
+def modulation_rates(audio: np.ndarray, sample_rate: int, start: float, end: float) -> list[float]:
+    """The target's modulation rates in Hz, at most two: the strongest periodicity of its mel band
+    levels (an LFO on a filter, a level or a pitch) and of their frame-to-frame change (a
+    sample-and-hold LFO, whose steps have no periodic level), read over ``start``-``end`` s (the
+    held note). Only rates in ``MODULATION_RATES`` are read; a second within 2% of the first is
+    left out.
+
+    On the 17 held-out va sounds of the README's table, the first or the second is within 0.3%
+    of the LFO's true rate on each of the 4 with an LFO faster than 1 Hz and more than an octave
+    deep on the cutoff; on shallower ones, beating between detuned oscillators or pulse-width
+    modulation can win instead (or twice the rate), so each rate is only tried.
+    """
+    hop = 256
+    power = librosa.feature.melspectrogram(
+        y=np.asarray(audio, dtype=np.float32), sr=sample_rate, n_fft=2048, hop_length=hop, n_mels=64, power=2.0
+    )
+    levels = np.log(power + max(float(power.max()), 1e-30) * 1e-10)
+    frame_rate = sample_rate / hop
+    first, last = int(start * frame_rate), min(int(end * frame_rate), levels.shape[1])
+    if last - first < 16:
+        return []
+    x = levels[:, first:last]
+    x = x - x.mean(axis=1, keepdims=True)
+    x = x - np.linspace(0.0, 1.0, x.shape[1])[None] * (x[:, -1:] - x[:, :1])  # the note's slow drift
+    n = 1 << 15  # zero-padded: 0.005 Hz bins, refined by a parabola through the peak's log power
+    freqs = np.fft.rfftfreq(n, 1.0 / frame_rate)
+    usable = (freqs > MODULATION_RATES[0]) & (freqs < MODULATION_RATES[1])
+    rates: list[float] = []
+    for signal in (x, np.abs(np.diff(x, axis=1))):
+        signal = signal - signal.mean(axis=1, keepdims=True)
+        spectrum = (np.abs(np.fft.rfft(signal * np.hanning(signal.shape[1])[None], n=n, axis=1)) ** 2).sum(axis=0)
+        i = int(np.argmax(np.where(usable, spectrum, 0.0)))
+        if not (usable[i - 1] and usable[i + 1]) or spectrum[i] <= 0:
+            continue  # the band's edge: the skirt of a rate outside it, not a peak
+        y = np.log(spectrum[i - 1 : i + 2] + 1e-30)
+        curvature = y[0] - 2 * y[1] + y[2]
+        offset = 0.5 * (y[0] - y[2]) / curvature if curvature < 0 else 0.0
+        rate = float(freqs[i] + offset * (freqs[1] - freqs[0]))
+        if all(abs(r / rate - 1) > 0.02 for r in rates):
+            rates.append(rate)
+    return rates
+
+
 class SearchSpace:
     """What a search moves: the continuous coordinates of a synth's encoded vector (CMA-ES) and
     the categorical parameters (class sweeps), minus held and fixed parameters.
@@ -210,6 +267,12 @@ class SearchSpace:
             for i, p in zip(spec.learned_index, spec.learned)
             if p.categorical and p.name not in hold
         ]
+        coordinate = {int(s): k for k, s in enumerate(self.free)}
+        self.rates = [  # (position in a preset, CMA-ES coordinate, name, (low, high) Hz) of each rate searched
+            (int(i), coordinate[int(s)], p.name, p.rate_hz)
+            for i, p, s in zip(spec.learned_index, spec.learned, self.codec.starts)
+            if p.rate_hz is not None and int(s) in coordinate
+        ]
         if len(self.free) == 0 and not self.class_params:
             raise ASPError(f"every parameter of {spec.name} is held or fixed: there is nothing to search")
 
@@ -231,6 +294,20 @@ class SearchSpace:
                     candidates.append(candidate)
                     changes.append((index, k / (n - 1)))
         return np.asarray(candidates).reshape(len(candidates), len(preset)), changes
+
+    def rate_changes(self, presets: np.ndarray, heard: Iterable[float]) -> tuple[np.ndarray, list[tuple]]:
+        """Every preset with one rate parameter set to one heard rate (Hz) in its ``rate_hz``
+        range: (candidates (m, n_params), [(CMA-ES coordinate, name, Hz)] of each)."""
+        candidates, moves = [], []
+        for index, coordinate, name, (low, high) in self.rates:
+            for hz in heard:
+                if low <= hz <= high:
+                    for preset in presets:
+                        candidate = np.array(preset, dtype=np.float64)
+                        candidate[index] = math.log(hz / low) / math.log(high / low)
+                        candidates.append(candidate)
+                        moves.append((coordinate, name, float(hz)))
+        return np.asarray(candidates).reshape(len(candidates), self.spec.n_params), moves
 
     def embed(self, vector: np.ndarray) -> np.ndarray:
         """An encoded vector (one-hot or class probabilities) -> the full coordinate vector a
@@ -450,6 +527,24 @@ class Searcher:
                 improve(combined[None])
             return True
 
+        def rate_hypothesis() -> tuple | None:
+            """The first CMA-ES run when the synth has rate parameters (spec ``rate_hz``): each of
+            the target's ``modulation_rates`` set on each of the best starts, scored in one
+            batch; the run starts from the best of them, with the rate's step size ``RATE_STEP``
+            times the others'. None when there is nothing to try or no budget for it."""
+            if not space.rates or spent():
+                return None
+            r = spec.render
+            heard = modulation_rates(target, r.sample_rate, r.note_start + 0.05, r.note_start + r.note_duration + 0.55)
+            candidates, moves = space.rate_changes(start_presets[order[:RATE_HYPOTHESIS_STARTS]], heard)
+            if not len(candidates) or (budget.renders is not None and budget.renders - renders < len(candidates) + 4):
+                return None
+            j = int(np.argmin(improve(candidates)))
+            coordinate, name, hz = moves[j]
+            stds = np.ones(len(space.free))
+            stds[coordinate] = RATE_STEP
+            return f"{name} at {hz:.2f} Hz", space.embed(space.codec.encode(candidates[j])), SIGMA0, stds
+
         initial = best
         sweep_classes()
         if len(space.free) == 0:  # categorical parameters alone: sweep until a sweep finds nothing
@@ -457,18 +552,22 @@ class Searcher:
                 initial = best
                 if not sweep_classes():
                     break
-        # CMA-ES runs to make: (label, base vector or None for the best point so far, step size)
-        queue = [(labels[best_i] if best is initial else f"{labels[best_i]}, classes swept", None, SIGMA0)]
-        queue += [(labels[i], embedded[i], SIGMA0) for i in order[1:keep]]
+        # CMA-ES runs to make: (label, base vector or None for the best point so far, step size,
+        # per-coordinate step sizes relative to it or None)
+        queue = [(labels[best_i] if best is initial else f"{labels[best_i]}, classes swept", None, SIGMA0, None)]
+        queue += [(labels[i], embedded[i], SIGMA0, None) for i in order[1:keep]]
+        hypothesis = rate_hypothesis()
+        if hypothesis is not None:
+            queue.insert(0, hypothesis)
         runs: list[dict] = []
         popsize = space.popsize
         while len(space.free) and not spent():
             if queue:
-                label, base, sigma = queue.pop(0)
+                label, base, sigma, stds = queue.pop(0)
                 if base is None:  # the best point so far (the best start, its classes swept)
                     base = space.embed(space.codec.encode(best["preset"]))
             else:  # every start has been run: restart from the best point with a larger population
-                label, base, sigma = "best so far", space.embed(space.codec.encode(best["preset"])), SIGMA0
+                label, base, sigma, stds = "best so far", space.embed(space.codec.encode(best["preset"])), SIGMA0, None
                 popsize *= 2
             size = popsize if budget.renders is None else min(popsize, budget.renders - renders)
             if size < 4:  # too few renders left for a generation
@@ -487,6 +586,8 @@ class Searcher:
             }
             if len(space.free) == 1:  # cma's step-size cap fails in one dimension (ValueError in tell)
                 options["maxstd"] = math.inf
+            if stds is not None:
+                options["CMA_stds"] = list(stds)
             es = cma.CMAEvolutionStrategy(base[space.free], sigma, options)
             generations = 0
             exhausted = switched = False
@@ -509,7 +610,8 @@ class Searcher:
             if generations == 0 or exhausted:
                 break
             if switched:  # from the new best point, at the step size this run had reached
-                queue.insert(0, ("classes changed", None, float(np.median(es.stds))))
+                step = float(np.median(es.stds))  # a rate hypothesis's run keeps its rate's small step
+                queue.insert(0, ("classes changed", None, step, None if stds is None else np.asarray(es.stds) / step))
                 continue
             sweep_classes()  # a converged run: its best point's classes, before the next run
         bar.close()

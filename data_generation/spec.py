@@ -59,6 +59,9 @@ class Param:
         sample_range: normalized (low, high) sampled when generating random presets.
         native_range: (low, high) sent to DawDreamer: native = low + value * (high - low).
         units: optional (low, high) in the synth's own units, linear in the normalized value.
+        rate_hz: optional (low, high): the parameter sets a modulation rate (an LFO's), low Hz
+            at 0 and high Hz at 1, exponential in between. The search reads the target's
+            modulation rate and tries it (see ``search``): a fast LFO's rate is a needle.
         fixed: not learned: always rendered at ``default`` and left out of encodings.
         label: the plugin's own name for the parameter, when it differs from ``name``.
         choices: optional names of the classes of a categorical parameter.
@@ -72,6 +75,7 @@ class Param:
     sample_range: tuple[float, float] = (0.0, 1.0)
     native_range: tuple[float, float] = (0.0, 1.0)
     units: tuple[float, float] | None = None
+    rate_hz: tuple[float, float] | None = None
     fixed: bool = False
     label: str | None = None
     choices: tuple[str, ...] | None = None
@@ -97,6 +101,8 @@ class Param:
         }
         if self.units is not None:
             out["units"] = list(self.units)
+        if self.rate_hz is not None:
+            out["rate_hz"] = list(self.rate_hz)
         if self.fixed:
             out["fixed"] = True
         if self.label is not None:
@@ -182,8 +188,12 @@ class SynthSpec:
 
     @cached_property
     def hash(self) -> str:
-        """Short fingerprint of everything that defines the encoding and the sound."""
-        blob = json.dumps(self.to_json(with_path=False), sort_keys=True).encode()
+        """Short fingerprint of everything that defines the encoding and the sound (not the
+        search's hints, ``rate_hz``: adding one leaves datasets and models valid)."""
+        data = self.to_json(with_path=False)
+        for param in data["parameters"]:
+            param.pop("rate_hz", None)
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     # -- presets -------------------------------------------------------------------------
@@ -377,6 +387,12 @@ def _parse_param(raw: dict, k: int, where: str) -> Param:
     units = _pair(raw["units"], where, f"parameter {name!r} units") if raw.get("units") is not None else None
     if units is not None and units[0] == units[1]:
         raise _fail(where, f"parameter {name!r}: units must not be empty")
+    rate_hz = _pair(raw["rate_hz"], where, f"parameter {name!r} rate_hz") if raw.get("rate_hz") is not None else None
+    if rate_hz is not None and (classes or not 0 < rate_hz[0] < rate_hz[1]):
+        raise _fail(
+            where,
+            f"parameter {name!r}: rate_hz must be [low, high] Hz with 0 < low < high, on a continuous parameter",
+        )
     if not isinstance(raw.get("fixed", False), bool):
         raise _fail(where, f"parameter {name!r}: fixed must be true or false, got {raw['fixed']!r}")
     if not isinstance(raw.get("label"), (str, type(None))):
@@ -395,6 +411,7 @@ def _parse_param(raw: dict, k: int, where: str) -> Param:
         sample_range=sample_range,
         native_range=native,
         units=units,
+        rate_hz=rate_hz,
         fixed=raw.get("fixed", False),
         label=raw.get("label"),
         choices=choices,

@@ -170,7 +170,7 @@ def build_spec(
             entry["sample_range"] = list(prev.sample_range)
             if prev.classes and not entry["classes"]:
                 entry["classes"] = prev.classes
-            for key in ("units", "fixed", "choices"):
+            for key in ("units", "rate_hz", "fixed", "choices"):
                 value = getattr(prev, key)
                 if value not in (None, False):
                     entry[key] = list(value) if isinstance(value, tuple) else value

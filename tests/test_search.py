@@ -11,7 +11,7 @@ from data.dataset import Split, nearest_rows
 from data.encoding import Codec
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
-from search import Budget, Searcher, SearchObjective, SearchSpace
+from search import Budget, Searcher, SearchObjective, SearchSpace, modulation_rates
 
 VA = load_spec("va")
 CODEC = Codec(VA)
@@ -111,6 +111,60 @@ def test_one_free_coordinate(target, searcher):  # cma's step-size cap fails in 
     start = _preset(filter_cutoff=0.95, amp_decay=0.4, amp_sustain=0.5, osc1_wave=0.5, filter_type=0.0)
     found = _search_free(searcher, target, "open", start, 100, "filter_cutoff")
     assert abs(found.preset[VA.names.index("filter_cutoff")] - 0.55) < 0.01
+
+
+def _modulated_tone(levels: np.ndarray, sr: int = 44100) -> np.ndarray:
+    """A 5 s tone of 12 harmonics of 220 Hz whose amplitude follows ``levels`` (one per sample)."""
+    t = np.arange(len(levels)) / sr
+    tone = sum(np.sin(2 * np.pi * 220 * k * t) / k for k in range(1, 13))
+    return (0.1 * levels * tone).astype(np.float32)
+
+
+def test_modulation_rates_read_an_lfo_off_the_sound():
+    sr, t = 44100, np.arange(5 * 44100) / 44100
+    triangle = 1 - 4 * np.abs((3.0 * t) % 1 - 0.5)  # 3 Hz
+    rates = modulation_rates(_modulated_tone(1 + 0.8 * triangle), sr, 0.3, 3.8)
+    assert rates[0] == pytest.approx(3.0, rel=0.003)
+    # sample-and-hold: random levels held 1 / 6.5 s each; the steps, not the levels, are periodic
+    steps = np.random.default_rng(0).uniform(0.1, 1.0, 40)[(t * 6.5).astype(int)]
+    assert any(r == pytest.approx(6.5, rel=0.01) for r in modulation_rates(_modulated_tone(steps), sr, 0.3, 3.8))
+    slow = 1 + 0.8 * np.sin(2 * np.pi * 0.2 * t)  # one cycle in the note: no needle, not read
+    assert all(r > 0.6 for r in modulation_rates(_modulated_tone(slow), sr, 0.3, 3.8))
+    assert modulation_rates(np.zeros(2048, np.float32), sr, 0.0, 1.0) == []  # too short to read
+
+
+LFO_TRUE = _preset(filter_cutoff=0.45, filter_resonance=0.5, amp_sustain=0.8, lfo_rate=0.67, lfo_cutoff=0.6)
+
+
+def test_a_fast_lfo_rate_is_read_from_the_target_not_searched_for():
+    """A 3.3 Hz LFO (``lfo_rate`` 0.67) a full octave deep on the cutoff: 0.002 off in the rate is
+    already far. From a start at 1 Hz, CMA-ES alone does not find it; the rate read off the target
+    (va's spec declares ``rate_hz``) does, and the search ends on the true preset."""
+    target = Renderer().render(VA, LFO_TRUE, note=NOTE)
+    hz = 0.05 * 2 ** (9 * 0.67)
+    assert any(r == pytest.approx(hz, rel=0.003) for r in modulation_rates(target, 44100, 0.3, 3.8))
+    start = LFO_TRUE.copy()
+    i = VA.names.index("lfo_rate")
+    start[i] = 0.45
+    free = ["lfo_rate", "filter_cutoff"]
+    no_hint = dataclasses.replace(VA, params=tuple(dataclasses.replace(p, rate_hz=None) for p in VA.params))
+    with Searcher(workers=1) as searcher:
+        runs = {
+            label: searcher.search(
+                spec,
+                target,
+                NOTE,
+                {"1 Hz": CODEC.encode(start)},
+                Budget(renders=60),
+                hold=_all_but(*free),
+                progress=False,
+            )
+            for label, spec in (("read", VA), ("searched", no_hint))
+        }
+    read, searched = runs["read"], runs["searched"]
+    assert read.runs[0]["start"].startswith("lfo_rate at 3.2")  # the first run starts at the rate heard
+    assert abs(read.preset[i] - 0.67) < 0.002 and read.distance < 0.1 * read.start_distance
+    assert abs(searched.preset[i] - 0.67) > 0.01 and searched.distance > 0.5 * searched.start_distance
 
 
 def test_cma_moves_continuous_coordinates_and_sweeps_move_classes():

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -81,6 +82,18 @@ def test_unknown_synth_lists_the_available_ones():
             },
             "index order",
         ),
+        (
+            {"parameters": [{"name": "a", "index": 0, "classes": 0, "group": "lfo", "default": 0, "rate_hz": [0, 9]}]},
+            "rate_hz",
+        ),
+        (
+            {"parameters": [{"name": "a", "index": 0, "classes": 0, "group": "lfo", "default": 0, "rate_hz": [9, 1]}]},
+            "rate_hz",
+        ),
+        (
+            {"parameters": [{"name": "a", "index": 0, "classes": 3, "group": "lfo", "default": 0, "rate_hz": [1, 9]}]},
+            "rate_hz",
+        ),
         ({"render": {"tempo": 120}}, "unknown render"),
         ({"render": {"duration": 2.0}}, "note must end"),
     ],
@@ -127,6 +140,15 @@ def test_spec_write_round_trips(tmp_path):
     assert again.params == spec.params
     assert again.hash == spec.hash
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_rate_hint_round_trips_and_leaves_the_spec_hash_alone(tmp_path):
+    va = load_spec("va")
+    assert va.params[va.names.index("lfo_rate")].rate_hz == (0.05, 25.6)  # va.dsp: 0.05 Hz * 2^(9 v)
+    va.write(tmp_path / "va.json")
+    assert load_spec(tmp_path / "va.json").params == va.params
+    bare = dataclasses.replace(va, params=tuple(dataclasses.replace(p, rate_hz=None) for p in va.params))
+    assert bare.hash == va.hash  # a search hint: datasets and models made before it stay valid
 
 
 def test_spec_files_live_in_the_package():
