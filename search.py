@@ -81,6 +81,8 @@ RATE_HYPOTHESIS_STARTS = 3  # best starts each estimated modulation rate is trie
 # Hz: the band modulation rates are read in (slower ones show too few cycles in a note and are no
 # needle; the frame rate allows up to 86 Hz)
 MODULATION_RATES = (0.6, 26.0)
+# s: rates are read from this long after the note starts to this long after its release (the held note)
+MODULATION_WINDOW = (0.05, 0.55)
 
 
 @dataclass(frozen=True)
@@ -535,7 +537,10 @@ class Searcher:
             if not space.rates or spent():
                 return None
             r = spec.render
-            heard = modulation_rates(target, r.sample_rate, r.note_start + 0.05, r.note_start + r.note_duration + 0.55)
+            after_start, after_release = MODULATION_WINDOW
+            heard = modulation_rates(
+                target, r.sample_rate, r.note_start + after_start, r.note_start + r.note_duration + after_release
+            )
             candidates, moves = space.rate_changes(start_presets[order[:RATE_HYPOTHESIS_STARTS]], heard)
             if not len(candidates) or (budget.renders is not None and budget.renders - renders < len(candidates) + 4):
                 return None

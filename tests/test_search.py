@@ -136,7 +136,7 @@ def test_modulation_rates_read_an_lfo_off_the_sound():
 LFO_TRUE = _preset(filter_cutoff=0.45, filter_resonance=0.5, amp_sustain=0.8, lfo_rate=0.67, lfo_cutoff=0.6)
 
 
-def test_a_fast_lfo_rate_is_read_from_the_target_not_searched_for():
+def test_a_fast_lfo_rate_is_read_from_the_target_not_searched_for(searcher):
     """A 3.3 Hz LFO (``lfo_rate`` 0.67) a full octave deep on the cutoff: 0.002 off in the rate is
     already far. From a start at 1 Hz, CMA-ES alone does not find it; the rate read off the target
     (va's spec declares ``rate_hz``) does, and the search ends on the true preset."""
@@ -148,19 +148,12 @@ def test_a_fast_lfo_rate_is_read_from_the_target_not_searched_for():
     start[i] = 0.45
     free = ["lfo_rate", "filter_cutoff"]
     no_hint = dataclasses.replace(VA, params=tuple(dataclasses.replace(p, rate_hz=None) for p in VA.params))
-    with Searcher(workers=1) as searcher:
-        runs = {
-            label: searcher.search(
-                spec,
-                target,
-                NOTE,
-                {"1 Hz": CODEC.encode(start)},
-                Budget(renders=60),
-                hold=_all_but(*free),
-                progress=False,
-            )
-            for label, spec in (("read", VA), ("searched", no_hint))
-        }
+    runs = {
+        label: searcher.search(
+            spec, target, NOTE, {"1 Hz": CODEC.encode(start)}, Budget(renders=60), hold=_all_but(*free), progress=False
+        )
+        for label, spec in (("read", VA), ("searched", no_hint))
+    }
     read, searched = runs["read"], runs["searched"]
     assert read.runs[0]["start"].startswith("lfo_rate at 3.2")  # the first run starts at the rate heard
     assert abs(read.preset[i] - 0.67) < 0.002 and read.distance < 0.1 * read.start_distance
