@@ -551,6 +551,15 @@ def _generate(
             shutil.rmtree(work, ignore_errors=True)
             return Summary(out, manifest["kept"], manifest["dropped"], manifest["counts"], 0.0, True, already=True)
         if not force:
+            hashes = {s.name: s.hash for s in plan.specs}
+            changed = [
+                e.get("name") for e in (manifest or {}).get("synths", []) if e.get("hash") != hashes.get(e.get("name"))
+            ]
+            if manifest is not None and changed and set(changed) <= set(hashes):
+                raise ASPError(
+                    f"{out} holds a dataset made with an earlier version of {', '.join(changed)} (its spec or "
+                    "DSP code changed since); pass --force to regenerate it, or choose another --out"
+                )
             what = "a finished dataset made with other arguments" if manifest else "a damaged manifest.json"
             raise ASPError(f"{out} holds {what}; pass --force to replace it, or choose another --out")
         _remove_dataset(out)

@@ -188,11 +188,19 @@ class SynthSpec:
 
     @cached_property
     def hash(self) -> str:
-        """Short fingerprint of everything that defines the encoding and the sound (not the
-        search's hints, ``rate_hz``: adding one leaves datasets and models valid)."""
+        """Short fingerprint of everything that defines the encoding and the sound: the spec (not
+        the search's hints, ``rate_hz``: adding one leaves datasets and models valid) and, for a
+        Faust synth, its ``.dsp`` code, so that datasets and models made before a change to the
+        DSP are found stale (a plugin's binary is not covered)."""
         data = self.to_json(with_path=False)
         for param in data["parameters"]:
             param.pop("rate_hz", None)
+        if self.backend == "faust":
+            try:
+                code = Path(self.resolve_source()).read_bytes().replace(b"\r\n", b"\n")
+            except ASPError:
+                code = None  # no DSP to read: rendering says so, with the fix
+            data["dsp_sha256"] = None if code is None else hashlib.sha256(code).hexdigest()
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

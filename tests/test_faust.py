@@ -189,3 +189,28 @@ def test_output_stage_tanh_is_within_float_rounding_of_tanh(name):
     assert x.min() < -19 and x.max() > 19 and np.any(np.abs(x) < 0.01)
     np.testing.assert_allclose(y, np.tanh(x.astype(np.float64)), rtol=0, atol=4e-7)
     assert np.abs(y).max() <= 1.0
+
+
+def test_va_sample_and_hold_keeps_its_steps_when_the_rate_is_a_hair_off():
+    """S&H levels come from an LCG stepped once per LFO cycle: lfo_rate 0.0005 off plays the same
+    steps a little later (white noise taken at the sample of each wrap drew other levels: 0.77)."""
+    from search import SearchObjective
+
+    va, renderer = load_spec("va"), Renderer()
+
+    def preset(**values):
+        p = va.defaults.copy()
+        for name, value in values.items():
+            p[va.names.index(name)] = value
+        return va.snap(p)
+
+    held = dict(lfo_wave=1.0, lfo_cutoff=0.8, lfo_rate=0.6, filter_cutoff=0.5, amp_sustain=0.8)
+    target = renderer.render(va, preset(**held))
+    objective = SearchObjective(target)
+    near = objective(renderer.render(va, preset(**{**held, "lfo_rate": 0.6005})))
+    square = objective(renderer.render(va, preset(**{**held, "lfo_wave": 0.5})))  # the same rate, square
+    assert near < 0.1 < square
+    # random levels: the loudness of the held note changes from one LFO cycle (0.05 * 2^5.4 Hz) to the next
+    cycle, start = 44100 / (0.05 * 2 ** (9 * 0.6)), int(va.render.note_start * 44100)
+    levels = [rms(target[start + int(k * cycle) : start + int((k + 1) * cycle)]) for k in range(1, 6)]
+    assert max(levels) > 1.3 * min(levels)

@@ -261,6 +261,26 @@ def test_finished_dataset_is_kept_unless_forced(dataset, tmp_path):
     assert read_manifest(target)["settings"]["seed"] == 9
 
 
+def test_a_dataset_of_an_earlier_dsp_is_found_stale(tmp_path):
+    va = load_spec("va")
+    (tmp_path / "faust").mkdir()
+    dsp = tmp_path / "faust" / "va.dsp"
+    dsp.write_bytes(Path(va.resolve_source()).read_bytes())
+    (tmp_path / "va.presets.json").write_bytes((va.path.parent / "va.presets.json").read_bytes())
+    va.write(tmp_path / "va.json")
+    cmd = [sys.executable, "data_generation/generate.py", "--synths", str(tmp_path / "va.json"), "--n", "2"]
+    cmd += ["--notes", "60", "--no-hpss", "--workers", "1", "--out", str(tmp_path / "data")]
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    before = arrays(tmp_path / "data")
+    dsp.write_text(dsp.read_text().replace("0.05 * pow(2, 9*lfo_rate)", "0.1 * pow(2, 9*lfo_rate)"))
+    res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "made with an earlier version of va (its spec or DSP code changed since); pass --force" in res.stderr
+    after = arrays(tmp_path / "data")  # nothing touched
+    assert after.keys() == before.keys() and all(np.array_equal(after[k], before[k]) for k in before)
+
+
 def test_plan_shards_and_sources():
     plan = make_plan(settings(n=40, notes=(60,)))
     assert all(len(s.notes) <= SHARD_SIZE and len({s.synth}) == 1 for s in plan.shards)

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -153,3 +154,17 @@ def test_a_rate_hint_round_trips_and_leaves_the_spec_hash_alone(tmp_path):
 
 def test_spec_files_live_in_the_package():
     assert (SYNTH_DIR / "amsynth.json").is_file()
+
+
+def test_a_change_to_a_faust_synths_dsp_changes_its_hash(tmp_path):
+    va = load_spec("va")
+    (tmp_path / "faust").mkdir()
+    dsp = tmp_path / "faust" / "va.dsp"
+    dsp.write_bytes(Path(va.resolve_source()).read_bytes())
+    va.write(tmp_path / "va.json")
+    copy = load_spec(tmp_path / "va.json")
+    assert copy.resolve_source() == str(dsp)
+    assert copy.hash == va.hash  # the same spec and the same DSP code
+    dsp.write_text(dsp.read_text().replace("0.05 * pow(2, 9*lfo_rate)", "0.1 * pow(2, 9*lfo_rate)"))
+    changed = dataclasses.replace(copy)  # a fresh instance: the hash is cached per instance
+    assert changed.hash != va.hash  # datasets and models made with the old va are stale
