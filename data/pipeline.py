@@ -557,7 +557,7 @@ def _generate(
             ]
             if manifest is not None and changed and set(changed) <= set(hashes):
                 raise ASPError(
-                    f"{out} holds a dataset made with an earlier version of {', '.join(changed)} (its spec or "
+                    f"{out} holds a dataset made with an earlier version of {', '.join(changed)} (a spec or "
                     "DSP code changed since); pass --force to regenerate it, or choose another --out"
                 )
             what = "a finished dataset made with other arguments" if manifest else "a damaged manifest.json"

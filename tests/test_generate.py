@@ -276,7 +276,7 @@ def test_a_dataset_of_an_earlier_dsp_is_found_stale(tmp_path):
     dsp.write_text(dsp.read_text().replace("0.05 * pow(2, 9*lfo_rate)", "0.1 * pow(2, 9*lfo_rate)"))
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert "made with an earlier version of va (its spec or DSP code changed since); pass --force" in res.stderr
+    assert "made with an earlier version of va (a spec or DSP code changed since); pass --force" in res.stderr
     after = arrays(tmp_path / "data")  # nothing touched
     assert after.keys() == before.keys() and all(np.array_equal(after[k], before[k]) for k in before)
 
