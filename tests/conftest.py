@@ -33,6 +33,15 @@ def toy_spec(*params: tuple):
     return spec_from_json({"name": "toy", "backend": "vst", "source": None, "parameters": parameters})
 
 
+def synth_preset(name: str, **values):
+    """The defaults of synth ``name`` with the named parameters set (normalized), snapped to classes."""
+    spec = load_spec(name)
+    preset = spec.defaults.copy()
+    for param, value in values.items():
+        preset[spec.names.index(param)] = value
+    return spec.snap(preset)
+
+
 FAUST_SYNTHS = [n for n in available_synths() if load_spec(n).backend == "faust"]
 ALL_SYNTHS = available_synths()
 

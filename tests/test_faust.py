@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import FAUST_SYNTHS
+from conftest import FAUST_SYNTHS, synth_preset
 
 import data_generation.render as render_module
 from asp_io import ASPError
@@ -199,10 +199,7 @@ def test_va_sample_and_hold_keeps_its_steps_when_the_rate_is_a_hair_off():
     va, renderer = load_spec("va"), Renderer()
 
     def preset(**values):
-        p = va.defaults.copy()
-        for name, value in values.items():
-            p[va.names.index(name)] = value
-        return va.snap(p)
+        return synth_preset("va", **values)
 
     held = dict(lfo_wave=1.0, lfo_cutoff=0.8, lfo_rate=0.6, filter_cutoff=0.5, amp_sustain=0.8)
     target = renderer.render(va, preset(**held))

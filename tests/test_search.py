@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from conftest import synth_preset
 
 from asp_io import ASPError
 from data.dataset import Split, nearest_rows
@@ -19,10 +20,7 @@ NOTE = 57
 
 
 def _preset(**values):
-    preset = VA.defaults.copy()
-    for name, value in values.items():
-        preset[VA.names.index(name)] = value
-    return VA.snap(preset)
+    return synth_preset("va", **values)
 
 
 TRUE = _preset(filter_cutoff=0.55, amp_decay=0.4, amp_sustain=0.5, osc1_wave=0.5, filter_type=0.0)
