@@ -133,6 +133,12 @@ class Renderer:
         if cached is not None:
             return cached
         source = spec.resolve_source()
+        try:
+            os.getcwd()
+        except FileNotFoundError:  # DawDreamer's Faust compiler segfaults without a working folder
+            raise ASPError(
+                f"cannot compile faust synth {spec.name!r}: the current folder was deleted; cd to a folder that exists"
+            ) from None
         proc = self.engine(spec).make_faust_processor(f"faust_{spec.name}")
         proc.num_voices = spec.num_voices
         if not self.exact:

@@ -1,5 +1,9 @@
 """The built-in Faust synths: the default that needs nothing but pip."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import FAUST_SYNTHS, synth_preset
@@ -211,3 +215,24 @@ def test_va_sample_and_hold_keeps_its_steps_when_the_rate_is_a_hair_off():
     cycle, start = 44100 / (0.05 * 2 ** (9 * 0.6)), int(va.render.note_start * 44100)
     levels = [rms(target[start + int(k * cycle) : start + int((k + 1) * cycle)]) for k in range(1, 6)]
     assert max(levels) > 1.3 * min(levels)
+
+
+def test_a_deleted_working_folder_is_a_clear_error_not_a_crash(tmp_path):
+    """DawDreamer's Faust compiler segfaults when the process's working folder was deleted."""
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    code = """import os, shutil, sys
+sys.path.insert(0, sys.argv[1])
+os.chdir(sys.argv[2])
+import backend
+from asp_io import run_cli
+from data_generation.render import Renderer
+shutil.rmtree(sys.argv[2])
+def main():
+    Renderer().render("va")
+run_cli(main)
+"""
+    root = str(Path(__file__).resolve().parent.parent)
+    res = subprocess.run([sys.executable, "-c", code, root, str(gone)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "the current folder was deleted; cd to a folder that exists" in res.stderr and "Traceback" not in res.stderr
