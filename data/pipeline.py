@@ -552,10 +552,9 @@ def _generate(
             return Summary(out, manifest["kept"], manifest["dropped"], manifest["counts"], 0.0, True, already=True)
         if not force:
             hashes = {s.name: s.hash for s in plan.specs}
-            changed = [
-                e.get("name") for e in (manifest or {}).get("synths", []) if e.get("hash") != hashes.get(e.get("name"))
-            ]
-            if manifest is not None and changed and set(changed) <= set(hashes):
+            made = {e.get("name"): e.get("hash") for e in (manifest or {}).get("synths", [])}
+            changed = [name for name, h in made.items() if h != hashes.get(name)]
+            if changed and set(made) <= set(hashes):
                 raise ASPError(
                     f"{out} holds a dataset made with an earlier version of {', '.join(changed)} (a spec or "
                     "DSP code changed since); pass --force to regenerate it, or choose another --out"

@@ -201,15 +201,11 @@ def test_va_sample_and_hold_keeps_its_steps_when_the_rate_is_a_hair_off():
     from search import SearchObjective
 
     va, renderer = load_spec("va"), Renderer()
-
-    def preset(**values):
-        return synth_preset("va", **values)
-
     held = dict(lfo_wave=1.0, lfo_cutoff=0.8, lfo_rate=0.6, filter_cutoff=0.5, amp_sustain=0.8)
-    target = renderer.render(va, preset(**held))
+    target = renderer.render(va, synth_preset("va", **held))
     objective = SearchObjective(target)
-    near = objective(renderer.render(va, preset(**{**held, "lfo_rate": 0.6005})))
-    square = objective(renderer.render(va, preset(**{**held, "lfo_wave": 0.5})))  # the same rate, square
+    near = objective(renderer.render(va, synth_preset("va", **{**held, "lfo_rate": 0.6005})))
+    square = objective(renderer.render(va, synth_preset("va", **{**held, "lfo_wave": 0.5})))  # same rate, square
     assert near < 0.1 < square
     # random levels: the loudness of the held note changes from one LFO cycle (0.05 * 2^5.4 Hz) to the next
     cycle, start = 44100 / (0.05 * 2 ** (9 * 0.6)), int(va.render.note_start * 44100)
@@ -223,16 +219,15 @@ def test_a_deleted_working_folder_is_a_clear_error_not_a_crash(tmp_path):
     gone.mkdir()
     code = """import os, shutil, sys
 sys.path.insert(0, sys.argv[1])
-os.chdir(sys.argv[2])
 import backend
 from asp_io import run_cli
 from data_generation.render import Renderer
-shutil.rmtree(sys.argv[2])
+shutil.rmtree(os.getcwd())  # the folder this process runs in
 def main():
     Renderer().render("va")
 run_cli(main)
 """
     root = str(Path(__file__).resolve().parent.parent)
-    res = subprocess.run([sys.executable, "-c", code, root, str(gone)], capture_output=True, text=True, timeout=120)
+    res = subprocess.run([sys.executable, "-c", code, root], cwd=gone, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr
     assert "the current folder was deleted; cd to a folder that exists" in res.stderr and "Traceback" not in res.stderr
