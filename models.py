@@ -11,13 +11,15 @@ Approaches:
     single  joint encoder, one head over the zero-padded vector, times the padded mask
     synth   one encoder + one head for one synth, trained on that synth's samples only (baseline)
 
-Losses: spectrogram MSE + parameter loss + beta_t * KL. The reconstruction terms are per-element
-means (~0.01-0.1 each) while the KL is in nats summed over the latent dimensions, so at the
-paper's beta = 1 ignoring z is the optimum: the latent collapses and every head predicts one
-average preset. ``beta`` is therefore a training option (the final KL weight, reached linearly
-over ``kl_warmup_steps`` steps) and ``free_bits`` the KL per latent dimension (nats, batch mean)
-below which that dimension is not pushed towards the prior (Kingma et al. 2016). The paper's
-settings (beta 1, no free bits, 100 warm-up epochs) stay reachable (``--paper-loss``).
+Losses: spectrogram MSE + param_weight * parameter loss + beta_t * KL (the paper's
+weight and the default is 1; 10 lets the parameters, not the spectrogram, steer the encoder: README,
+"The loss"). The reconstruction terms are per-element means (~0.01-0.1 each) while the KL is in nats
+summed over the latent dimensions, so at the paper's beta = 1 ignoring z is the optimum: the
+latent collapses and every head predicts one average preset. ``beta`` is therefore a training
+option (the final KL weight, reached linearly over ``kl_warmup_steps`` steps) and ``free_bits``
+the KL per latent dimension (nats, batch mean) below which that dimension is not pushed towards
+the prior (Kingma et al. 2016). The paper's settings (beta 1, no free bits, 100 warm-up epochs,
+parameter weight 1) stay reachable (``--paper-loss``).
 ``param_loss="mse"`` is the paper's (sigmoid outputs, MSE on the masked vector); ``"mixed"``
 uses MSE for continuous parameters and softmax cross-entropy within each categorical block.
 """
@@ -349,6 +351,7 @@ class SynthVAE(keras.Model):
         kl_warmup_steps: steps over which the KL weight rises from 0 to ``beta``.
         beta: the final KL weight.
         free_bits: nats per latent dimension left free of the KL penalty.
+        param_weight: weight of the parameter loss (the spectrogram loss weighs 1).
         seed: seed of the reparameterization noise.
 
     Batches are dicts: ``mel`` (batch, 128, 431); ``params_<synth>``/``mask_<synth>`` for each
@@ -367,6 +370,7 @@ class SynthVAE(keras.Model):
         kl_warmup_steps: int = 0,
         beta: float = 1.0,
         free_bits: float = 0.0,
+        param_weight: float = 1.0,
         seed: int = 0,
         **kwargs,
     ):
@@ -381,6 +385,8 @@ class SynthVAE(keras.Model):
             raise ASPError(f"beta must be a finite number >= 0, got {beta}")
         if not (np.isfinite(free_bits) and free_bits >= 0):
             raise ASPError(f"free bits must be a finite number >= 0, got {free_bits}")
+        if not (np.isfinite(param_weight) and param_weight > 0):
+            raise ASPError(f"the parameter loss weight must be a finite number > 0, got {param_weight}")
         self.approach = approach
         self.layouts = list(layouts)
         self.latent_size = int(latent_size)
@@ -388,6 +394,7 @@ class SynthVAE(keras.Model):
         self.kl_warmup_steps = int(kl_warmup_steps)
         self.beta = float(beta)
         self.free_bits = float(free_bits)
+        self.param_weight = float(param_weight)
         self.encoder = _part(ENCODERS, "encoder", encoder)(self.latent_size)
         self.spec_decoder = _part(SPEC_DECODERS, "spectrogram decoder", spec_decoder)(self.latent_size)
         self._param_heads = heads_for(approach, self.layouts, self.latent_size, param_loss)
@@ -453,9 +460,10 @@ class SynthVAE(keras.Model):
         spec = ops.mean(ops.square(out["spec"] - batch["mel"])) if "spec" in out else ops.zeros(())
         kl_dims = kl_per_dimension(out["z_mean"], out["z_log_var"])
         beta = kl_weight(self.step, self.kl_warmup_steps, self.beta)
+        recon = spec + self.param_weight * params
         return {
-            "loss": spec + params + beta * kl_penalty(kl_dims, self.free_bits),
-            "recon_loss": spec + params,
+            "loss": recon + beta * kl_penalty(kl_dims, self.free_bits),
+            "recon_loss": recon,
             "spec_loss": spec,
             "param_loss": params,
             "kl_loss": ops.sum(kl_dims),
@@ -524,6 +532,7 @@ def build_model(config: dict) -> SynthVAE:
         kl_warmup_steps=config.get("kl_warmup_steps", 0),
         beta=config.get("beta", 1.0),  # runs made before beta was an option used the paper's 1
         free_bits=config.get("free_bits", 0.0),
+        param_weight=config.get("param_weight", 1.0),  # runs made before the option weighed 1
         seed=config.get("seed", 0),
     )
     model.build()

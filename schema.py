@@ -32,7 +32,8 @@ DEFAULT_ENCODER = "paper"  # measured best at the demo's scale (README, "Models 
 BUILTIN_ENCODERS = ("paper", "resnet")  # models.ENCODERS has these and any registered later
 BUILTIN_SPEC_DECODERS = ("paper", "none")
 # The loss defaults, chosen on held-out sounds (README, "Training"); the paper's are PAPER_LOSS.
-PAPER_LOSS = {"beta": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 100}
+PAPER_LOSS = {"beta": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 100, "param_weight": 1.0}
+PARAM_WEIGHT = 1.0  # the parameter loss against the spectrogram loss, the paper's (README, "The loss": 10 measured)
 PAPER_MODEL = {
     "encoder": "paper",
     "param_loss": "mse",
@@ -158,6 +159,14 @@ class TrainConfig:
         what="mse or mixed",
         choices=PARAM_LOSSES,
         help="mse (default, the paper's) or mixed (MSE for continuous, cross-entropy per categorical parameter)",
+    )
+    param_weight: float = setting(
+        PARAM_WEIGHT,
+        flag="--param-weight",
+        check=number(0, open_=True),
+        parse=positive_float,
+        what="a finite number > 0",
+        help=f"weight of the parameter loss against the spectrogram loss (default {PARAM_WEIGHT:g}; the paper's 1)",
     )
     epochs: int = setting(
         500,
@@ -363,7 +372,14 @@ def changed_settings(old: dict, new: dict) -> list[str]:
 
 
 # what a run made before a setting existed was trained with
-LEGACY = {"encoder": "paper", "spec_decoder": "paper", "beta": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 100}
+LEGACY = {
+    "encoder": "paper",
+    "spec_decoder": "paper",
+    "beta": 1.0,
+    "free_bits": 0.0,
+    "kl_warmup_epochs": 100,
+    "param_weight": 1.0,
+}
 
 
 def run_name(cfg: TrainConfig | dict) -> str:

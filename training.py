@@ -757,7 +757,8 @@ def parser(description: str, *, approach: str, synth: str | None = None) -> argp
     p.add_argument(
         "--paper-loss",
         action="store_true",
-        help="the paper's loss settings: --beta 1 --free-bits 0 --kl-warmup-epochs 100 (they collapse the latent)",
+        help="the paper's loss settings: --beta 1 --free-bits 0 --kl-warmup-epochs 100 --param-weight 1 "
+        "(they collapse the latent)",
     )
     p.add_argument(
         "--paper",

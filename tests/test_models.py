@@ -1,5 +1,6 @@
 """models.py on tiny inputs: shapes, masking, losses, KL schedule."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -129,6 +130,23 @@ def test_mixed_loss_known_answers():
     assert float(param_loss_per_sample(confident, target, 0 * mask, lay, "mixed")[0]) == 0.0
 
 
+def test_the_parameter_weight_scales_only_the_parameter_loss():
+    data = batch(3)
+    losses = {}
+    for weight in (1.0, 10.0):
+        keras.utils.set_random_seed(0)
+        model = SynthVAE(approach="multi", layouts=layouts(), latent_size=8, param_weight=weight, beta=0.5)
+        model.build()
+        losses[weight] = {k: float(v) for k, v in model.compute_losses(data, model(data, training=False)).items()}
+        kl = 0.5 * losses[weight]["kl_loss"]
+        assert losses[weight]["loss"] == pytest.approx(
+            losses[weight]["spec_loss"] + weight * losses[weight]["param_loss"] + kl, rel=1e-5
+        )
+    # same initial weights: the terms are equal, only their sum differs
+    assert losses[10.0]["param_loss"] == pytest.approx(losses[1.0]["param_loss"], rel=1e-6)
+    assert losses[10.0]["loss"] - losses[1.0]["loss"] == pytest.approx(9 * losses[1.0]["param_loss"], rel=1e-4)
+
+
 def test_paper_mse_loss_of_a_masked_head_is_zero():
     lay = Layout.from_spec(load_spec("fm"))
     scores = np.random.default_rng(1).normal(size=(3, lay.size)).astype(np.float32)
@@ -145,3 +163,5 @@ def test_bad_model_arguments():
         SynthVAE(approach="multi", layouts=layouts(), latent_size=8, beta=-1.0)
     with pytest.raises(ASPError, match="free bits must be"):
         SynthVAE(approach="multi", layouts=layouts(), latent_size=8, free_bits=float("nan"))
+    with pytest.raises(ASPError, match="parameter loss weight must be"):
+        SynthVAE(approach="multi", layouts=layouts(), latent_size=8, param_weight=0.0)

@@ -171,7 +171,12 @@ def test_loss_settings_are_recorded_and_checked(tiny_data, tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     config = read_config(tmp_path / "vae_multi_4_paper")
-    assert (config["beta"], config["free_bits"], config["kl_warmup_epochs"]) == (1.0, 0.0, 100)
+    assert (config["beta"], config["free_bits"], config["kl_warmup_epochs"], config["param_weight"]) == (
+        1.0,
+        0.0,
+        100,
+        1.0,
+    )
     assert config["kl_warmup_steps"] == 100 * config["steps_per_epoch"]
     # another loss on the same run folder is refused, not mixed in
     res = run("train_multi.py", "-d", str(tiny_data), "--model-dir", str(tmp_path), "--epochs", "2", "-l", "4")
@@ -181,6 +186,7 @@ def test_loss_settings_are_recorded_and_checked(tiny_data, tmp_path):
         ("--beta", "nan", "--beta must be a finite number >= 0"),
         ("--free-bits", "-0.5", "--free-bits must be a finite number >= 0"),
         ("--kl-warmup-epochs", "-3", "--kl-warmup-epochs must be >= 0"),
+        ("--param-weight", "0", "--param-weight must be a finite number > 0"),
     ):
         res = run("train_multi.py", "-d", str(tiny_data), "--model-dir", str(tmp_path / "bad"), flag, value)
         _one_line_error(res, message)
