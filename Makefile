@@ -10,10 +10,11 @@ venv: $(VENV)/.installed
 
 REQUIREMENTS ?= requirements.txt
 
-$(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt
+$(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 # the main job on the built-in synths: dataset -> multi-task model -> how it compares with the

@@ -26,7 +26,7 @@ uses MSE for continuous parameters and softmax cross-entropy within each categor
 
 from __future__ import annotations
 
-import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import re
@@ -38,8 +38,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from asp_io import ASPError
-from checkpoints import WEIGHTS, read_config
+from asp.checkpoints import WEIGHTS, read_config
+from asp.errors import ASPError
 from data.encoding import Codec
 from data_generation.spec import SynthSpec, load_spec, spec_from_json
 

@@ -23,11 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
-from asp_io import ArgumentParser, ASPError, nonnegative_int, positive_int, run_cli
-from search import NEAREST_STARTS
+from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from asp.errors import ASPError
+from asp.search import NEAREST_STARTS
 
 INPUT_REFINE_SECONDS = 20.0  # the default search budget per refined synth for --input sounds
 
@@ -90,11 +91,11 @@ def main() -> int:
         raise ASPError(f"--sample must be a test sample index >= 0, or -1 for a random one; got {args.sample}")
     refine, refine_synths = refine_settings(args)
 
-    from checkpoints import read_config
+    from asp.checkpoints import read_config
+    from asp.runs import find_run
     from data.dataset import pick_test_index
     from data.sound import estimate_note, load_audio
     from data_generation.render_presets import parse_plugin_paths
-    from schema import find_run
 
     run_dir = find_run(args.model_dir, args.model, args.latent_size, args.encoder)
     config = read_config(run_dir)
@@ -108,7 +109,7 @@ def main() -> int:
             files = sorted(f for f in source.iterdir() if f.suffix.lower() in (".wav", ".flac", ".ogg", ".aiff"))
             if not files:
                 raise ASPError(f"folder {source} has no .wav/.flac/.ogg/.aiff files")
-            from report import check_index
+            from asp.report import check_index
 
             check_index(Path(args.out) if args.out else Path("inference_out"))  # before any work
         elif source.exists():
@@ -134,7 +135,7 @@ def main() -> int:
             synth = config.get("target_synth")
         index = pick_test_index(args.data_dir, args.sample, synth=synth, hpss=args.hpss, seed=args.seed)
 
-    import inference  # imports tensorflow: after the argument checks, so errors come fast
+    from asp import inference  # imports tensorflow: after the argument checks, so errors come fast
 
     matcher = inference.Matcher(
         run_dir, latent_size=check_latent, plugin_paths=parse_plugin_paths(args.plugin), data_dir=args.data_dir
@@ -198,7 +199,7 @@ def main() -> int:
                 failed.append((str(file), str(err)))
                 print(f"error: {err}", file=sys.stderr)
         if Path(args.input).is_dir() and matched:
-            from report import write_index
+            from asp.report import write_index
 
             print(f"index of the reports: {write_index(root, matched, failed)}")
     matcher.close()
@@ -211,7 +212,7 @@ def main() -> int:
 
 def refine_settings(args) -> tuple:
     """The search budget (None: no search) and which synths to refine (a count or names)."""
-    from search import Budget
+    from asp.search import Budget
 
     if args.workers is not None and args.workers < 1:
         raise ASPError(f"--workers must be at least 1, got {args.workers}")

@@ -3,8 +3,8 @@
 python train_tyrell.py [-d npy_data] [--model-dir saved_models] [-l 64] [--epochs 500] ...
 """
 
-from asp_io import run_cli
-from training import main
+from asp.cli import run_cli
+from asp.training import main
 
 if __name__ == "__main__":
     run_cli(lambda: main(__doc__, approach="synth", synth="tyrell"))

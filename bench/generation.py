@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from data.pipeline import Settings, generate  # noqa: E402
+from asp.builder import Settings, generate
 
 FAUST = ("va", "fm", "modal")
 

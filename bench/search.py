@@ -1,4 +1,4 @@
-"""Benchmark of the search with the synth in the loop (search.py). Run by hand; prints figures,
+"""Benchmark of the search with the synth in the loop (asp/search.py). Run by hand; prints figures,
 asserts nothing.
 
 1. Throughput: renders per second of the renderer alone (1 process, and 2 processes rendering
@@ -14,29 +14,24 @@ asserts nothing.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import backend  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
+import time
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from asp_io import ASPError  # noqa: E402
-from data.dataset import load_split, nearest_rows  # noqa: E402
-from data.encoding import Codec  # noqa: E402
-from data.features import mel_spectrogram  # noqa: E402
-from data_generation.parallel import WorkerPool  # noqa: E402
-from data_generation.presets import random_presets  # noqa: E402
-from data_generation.render import Renderer  # noqa: E402
-from data_generation.spec import load_spec  # noqa: E402
-from experiments.metrics import log_spectral_distance  # noqa: E402
-from search import NEAREST_STARTS, Budget, Searcher  # noqa: E402
+from asp.errors import ASPError
+from asp.metrics import log_spectral_distance
+from asp.parallel import WorkerPool
+from asp.search import NEAREST_STARTS, Budget, Searcher
+from data.dataset import load_split, nearest_rows
+from data.encoding import Codec
+from data.features import mel_spectrogram
+from data_generation.presets import random_presets
+from data_generation.render import Renderer
+from data_generation.spec import load_spec
 
 BUDGETS = (50, 100, 300, 1000, 3000)
 

@@ -7,6 +7,9 @@ Run by hand; prints figures, asserts nothing.
 
 from __future__ import annotations
 
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+
+# isort: split
 import argparse
 import json
 import os
@@ -17,16 +20,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import backend  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
 
 
 def speed(data_dir: str, approach: str, synth: str | None, samples: int, encoder: str) -> float:
     """Samples/s of the second epoch (the first includes tracing)."""
     import keras
 
-    from training import TrainConfig, train
+    from asp.training import TrainConfig, train
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -53,7 +53,7 @@ def speed(data_dir: str, approach: str, synth: str | None, samples: int, encoder
 
 def peak_rss_child(data_dir: str) -> None:
     """Trains one epoch of the multi model and prints this process's peak RSS (MiB)."""
-    from training import TrainConfig, train
+    from asp.training import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
         train(TrainConfig(approach="multi", data_dir=data_dir, model_dir=tmp, epochs=1, latent_size=16, verbose=0))

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asp_io import ASPError, read_json
+from asp.errors import ASPError
+from asp.files import read_json
 from data.encoding import Codec
 from data_generation.spec import SynthSpec
 

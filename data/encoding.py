@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from asp_io import ASPError
+from asp.errors import ASPError
 from data_generation.spec import SynthSpec
 
 
@@ -27,7 +27,7 @@ class Codec:
         segments: (size,) the learned parameter each encoded position belongs to.
 
     This is the one definition of the encoded layout: the models (``models.Layout``) and the
-    metrics (``experiments.metrics``) read it from here.
+    metrics (``asp.metrics``) read it from here.
     """
 
     def __init__(self, spec: SynthSpec):

@@ -13,7 +13,7 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from asp_io import ASPError
+from asp.errors import ASPError
 
 SAMPLE_RATE = 44100
 MIN_SECONDS = 0.1

@@ -1,11 +1,11 @@
 """Synth layer: synth specs, preset sources and rendering through DawDreamer.
 
-Importing this package imports nothing heavy: ``data_generation.render`` and ``spec_gen`` import
-DawDreamer when they are used. Modules that use TensorFlow import ``backend`` first (DawDreamer
-before TensorFlow: the other order segfaults). The synth layer never imports the dataset layer
-(``data``): datasets are built on synths, not the other way round.
+Importing this package imports nothing heavy (``asp``, which its modules import for errors and
+files, loads DawDreamer first: see ``asp.backend``). The synth layer never imports the dataset
+layer (``data``) nor the library above it: datasets are built on synths, not the other way round
+(the contract in pyproject.toml, checked by ``lint-imports``).
 """
 
-from asp_io import ASPError
+from asp.errors import ASPError
 
 __all__ = ["ASPError"]

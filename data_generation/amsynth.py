@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asp_io import ASPError, atomic_write
+from asp.errors import ASPError
+from asp.files import atomic_write
 from data_generation.spec import RANGE_TOLERANCE, SynthSpec
 
 BANK_HEADER = "amSynth"

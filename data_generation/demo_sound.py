@@ -8,15 +8,14 @@ exercises resampling and down-mixing).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from asp_io import ArgumentParser, ASPError, atomic_write, positive_float, run_cli  # noqa: E402  # noqa: E402
+from asp.cli import ArgumentParser, positive_float, run_cli
+from asp.errors import ASPError
+from asp.files import atomic_write
 
 RATE = 22050
 

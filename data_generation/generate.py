@@ -16,14 +16,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from asp_io import ArgumentParser, ASPError, nonnegative_int, positive_int, run_cli  # noqa: E402  # noqa: E402
-from data.dataset import SPLITS  # noqa: E402
-from data.pipeline import Settings, generate, parse_notes, parse_sources  # noqa: E402
+from asp.builder import Settings, generate, parse_notes, parse_sources
+from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from asp.errors import ASPError
+from data.dataset import SPLITS
 
 
 def main() -> int:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asp_io import ASPError, read_json, write_json
+from asp.errors import ASPError
+from asp.files import read_json, write_json
 from data_generation import amsynth
 from data_generation.spec import SynthSpec
 

@@ -40,7 +40,7 @@ import dawdreamer as daw
 import numpy as np
 from tqdm import tqdm
 
-from asp_io import ASPError
+from asp.errors import ASPError
 from data_generation.spec import SynthSpec, load_spec
 
 _FAUST_RESERVED = {"freq", "gain", "gate"}

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
 
-import numpy as np  # noqa: E402
-import soundfile as sf  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from asp_io import ArgumentParser, ASPError, atomic_write, nonnegative_int, run_cli  # noqa: E402  # noqa: E402
-from data_generation.presets import human_presets, random_presets, read_preset_file  # noqa: E402
-from data_generation.render import Renderer, rms  # noqa: E402
-from data_generation.spec import load_spec  # noqa: E402
+from asp.cli import ArgumentParser, nonnegative_int, run_cli
+from asp.errors import ASPError
+from asp.files import atomic_write
+from data_generation.presets import human_presets, random_presets, read_preset_file
+from data_generation.render import Renderer, rms
+from data_generation.spec import load_spec
 
 
 def parse_plugin_paths(items: list[str] | None) -> dict[str, str]:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from asp_io import ASPError, read_json, write_json
+from asp.errors import ASPError
+from asp.files import read_json, write_json
 
 SYNTH_DIR = Path(__file__).resolve().parent / "synths"
 BACKENDS = ("faust", "vst", "vst3", "lv2")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dawdreamer as daw
 
-from asp_io import ASPError
+from asp.errors import ASPError
 from data_generation.render import _FAUST_RESERVED, quiet_native_output
 from data_generation.spec import DEFAULT_RENDER, SynthSpec, spec_from_json
 

@@ -12,18 +12,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from asp_io import (  # noqa: E402
-    ArgumentParser,  # noqa: E402
-    ASPError,
-    run_cli,
-)
-from data_generation.spec import SYNTH_DIR, SynthSpec, available_synths, load_spec  # noqa: E402
-from data_generation.spec_gen import build_spec, describe_faust, describe_plugin, snake  # noqa: E402
+from asp.cli import ArgumentParser, run_cli
+from asp.errors import ASPError
+from data_generation.spec import SYNTH_DIR, SynthSpec, available_synths, load_spec
+from data_generation.spec_gen import build_spec, describe_faust, describe_plugin, snake
 
 
 def format_table(spec: SynthSpec) -> str:

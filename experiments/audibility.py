@@ -25,12 +25,9 @@ mean of the split's own presets stands in for the mean of the distribution they 
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import backend  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import argparse
@@ -38,14 +35,16 @@ import argparse
 import numpy as np
 from tqdm import tqdm
 
-from asp_io import ArgumentParser, ASPError, atomic_write, positive_float, positive_int, run_cli  # noqa: E402
-from data.dataset import load_split, mean_vector  # noqa: E402
-from data.encoding import Codec  # noqa: E402
-from data_generation.parallel import run_tasks  # noqa: E402
-from data_generation.render import Renderer  # noqa: E402
-from data_generation.spec import Param, SynthSpec, load_spec  # noqa: E402
-from experiments import metrics  # noqa: E402
-from experiments.evaluate import _cores, _warm_up, held_out_split, write_csv  # noqa: E402
+from asp import metrics
+from asp.cli import ArgumentParser, positive_float, positive_int, run_cli
+from asp.errors import ASPError
+from asp.files import atomic_write
+from asp.parallel import run_tasks
+from data.dataset import load_split, mean_vector
+from data.encoding import Codec
+from data_generation.render import Renderer
+from data_generation.spec import Param, SynthSpec, load_spec
+from experiments.evaluate import _cores, _warm_up, held_out_split, write_csv
 
 THRESHOLD = 0.1  # LSD: a variant closer than this to the true sound counts as the same sound
 _RENDERER: Renderer | None = None

@@ -22,38 +22,35 @@ the median and the worst by the model's LSD), rendered again from the presets ke
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import backend  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import argparse
 import csv
 import os
-import sys
 import zlib
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
-from asp_io import ArgumentParser, ASPError, atomic_write, nonnegative_int, positive_int, run_cli  # noqa: E402  # noqa: E402
-from data.dataset import Split, load_split, mean_vector, nearest_rows, read_manifest  # noqa: E402
-from data.encoding import Codec  # noqa: E402
-from data_generation.parallel import run_tasks  # noqa: E402
-from data_generation.presets import random_presets  # noqa: E402
-from data_generation.render import Renderer  # noqa: E402
-from data_generation.spec import SynthSpec, load_spec  # noqa: E402
-from experiments import metrics  # noqa: E402
-from report import PRESETS, REPORT_SAMPLES, evaluation_report, hpss_bins, write_presets  # noqa: E402
-from search import NEAREST_STARTS  # noqa: E402
+from asp import metrics
+from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from asp.errors import ASPError
+from asp.files import atomic_write
+from asp.parallel import run_tasks
+from asp.report import PRESETS, REPORT_SAMPLES, evaluation_report, hpss_bins, write_presets
+from asp.search import NEAREST_STARTS
+from data.dataset import Split, load_split, mean_vector, nearest_rows, read_manifest
+from data.encoding import Codec
+from data_generation.presets import random_presets
+from data_generation.render import Renderer
+from data_generation.spec import SynthSpec, load_spec
 
 if TYPE_CHECKING:
-    from search import Budget
+    from asp.search import Budget
 
 AUDIO_METRICS = metrics.AUDIO_METRICS
 PARAM_METRICS = ("cat_accuracy", "cont_sq_error", "param_mse")
@@ -331,7 +328,7 @@ def _refine(test, rows, train, specs, vectors, known, method, budget, *, refine_
     """Searches a preset for each in-domain sample: {position: {method, preset, refine_renders,
     refine_seconds}}. Starts: the model's prediction (when there is a model) and the nearest
     training presets of the sound's synth."""
-    from search import Searcher
+    from asp.search import Searcher
 
     name = f"{method or 'nearest'}+search"
     renderer = Renderer()
@@ -554,7 +551,7 @@ def main() -> int:
         "--refine",
         type=float,
         metavar="SECONDS",
-        help="add <model>+search rows: search with the synth for this long per sound (see search.py)",
+        help="add <model>+search rows: search with the synth for this long per sound (see asp/search.py)",
     )
     p.add_argument(
         "--refine-renders",
@@ -579,7 +576,7 @@ def main() -> int:
     args = p.parse_args()
     refine = None
     if args.refine is not None or args.refine_renders is not None:
-        from search import Budget
+        from asp.search import Budget
 
         refine = Budget(renders=args.refine_renders, seconds=args.refine)
     if args.refine_starts < 0:

@@ -8,7 +8,7 @@ A config is a JSON file; ``"include": "base.json"`` merges a base config under i
 ``rows`` is one row of the table: ``approach`` (multi, single, synth; ``synth`` rows are trained
 once per synth of the dataset and reported as one row), ``label``, ``train_synths`` (train on
 these synths only), ``eval_synths`` (evaluate these synths' sounds: out of domain when the model
-never saw them), and any training setting: every field of ``schema.TrainConfig`` by its name
+never saw them), and any training setting: every field of ``asp.config.TrainConfig`` by its name
 (``encoder``, ``latent_size``, ``param_loss``, ``lr``, ``beta``, ``kl_warmup_epochs``, ...), which
 a config may also set for all its rows; what neither sets takes TrainConfig's default.
 ``test_dir`` (a setting) takes the
@@ -16,7 +16,7 @@ sounds of every row and baseline from that dataset's test split, held out from `
 whose training split the mean and nearest baselines still use. ``profiles`` holds what a profile
 overrides (epochs, patience, max_samples, eval_max_samples, data_dir, test_dir). ``refine_renders``
 and/or ``refine_seconds`` (settings) add a ``<label>+search`` row under every model row: the
-model's presets refined by searching with the synth (search.py) for that budget per sound.
+model's presets refined by searching with the synth (``asp.search``) for that budget per sound.
 ``report_samples`` (a setting, default 12, 0 for none) is how many sounds results/<config>/report/
 index.html plays, rendered again with every row's preset: the best, the median and the worst by the
 first row's LSD, and others between.
@@ -28,46 +28,27 @@ key); a run that fails later removes the empty folders it created, and keeps fin
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import backend  # noqa: E402, F401  (dawdreamer before tensorflow: the other order segfaults)
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
-import argparse  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import re  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
+import argparse
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from asp_io import (  # noqa: E402
-    LOCK_FILE,
-    ArgumentParser,
-    ASPError,
-    atomic_write,
-    folder_lock,
-    positive_int,
-    read_json,
-    run_cli,
-    write_json,
-)
-from data.dataset import dataset_synths  # noqa: E402
-from schema import (  # noqa: E402
-    EXPERIMENT_KEYS,
-    experiment_checks,
-    from_settings,
-    identity,
-    integer,
-    number,
-    or_null,
-    text,
-    texts,
-)
+from asp.cli import ArgumentParser, positive_int, run_cli
+from asp.config import EXPERIMENT_KEYS, experiment_checks, from_settings, integer, number, or_null, text, texts
+from asp.errors import ASPError
+from asp.files import atomic_write, read_json, write_json
+from asp.locks import LOCK_FILE, folder_lock
+from asp.runs import identity
+from data.dataset import dataset_synths
 
 # What each key of a config may hold: key -> (check, what it must be). A profile may set any
 # setting (not rows, profiles or include).
@@ -81,7 +62,7 @@ SETTINGS = {
     "refine_renders": (or_null(integer(1)), "an integer >= 1 or null"),
     "refine_seconds": (or_null(number(0, open_=True)), "a finite number > 0 or null"),
     "report_samples": (integer(0), "an integer >= 0"),
-    # every training setting (schema.TrainConfig, by field name), for all rows; a row may override it
+    # every training setting (asp.config.TrainConfig, by field name), for all rows; a row may override it
     **{k: v for k, v in experiment_checks().items() if k not in ("approach", "synth", "synths")},
 }
 REQUIRED = ("data_dir", "epochs", "baselines")  # after include and profile (the rest: TrainConfig's defaults)
@@ -203,7 +184,7 @@ def train_runs(settings: dict, row: dict, synths: list[str]) -> list[tuple[str |
 
 
 def model_dir_for(cfg, fingerprint: str, root: str) -> Path:
-    """A checkpoint folder shared by every config that trains the same model (``schema.identity``)."""
+    """A checkpoint folder shared by every config that trains the same model (``asp.runs.identity``)."""
     from models import MODEL_VERSION
 
     return Path(root) / "experiments" / identity(cfg, fingerprint, MODEL_VERSION)
@@ -227,8 +208,8 @@ def run_config(path: str | Path, profile: str, *, results: Path, workers: int | 
     """
     config = load_config(path)
     settings = resolve(config, profile)
+    from asp.training import data_fingerprint
     from experiments.evaluate import held_out_split  # (TensorFlow: after the quick checks)
-    from training import data_fingerprint
 
     data_dir = settings["data_dir"]
     test_dir = settings.get("test_dir")
@@ -307,11 +288,11 @@ def _run(
     config: dict, settings: dict, profile: str, out: Path, *, synths: list[str], fingerprint: str, workers: int | None
 ) -> Path:
     """``run_config``'s work once the config is checked: trains, evaluates, writes ``out``."""
+    from asp.report import PRESETS, REPORT_SAMPLES, evaluation_report
+    from asp.runs import run_name
+    from asp.search import Budget
+    from asp.training import data_fingerprint, read_config, train
     from experiments.evaluate import AUDIO_METRICS, PARAM_METRICS, evaluate, read_csv
-    from report import PRESETS, REPORT_SAMPLES, evaluation_report
-    from schema import run_name
-    from search import Budget
-    from training import data_fingerprint, read_config, train
 
     data_dir = settings["data_dir"]
     test_dir = settings.get("test_dir")
@@ -503,7 +484,7 @@ def relative_table(table_rows: list, synths: list[str], reference: str = "baseli
 def plot(out: Path, table_rows: list, synths: list[str]) -> None:
     import matplotlib
 
-    from report import hpss_bins
+    from asp.report import hpss_bins
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

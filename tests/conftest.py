@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 from data_generation.spec import available_synths, load_spec
 
 AMSYNTH = Path("/usr/lib/vst/amsynth_vst.so")
@@ -49,7 +49,7 @@ ALL_SYNTHS = available_synths()
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """A tiny dataset: 10 presets of each built-in synth at note 60 (about 8/1/1 per split)."""
-    from data.pipeline import Settings, generate
+    from asp.builder import Settings, generate
 
     out = tmp_path_factory.mktemp("tiny") / "npy_data"
     synths = ("va", "fm", "modal")
@@ -64,7 +64,7 @@ def tiny_data(tmp_path_factory):
 def tiny_models(tiny_data, tmp_path_factory):
     """Models trained 1 epoch on tiny_data, latent size 8: vae_multi_8_<encoder> and the va baseline vae_va_8_<encoder>
     (test_inference.py, test_report.py)."""
-    from training import TrainConfig, train
+    from asp.training import TrainConfig, train
 
     models = tmp_path_factory.mktemp("models")
     for approach, synth in (("multi", None), ("synth", "va")):

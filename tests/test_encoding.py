@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from conftest import ALL_SYNTHS, toy_spec
 
-from asp_io import ASPError
+from asp.errors import ASPError
 from data.encoding import Codec
 from data_generation.presets import random_presets
 from data_generation.spec import load_spec

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from conftest import toy_spec
 
-from asp_io import ASPError
+from asp import metrics
+from asp.errors import ASPError
 from data.dataset import load_split
 from data.encoding import Codec
 from data_generation.spec import load_spec
-from experiments import metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,7 +157,7 @@ def held_out(tiny_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_data, tmp_path_factory):
-    from training import TrainConfig, train
+    from asp.training import TrainConfig, train
 
     models = tmp_path_factory.mktemp("exp_models")
     train(
@@ -192,8 +192,8 @@ def test_evaluate_writes_one_row_per_sample_and_method(tiny_data, tiny_run, tmp_
 
 
 def test_evaluate_refine_adds_searched_rows(tiny_data, tiny_run, tmp_path, capsys):
+    from asp.search import Budget
     from experiments.evaluate import comparison, evaluate
-    from search import Budget
 
     rows = evaluate(
         tiny_run,
@@ -277,8 +277,8 @@ def test_held_out_test_sets_must_match_the_training_data(tiny_data, held_out, tm
 
 
 def test_out_of_domain_renders_every_head(tiny_data, tmp_path):
+    from asp.training import TrainConfig, train
     from experiments.evaluate import evaluate
-    from training import TrainConfig, train
 
     train(
         TrainConfig(
@@ -361,8 +361,8 @@ def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, held_out, tmp
 
 
 def test_runner_passes_kl_settings_and_keys_checkpoints_by_them(tmp_path):
+    from asp.training import TrainConfig
     from experiments.run import model_dir_for, train_runs
-    from training import TrainConfig
 
     if not {"beta", "free_bits", "kl_warmup_epochs"} <= set(TrainConfig.__dataclass_fields__):
         pytest.skip("TrainConfig has no beta/free_bits fields yet")
@@ -410,7 +410,8 @@ def test_relative_table_divides_by_the_mean_baseline():
 
 
 def test_a_second_runner_on_the_same_config_fails_at_once_and_leaves_nothing(tiny_data, tmp_path):
-    from asp_io import ASPError, folder_lock
+    from asp.errors import ASPError
+    from asp.locks import folder_lock
     from experiments.run import run_config
 
     config = tmp_path / "busy.json"

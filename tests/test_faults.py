@@ -23,17 +23,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import asp_io
-import training
-from asp_io import ASPError, atomic_write, remove_stale_temps, run_cli
-from checkpoints import WEIGHTS
+from asp import cli, files, locks, training
+from asp.builder import Settings, generate
+from asp.checkpoints import WEIGHTS
+from asp.cli import run_cli
+from asp.errors import ASPError
+from asp.files import atomic_write, remove_stale_temps
+from asp.training import TrainConfig, backup_path, train
 from data.dataset import load_split
-from data.pipeline import Settings, generate
 from data.sound import estimate_note, load_audio
 from data_generation.presets import random_presets, read_preset_file
 from data_generation.spec import load_spec
 from models import load_model
-from training import TrainConfig, backup_path, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SYNTHS = ("va", "fm")
@@ -129,7 +130,7 @@ TRAIN = ["train_multi.py", "-l", "4", "--batch-size", "4"]
 
 
 # ---------------------------------------------------------------------------------------
-# the one error path: asp_io
+# the one error path: asp.errors and asp.cli
 
 
 def test_atomic_write_leaves_the_old_file_on_any_failure(tmp_path):
@@ -148,7 +149,7 @@ def test_atomic_write_leaves_the_old_file_on_any_failure(tmp_path):
 def test_an_oserror_while_writing_names_the_file_not_the_temp(tmp_path):
     (tmp_path / "x.json").mkdir()  # a folder where the file should go
     with pytest.raises(OSError) as info:
-        asp_io.write_json(tmp_path / "x.json", {})
+        files.write_json(tmp_path / "x.json", {})
     assert info.value.filename == str(tmp_path / "x.json") and temps(tmp_path) == []
 
 
@@ -164,12 +165,12 @@ def test_stale_temps_of_dead_writers_are_removed_live_ones_kept(tmp_path):
 
 
 def test_folder_lock_names_its_holder_and_is_released_when_the_run_ends(tmp_path):
-    with asp_io.folder_lock(tmp_path, what="another generate.py run", fix="choose another --out"):
+    with locks.folder_lock(tmp_path, what="another generate.py run", fix="choose another --out"):
         holder = rf"\(pid {os.getpid()}, started \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d: .*\)"
         with pytest.raises(ASPError, match=rf"is in use by another generate.py run {holder}; wait for it to finish"):
-            with asp_io.folder_lock(tmp_path, what="another generate.py run"):
+            with locks.folder_lock(tmp_path, what="another generate.py run"):
                 pass
-    with asp_io.folder_lock(tmp_path):  # released
+    with locks.folder_lock(tmp_path):  # released
         pass
     assert [p.name for p in tmp_path.iterdir()] == [".lock"]  # the lock file stays: it is ours
 
@@ -209,18 +210,18 @@ def test_run_cli_reads_the_errno_hdf5_puts_in_its_text(capsys):
 @pytest.mark.parametrize(
     ("kind", "text", "message"),
     [
-        (asp_io.positive_int, "0", "--count must be >= 1, got 0"),
-        (asp_io.positive_int, "-5", "--count must be >= 1, got -5"),
-        (asp_io.positive_int, "2.5", "--count must be an integer >= 1, got '2.5'"),
-        (asp_io.nonnegative_int, "-1", "--count must be >= 0, got -1"),
-        (asp_io.positive_float, "nan", "--count must be a finite number > 0, got nan"),
-        (asp_io.positive_float, "inf", "--count must be a finite number > 0, got inf"),
-        (asp_io.positive_float, "0", "--count must be a finite number > 0, got 0"),
-        (asp_io.nonnegative_float, "-0.1", "--count must be a finite number >= 0, got -0.1"),
+        (cli.positive_int, "0", "--count must be >= 1, got 0"),
+        (cli.positive_int, "-5", "--count must be >= 1, got -5"),
+        (cli.positive_int, "2.5", "--count must be an integer >= 1, got '2.5'"),
+        (cli.nonnegative_int, "-1", "--count must be >= 0, got -1"),
+        (cli.positive_float, "nan", "--count must be a finite number > 0, got nan"),
+        (cli.positive_float, "inf", "--count must be a finite number > 0, got inf"),
+        (cli.positive_float, "0", "--count must be a finite number > 0, got 0"),
+        (cli.nonnegative_float, "-0.1", "--count must be a finite number >= 0, got -0.1"),
     ],
 )
 def test_bad_numbers_are_one_line_usage_errors(kind, text, message, capsys):
-    parser = asp_io.ArgumentParser(prog="tool.py")
+    parser = cli.ArgumentParser(prog="tool.py")
     parser.add_argument("--count", type=kind)
     with pytest.raises(SystemExit) as info:
         parser.parse_args(["--count", text])
@@ -572,7 +573,7 @@ def test_generate_workers_die_when_their_parent_is_killed(tmp_path):
 
 def test_worker_pool_workers_die_when_their_parent_is_killed():
     script = (
-        "import time; from data_generation.parallel import WorkerPool; pool = WorkerPool(2); "
+        "import time; from asp.parallel import WorkerPool; pool = WorkerPool(2); "
         "print('ready', flush=True); pool.map(time.sleep, [(120,), (120,)])"
     )
     parent = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True)
@@ -588,7 +589,7 @@ def test_worker_pool_workers_die_when_their_parent_is_killed():
 
 def test_a_second_training_run_on_one_folder_is_refused(data, run_dir, tmp_path):
     folder = copy_run(run_dir, tmp_path)
-    with asp_io.folder_lock(folder, what="another training run"):  # this process trains there
+    with locks.folder_lock(folder, what="another training run"):  # this process trains there
         line = error_line(run(*TRAIN, "-d", data, "--model-dir", folder.parent, "--epochs", "3"))
     assert f"{folder} is in use by another training run (pid {os.getpid()}, started " in line
     assert json.loads((folder / "config.json").read_text())["epochs_done"] == 2
@@ -601,7 +602,7 @@ def test_a_second_training_run_on_one_folder_is_refused(data, run_dir, tmp_path)
 def preset_files(folder: Path) -> dict[str, tuple[str, np.ndarray, Path]]:
     """A preset of va, amsynth and calf_monosynth written by inference's own writer: format ->
     (synth, the preset, the file)."""
-    from inference import write_preset_outputs
+    from asp.inference import write_preset_outputs
 
     files = {}
     for synth, suffix in (("va", ".faust.json"), ("amsynth", ".bank"), ("calf_monosynth", ".params.json")):

@@ -9,7 +9,7 @@ import pytest
 from conftest import FAUST_SYNTHS, synth_preset
 
 import data_generation.render as render_module
-from asp_io import ASPError
+from asp.errors import ASPError
 from data_generation.presets import human_presets, random_presets, read_preset_file, write_preset_file
 from data_generation.render import Renderer, flushed_denormals, rms
 from data_generation.spec import load_spec
@@ -67,7 +67,7 @@ def test_renders_are_bit_identical(name):
 @pytest.mark.parametrize("name", FAUST_SYNTHS)
 def test_fast_renders_are_the_vectorized_build_and_differ_by_rounding_only(name):
     """``exact=False`` compiles with -vec: another build (not bit-identical), the same sound."""
-    from experiments.metrics import log_spectral_distance
+    from asp.metrics import log_spectral_distance
 
     spec = load_spec(name)
     exact, fast = Renderer(), Renderer(exact=False)
@@ -198,7 +198,7 @@ def test_output_stage_tanh_is_within_float_rounding_of_tanh(name):
 def test_va_sample_and_hold_keeps_its_steps_when_the_rate_is_a_hair_off():
     """S&H levels come from an LCG stepped once per LFO cycle: lfo_rate 0.0005 off plays the same
     steps a little later (white noise taken at the sample of each wrap drew other levels: 0.77)."""
-    from search import SearchObjective
+    from asp.search import SearchObjective
 
     va, renderer = load_spec("va"), Renderer()
     held = dict(lfo_wave=1.0, lfo_cutoff=0.8, lfo_rate=0.6, filter_cutoff=0.5, amp_sustain=0.8)
@@ -217,10 +217,9 @@ def test_a_deleted_working_folder_is_a_clear_error_not_a_crash(tmp_path):
     """DawDreamer's Faust compiler segfaults when the process's working folder was deleted."""
     gone = tmp_path / "gone"
     gone.mkdir()
-    code = """import os, shutil, sys
-sys.path.insert(0, sys.argv[1])
-import backend
-from asp_io import run_cli
+    code = """import os, shutil
+from asp import backend
+from asp.cli import run_cli
 from data_generation.render import Renderer
 shutil.rmtree(os.getcwd())  # the folder this process runs in
 def main():

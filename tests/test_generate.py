@@ -13,11 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asp_io import ASPError
-from data.dataset import SPLITS, load_split, pick_test_index, read_manifest, split_files
-from data.encoding import Codec
-from data.features import harmonic_magnitude, harmonic_percentage, hpss_bin, mel_spectrogram, stft
-from data.pipeline import (
+from asp.builder import (
     SHARD_SIZE,
     WORK_DIR,
     Settings,
@@ -29,7 +25,11 @@ from data.pipeline import (
     parse_notes,
     parse_sources,
 )
-from data_generation.parallel import WorkerPool
+from asp.errors import ASPError
+from asp.parallel import WorkerPool
+from data.dataset import SPLITS, load_split, pick_test_index, read_manifest, split_files
+from data.encoding import Codec
+from data.features import harmonic_magnitude, harmonic_percentage, hpss_bin, mel_spectrogram, stft
 from data_generation.presets import human_presets
 from data_generation.render import Renderer
 from data_generation.spec import load_spec

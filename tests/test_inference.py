@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from asp.search import SearchSpace
 from data_generation.presets import read_preset_file
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
-from search import SearchSpace
 
 ROOT = Path(__file__).resolve().parent.parent
 

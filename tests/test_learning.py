@@ -13,10 +13,10 @@ import os
 import numpy as np
 import pytest
 
+from asp.training import PAPER_LOSS, TrainConfig, latent_report, mean_vectors, train
 from data.dataset import load_split
 from data_generation.spec import load_spec
 from models import load_model
-from training import PAPER_LOSS, TrainConfig, latent_report, mean_vectors, train
 
 VARIED = ("filter_cutoff", "amp_attack", "osc1_wave")  # two continuous, one categorical (5 waves)
 TOY = "va_learn"
@@ -25,7 +25,7 @@ TOY = "va_learn"
 @pytest.fixture(scope="module")
 def learn_data(tmp_path_factory):
     """200 random presets of the toy synth at note 60 (about 160 train / 20 valid / 20 test)."""
-    from data.pipeline import Settings, generate
+    from asp.builder import Settings, generate
 
     root = tmp_path_factory.mktemp("learn")
     va = load_spec("va")

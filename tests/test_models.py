@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from keras import ops
 
-from asp_io import ASPError
+from asp.errors import ASPError
 from data_generation.spec import load_spec
 from models import (
     MEL_SHAPE,

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import BANKS, needs_amsynth, needs_calf
 
-from asp_io import ASPError
+from asp.errors import ASPError
 from data.encoding import Codec
 from data_generation import amsynth
 from data_generation.presets import human_presets, mutate_presets, random_presets

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from asp_io import ASPError
+from asp.errors import ASPError
 from data.dataset import MANIFEST, dataset_synths, read_manifest
 from data_generation import amsynth
 from data_generation.presets import random_presets, read_preset_file

@@ -1,4 +1,4 @@
-"""HTML reports (report.py): what each page plays, shows and links (every file there, by a relative
+"""HTML reports (asp.report): what each page plays, shows and links (every file there, by a relative
 link), a folder's index, an evaluation's bounded audio, and the pages in a real headless browser."""
 
 import json
@@ -134,7 +134,7 @@ def test_an_index_html_it_did_not_write_is_refused(tiny_data, tiny_models, tmp_p
 
 
 def test_choose_samples_takes_the_best_the_median_and_the_worst():
-    from report import choose_samples
+    from asp.report import choose_samples
 
     distances = {100 + i: float(d) for i, d in enumerate([5, 3, 9, 1, 7, 2, 8, 4, 10, 6, 0])}  # 0..10
     by_distance = {d: i for i, d in distances.items()}
@@ -149,7 +149,7 @@ def test_choose_samples_takes_the_best_the_median_and_the_worst():
 
 
 def test_markdown_tables_become_page_tables():
-    from report import markdown_sections
+    from asp.report import markdown_sections
 
     doc = markdown_sections("# Title\n\nSome text\non two lines.\n\n## lsd\n\n| a | b |\n|---|---|\n| 1 | 2 ± 3 |\n")
     assert doc["title"] == "Title" and doc["intro"] == [{"kind": "text", "text": "Some text on two lines."}]
@@ -222,7 +222,7 @@ def test_evaluation_report_without_audio(evaluation, tmp_path):
 
 
 def test_a_damaged_presets_file_is_one_error_and_keeps_the_old_report(evaluation, tmp_path):
-    from asp_io import ASPError
+    from asp.errors import ASPError
     from experiments.evaluate import write_report
 
     out, rows, _ = evaluation

@@ -1,4 +1,4 @@
-"""search.py: known answers from perturbed starts, held, fixed and categorical parameters,
+"""asp.search: known answers from perturbed starts, held, fixed and categorical parameters,
 reproducibility, budgets; the nearest-sound lookup its starts use."""
 
 import dataclasses
@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from conftest import synth_preset
 
-from asp_io import ASPError
+from asp.errors import ASPError
+from asp.search import Budget, Searcher, SearchObjective, SearchSpace, modulation_rates
 from data.dataset import Split, nearest_rows
 from data.encoding import Codec
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
-from search import Budget, Searcher, SearchObjective, SearchSpace, modulation_rates
 
 VA = load_spec("va")
 CODEC = Codec(VA)

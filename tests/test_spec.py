@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import ALL_SYNTHS
 
-from asp_io import ASPError
+from asp.errors import ASPError
 from data_generation.spec import GROUPS, SYNTH_DIR, load_spec, spec_from_json
 
 

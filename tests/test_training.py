@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asp.training import TrainConfig, collapse_warning, mean_vectors, read_config, train
 from data.dataset import load_split
 from models import load_model
-from training import TrainConfig, collapse_warning, mean_vectors, read_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,14 +1,15 @@
 """Run folders of trained models, without TensorFlow: their config.json, checked.
 
-A run lives in ``<model-dir>/<schema.run_name>/`` (e.g. vae_multi_64_resnet) with its
-``config.json`` and ``model.weights.h5`` (see training.py); ``schema.find_run`` finds one.
+A run lives in ``<model-dir>/<asp.runs.run_name>/`` (e.g. vae_multi_64_resnet) with its
+``config.json`` and ``model.weights.h5`` (see ``asp.training``); ``asp.runs.find_run`` finds one.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from asp_io import ASPError, read_json, write_json  # noqa: F401  (write_json: training writes configs)
+from asp.errors import ASPError
+from asp.files import read_json
 
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"

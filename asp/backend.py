@@ -1,9 +1,10 @@
 """The one place every entry point that uses TensorFlow goes through, before TensorFlow.
 
 ``import tensorflow`` before ``import dawdreamer`` segfaults (an LLVM symbol clash), so this
-module imports DawDreamer first; models.py, training.py, inference.py, search.py, the scripts and
-the tests import it before anything that pulls in TensorFlow. The light modules (``asp_io``,
-``checkpoints``, ``data.encoding``, the synth specs) import neither.
+module imports DawDreamer first, and ``asp/__init__.py`` imports this module before anything else:
+whatever imports any part of ``asp`` has DawDreamer loaded before it can load TensorFlow. The
+light modules (``asp.errors``, ``asp.files``, ``asp.config``, ``asp.checkpoints``,
+``data.encoding``, the synth specs) never import TensorFlow.
 
 Devices: TensorFlow places work on a GPU when one is visible (install ``tensorflow[and-cuda]``
 instead of ``tensorflow-cpu``: see requirements-gpu.txt); the CPU stays the default, and

@@ -2,7 +2,7 @@
 paper's per-synth scripts (train_serum.py, train_diva.py, train_tyrell.py).
 
 Data stream from the memory-mapped npy_data files through ``tf.data`` in batches (never the
-whole dataset in memory). Each run lives in ``<model-dir>/<schema.run_name>/`` (e.g.
+whole dataset in memory). Each run lives in ``<model-dir>/<asp.runs.run_name>/`` (e.g.
 ``vae_multi_64_resnet``, ``vae_single_16_paper``, ``vae_fm_64_resnet``) and holds:
     model.weights.h5   the best weights (lowest validation reconstruction loss: spectrogram +
                        parameters; the total loss rises with the KL weight during warm-up)
@@ -14,16 +14,16 @@ whole dataset in memory). Each run lives in ``<model-dir>/<schema.run_name>/`` (
     log.csv, tensorboard/
     .lock              held while a run trains: a second run on the folder fails at once, naming it
 
-Every file is written to a temp file and renamed (``asp_io.atomic_path``), so a run killed at
+Every file is written to a temp file and renamed (``asp.files.atomic_path``), so a run killed at
 any moment leaves whole files. An epoch whose loss or weights are NaN or infinite stops the run
 with an ``ASPError``; nothing of that epoch is saved, so the last good checkpoint stays. A run
-resumes only with the settings it was trained with (``schema.changed_settings``: not a different ``--lr``);
+resumes only with the settings it was trained with (``asp.config.changed_settings``: not a different ``--lr``);
 ``--epochs`` and ``--patience`` may change, which is how a run goes on.
 """
 
 from __future__ import annotations
 
-import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults; devices())
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults; devices())
 
 # isort: split
 import argparse
@@ -44,23 +44,21 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 _M_ARENA_MAX = -8
 ctypes.CDLL(None).mallopt(_M_ARENA_MAX, 2)
 
-import h5py  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import h5py  # noqa: E402  (after mallopt)
+import keras  # noqa: E402  (after mallopt)
+import numpy as np  # noqa: E402  (after mallopt)
+import tensorflow as tf  # noqa: E402  (after mallopt)
 
-from asp_io import (  # noqa: E402
-    ArgumentParser,
-    ASPError,  # noqa: E402
-    atomic_path,
-    atomic_write,
-    folder_lock,
-    remove_stale_temps,
-)
-from checkpoints import CONFIG, WEIGHTS, read_config, write_json  # noqa: E402
-from data.dataset import Split, check_finite, load_split, mean_vector, read_manifest  # noqa: E402
-from data_generation.spec import SynthSpec, load_spec  # noqa: E402
-from models import (  # noqa: E402
+from asp.checkpoints import CONFIG, WEIGHTS, read_config  # noqa: E402  (after mallopt)
+from asp.cli import ArgumentParser  # noqa: E402  (after mallopt)
+from asp.config import PAPER_LOSS, PAPER_MODEL, TrainConfig, add_arguments, changed_settings, from_arguments  # noqa: E402
+from asp.errors import ASPError  # noqa: E402  (after mallopt)
+from asp.files import atomic_path, atomic_write, remove_stale_temps, write_json  # noqa: E402  (after mallopt)
+from asp.locks import folder_lock  # noqa: E402  (after mallopt)
+from asp.runs import run_name  # noqa: E402  (after mallopt)
+from data.dataset import Split, check_finite, load_split, mean_vector, read_manifest  # noqa: E402  (after mallopt)
+from data_generation.spec import SynthSpec, load_spec  # noqa: E402  (after mallopt)
+from models import (  # noqa: E402  (after mallopt)
     ENCODERS,
     MEL_SHAPE,
     MODEL_VERSION,
@@ -69,15 +67,6 @@ from models import (  # noqa: E402
     build_model,
     finite_weights,
     load_weights,
-)
-from schema import (  # noqa: E402
-    PAPER_LOSS,
-    PAPER_MODEL,
-    TrainConfig,
-    add_arguments,
-    changed_settings,
-    from_arguments,
-    run_name,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -748,7 +737,7 @@ def print_summary(config: dict, run_dir: Path, monitor: str, *, validation: bool
 
 
 def parser(description: str, *, approach: str, synth: str | None = None) -> argparse.ArgumentParser:
-    """The shared command line of the train scripts: a flag per setting of ``schema.TrainConfig``."""
+    """The shared command line of the train scripts: a flag per setting of ``asp.config.TrainConfig``."""
     p = ArgumentParser(description=description)
     skip = ["synth"] if approach != "synth" or synth is not None else []
     if approach == "synth":

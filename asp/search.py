@@ -42,7 +42,7 @@ are then re-rendered exactly and the better of the two is returned, with its exa
 
 from __future__ import annotations
 
-import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import math
@@ -59,9 +59,9 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
-from asp_io import ASPError
+from asp.errors import ASPError
+from asp.parallel import WorkerPool
 from data.encoding import Codec
-from data_generation.parallel import WorkerPool
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec
 
@@ -361,7 +361,7 @@ _WORKER: dict = {}
 
 
 def _warm_up() -> None:
-    """Compiles librosa's filter code once per process (see ``data_generation.parallel``)."""
+    """Compiles librosa's filter code once per process (see ``asp.parallel``)."""
     SearchObjective(np.random.default_rng(0).normal(0, 0.1, 8192).astype(np.float32))
 
 

@@ -7,7 +7,7 @@ so a run killed at any moment (even ``kill -9``) and started again with the same
 the shards already done, regenerates torn or corrupt ones, and ends with the same arrays as an
 uninterrupted run. The final layout files are written under temp names and renamed, and the
 manifest comes last: a folder with a manifest is complete. A run holds its folder
-(``asp_io.folder_lock``): a second one on the same folder fails at once, naming the first.
+(``asp.locks.folder_lock``): a second one on the same folder fails at once, naming the first.
 
 Every render is deterministic (see ``data_generation.render``), so the arrays do not depend on
 the number of workers.
@@ -37,10 +37,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asp_io import ASPError, atomic_path, atomic_write, folder_lock, remove_stale_temps, write_json
+from asp.errors import ASPError
+from asp.files import atomic_path, atomic_write, remove_stale_temps, write_json
+from asp.locks import folder_lock
+from asp.parallel import run_tasks
 from data.dataset import GENERATOR_VERSION, MANIFEST, SPLITS, encode_split, split_files
 from data.features import HOP, N_MELS, harmonic_percentage, hpss_bin, mel_from_stft, stft
-from data_generation.parallel import run_tasks
 from data_generation.presets import _resolve, human_presets, mutate_presets, random_presets
 from data_generation.render import Renderer, rms
 from data_generation.spec import SynthSpec, load_spec

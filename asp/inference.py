@@ -4,17 +4,17 @@ The model is built and loaded once (``Matcher``); each target (a test sample or 
 written to its own output folder, assembled in a temp folder and renamed into place, so a run that
 fails leaves nothing partial behind. An existing output folder is replaced only when this tool made
 it (its ``match.json`` says so and it holds nothing else than what a match writes); any other
-existing folder is refused, never deleted. ``report.html`` (``report.py``) in the same folder plays
+existing folder is refused, never deleted. ``report.html`` (``asp.report``) in the same folder plays
 the target and every match, with their mel spectrograms, distances and preset files.
 
 With a search budget (``refine``), the closest synths' one-shot presets are refined by searching
-with the synth in the loop (``search.py``), from the network's preset and the nearest training
+with the synth in the loop (``asp.search``), from the network's preset and the nearest training
 presets; the refined preset is written next to the one-shot one (``<synth>.refined.*``).
 """
 
 from __future__ import annotations
 
-import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
 import json
@@ -25,8 +25,13 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asp_io import ASPError, atomic_folder
-from checkpoints import read_config
+from asp.checkpoints import read_config
+from asp.errors import ASPError
+from asp.files import atomic_folder
+from asp.metrics import log_spectral_distance, multi_resolution_spectral_distance
+from asp.report import write_match_report
+from asp.runs import find_run
+from asp.search import NEAREST_STARTS, Budget, Searcher, SearchObjective
 from data.dataset import load_split, nearest_rows
 from data.encoding import Codec
 from data.features import mel_spectrogram
@@ -35,11 +40,7 @@ from data_generation import amsynth
 from data_generation.presets import read_preset_file, write_preset_file
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec, load_spec
-from experiments.metrics import log_spectral_distance, multi_resolution_spectral_distance
 from models import config_specs, load_model
-from report import write_match_report
-from schema import find_run
-from search import NEAREST_STARTS, Budget, Searcher, SearchObjective
 
 __all__ = ["Matcher", "find_run", "read_config"]
 

@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from asp_io import ASPError, nonnegative_float, nonnegative_int, positive_float, positive_int
+from asp.cli import nonnegative_float, nonnegative_int, positive_float, positive_int
+from asp.errors import ASPError
 
 APPROACHES = ("multi", "single", "synth")
 PARAM_LOSSES = ("mse", "mixed")
@@ -90,7 +88,7 @@ def setting(
         learns: whether it changes what a run learns (a run resumes only with the same value).
         short: a short flag too (``-l``).
         choices: the valid names, when they are a fixed list.
-        parse: the argparse type of its flag (``asp_io``'s: one wording for every script).
+        parse: the argparse type of its flag (``asp.cli``'s: one wording for every script).
     """
     meta = {"flag": flag, "check": check, "what": what, "help": help, "learns": learns, "short": short}
     meta["choices"], meta["parse"] = choices, parse
@@ -380,56 +378,3 @@ LEGACY = {
     "kl_warmup_epochs": 100,
     "param_weight": 1.0,
 }
-
-
-def run_name(cfg: TrainConfig | dict) -> str:
-    """The run's folder name: ``vae_<approach or synth>_<latent>_<encoder>`` (e.g.
-    vae_multi_64_resnet, vae_single_16_paper, vae_fm_64_resnet). Every other setting lives in its
-    config.json; a folder holding other settings is refused, not mixed in."""
-    get = cfg.get if isinstance(cfg, dict) else lambda k, d=None: getattr(cfg, k, d)
-    kind = get("approach") if get("approach") != "synth" else (get("synth") or get("target_synth"))
-    return f"vae_{kind}_{get('latent_size')}_{get('encoder', 'paper')}"
-
-
-def identity(cfg: TrainConfig, fingerprint: str, model_version: int) -> str:
-    """A key of everything a run is trained with (the experiment runner shares a checkpoint
-    between configs that train the same model): 12 hex digits."""
-    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in OPERATIONAL}
-    key = json.dumps(values, sort_keys=True, default=list) + fingerprint + f"model{model_version}"
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, encoder: str | None = None) -> Path:
-    """``-m``, ``-l`` and ``--encoder`` of run_inference -> a run folder.
-
-    The trained runs of ``model`` (multi, single or a synth) that match the latent size and the
-    encoder when they are given; of several, the one with latent size 64 and the default encoder.
-    Runs named before the latent size and encoder were in every name (vae_multi_64, vae_single,
-    vae_<synth>) are found when no newer run matches.
-
-    Raises:
-        ASPError: no such run (naming the trained ones), or several and the flags do not choose.
-    """
-    model_dir = Path(model_dir)
-    trained = (
-        sorted(p.name for p in model_dir.glob("vae_*") if (p / "config.json").is_file()) if model_dir.is_dir() else []
-    )
-    pattern = re.compile(rf"^vae_{re.escape(model)}_(\d+)_(\w+)$")  # encoder names may hold "_"
-    runs = [(name, int(m.group(1)), m.group(2)) for name in trained if (m := pattern.match(name))]
-    runs = [r for r in runs if latent_size in (None, r[1]) and encoder in (None, r[2])]
-    if len(runs) > 1:
-        preferred = [r for r in runs if r[1] == (latent_size or 64) and r[2] == (encoder or DEFAULT_ENCODER)]
-        if len(preferred) != 1:
-            raise ASPError(
-                f"{model_dir} has several {model} runs ({', '.join(r[0] for r in runs)}); "
-                "choose one with -l LATENT and/or --encoder NAME"
-            )
-        runs = preferred
-    if runs:
-        return model_dir / runs[0][0]
-    legacy = {"multi": f"vae_multi_{latent_size or 64}", "single": "vae_single"}.get(model, f"vae_{model}")
-    if legacy in trained and encoder in (None, "paper"):
-        return model_dir / legacy
-    want = f"vae_{model}_{latent_size or '<latent>'}_{encoder or '<encoder>'}"
-    hint = f"trained runs there: {', '.join(trained)}" if trained else "train one first, e.g. `python train_multi.py`"
-    raise ASPError(f"no trained model {want} in {model_dir} ({hint})")

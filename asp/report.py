@@ -30,7 +30,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from asp_io import ASPError, atomic_folder, atomic_path, atomic_write
+from asp.errors import ASPError
+from asp.files import atomic_folder, atomic_path, atomic_write
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MATCH_PAGE = "report.html"

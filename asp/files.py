@@ -1,0 +1,196 @@
+"""Safe file writing: every file and folder the toolkit writes is whole or absent.
+
+atomic_write      writes a file through a temp file in the same folder, fsync, rename
+atomic_path       the same for libraries that write to a path themselves (Keras, numpy)
+atomic_folder     fills a temp folder, then swaps it in for a folder the toolkit owns
+write_json, read_json, remove_stale_temps, remove_stale_folders
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from asp.errors import ASPError
+
+TEMP_MARK = ".tmp"  # every temp file is named <name>.<pid>.tmp[<suffix>]
+
+
+# ---------------------------------------------------------------------------------------
+# reading and writing files
+
+
+def read_json(path: str | Path, what: str, fix: str = "") -> object:
+    """Reads a JSON file a user gave or a run wrote; unreadable or invalid JSON is an ``ASPError``.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message ("preset file", "experiment config").
+        fix: what to do about invalid JSON, appended to the message.
+    """
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except IsADirectoryError:
+        raise ASPError(f"{what} {path} is a folder, not a file") from None
+    except OSError as err:
+        raise ASPError(f"cannot read {what} {path} ({err.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        if isinstance(err, json.JSONDecodeError):
+            where = f"{err.msg} at line {err.lineno}"
+        else:
+            where = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nested too deeply"
+        hint = f"; {fix}" if fix else ""
+        raise ASPError(f"{what} {path} is not valid JSON ({where}){hint}") from None
+
+
+def temp_path(path: str | Path, suffix: str = "") -> Path:
+    """The temp file that ``atomic_path`` writes before renaming it to ``path``: same folder,
+    ``<name>.<pid>.tmp<suffix>`` (the pid lets ``remove_stale_temps`` tell a dead writer's)."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.{os.getpid()}{TEMP_MARK}{suffix}")
+
+
+def _fsync(path: Path, *, folder: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if folder else 0))
+    except OSError:
+        if folder:  # some file systems cannot open folders for syncing; the rename still holds
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not folder:
+            raise
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_path(path: str | Path, *, suffix: str = "") -> Iterator[Path]:
+    """Yields a temp path next to ``path`` to write; on success the file is synced to disk and
+    renamed over ``path`` (readers see the old file or the new one, never a torn one); on any
+    failure, Ctrl-C included, the temp file is removed and ``path`` is left as it was.
+
+    Args:
+        path: the file to (re)place. Its folder must exist.
+        suffix: appended to the temp name, for writers that insist on an extension (Keras
+            ``save_weights`` needs ``.weights.h5``).
+
+    Raises:
+        OSError: as raised while writing, with ``filename`` set to ``path`` where it was empty
+            (``f.write`` on a full disk) or named the temp file, so the message names the file.
+    """
+    path = Path(path)
+    tmp = temp_path(path, suffix)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException as err:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(err, OSError) and (not err.filename or str(err.filename) == str(tmp)):
+            err.filename, err.filename2 = str(path), None  # name the user's file, not our temp
+        raise
+    _fsync(path.parent, folder=True)
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "w", **open_args) -> Iterator[IO]:
+    """Opens a temp file next to ``path`` for writing; on success it replaces ``path`` atomically.
+
+    ``with atomic_write(path) as f: f.write(text)``; ``mode="wb"`` for bytes; other keywords go to
+    ``open`` (``newline=""`` for csv). See ``atomic_path`` for what happens on failure.
+    """
+    if "w" not in mode:
+        raise ValueError(f"atomic_write writes a new file; mode {mode!r} has no 'w'")
+    with atomic_path(path) as tmp, open(tmp, mode, **open_args) as f:
+        yield f
+
+
+def write_json(path: str | Path, data: object) -> None:
+    """Writes JSON atomically (indented, one trailing newline)."""
+    with atomic_write(path) as f:
+        f.write(json.dumps(data, indent=1) + "\n")
+
+
+def remove_stale_folders(path: str | Path) -> None:
+    """Removes the temp folders (``.<name>.<pid>.tmp``, ``.tmp.old``) that a write of the folder
+    ``path`` killed midway left beside it; a running writer's are kept."""
+    path = Path(path)
+    pattern = re.compile(rf"^\.{re.escape(path.name)}\.(\d+)\.tmp(\.old)?$")
+    for p in path.parent.iterdir() if path.parent.is_dir() else []:
+        m = pattern.match(p.name)
+        if m and p.is_dir() and not p.is_symlink() and not _pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """Yields an empty temp folder next to ``path`` (``.<name>.<pid>.tmp``) to fill; on success
+    it takes the place of ``path`` (a folder there before is swapped out, then deleted), so
+    readers see the old folder or the new one, never a mix; on any failure the temp folder is
+    removed and ``path`` is left as it was. Only for folders the toolkit owns: what was at
+    ``path`` is deleted. Temp folders of killed writers are removed first.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_folders(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # ours: this process's name
+    tmp.mkdir()
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.{os.getpid()}.tmp.old")
+            path.rename(old)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+_TEMP_NAME = re.compile(rf"^(.+)\.(\d+){re.escape(TEMP_MARK)}[^/]*$")
+
+
+def remove_stale_temps(folder: str | Path, *names: str) -> list[Path]:
+    """Removes the temp files that writers killed mid-write left in ``folder``: those of
+    ``atomic_path`` for a file matching one of the glob patterns ``names`` (default: any) whose
+    process is gone; a live writer's are kept. Returns what it removed."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP_NAME.match(p.name)
+        if not (m and p.is_file() and (not names or any(fnmatch.fnmatchcase(m.group(1), n) for n in names))):
+            continue
+        pid = int(m.group(2))
+        if pid == os.getpid() or not _pid_alive(pid):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

@@ -1,0 +1,71 @@
+"""Folder locks: a run holds its folder, and a second run on it fails at once, naming the first."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from asp.errors import ASPError
+
+LOCK_FILE = ".lock"
+
+
+def _lock_holder(path: Path) -> str:
+    """Who holds a lock file, from what its holder wrote into it (retried briefly: the holder
+    writes just after taking the lock)."""
+    for _ in range(10):
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            info = None
+        if isinstance(info, dict) and "pid" in info:
+            started = info.get("started")
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, float) else "?"
+            command = f": {info['command']}" if info.get("command") else ""
+            return f"pid {info['pid']}, started {when}{command}"
+        time.sleep(0.05)
+    return "a process that did not say who it is"
+
+
+@contextmanager
+def folder_lock(folder: str | Path, *, what: str = "another run", fix: str = "choose another folder") -> Iterator[Path]:
+    """Holds ``folder`` for this run: an exclusive ``flock`` on ``<folder>/.lock`` until the
+    block ends (or the process dies: the kernel releases it, so a killed run never leaves a
+    stale lock). The file records who holds it and stays afterwards; it is ours.
+
+    Args:
+        folder: an existing folder.
+        what: what the holder is, for the message ("another generate.py run").
+        fix: what to do instead of waiting, for the message.
+
+    Raises:
+        ASPError: another process holds the folder; the message names its pid, start time and
+            command line.
+    """
+    path = Path(folder) / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by worker processes
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ASPError(
+                f"{folder} is in use by {what} ({_lock_holder(path)}); wait for it to finish, or {fix}"
+            ) from None
+        except OSError as err:
+            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            yield path  # a file system without locks (some network ones): run unguarded, as before
+            return
+        info = {"pid": os.getpid(), "started": time.time(), "command": " ".join(sys.argv)}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock
