@@ -16,6 +16,8 @@ neither; reading it works without them (notes default to 60, synths come from th
 
 from __future__ import annotations
 
+import hashlib
+import json
 import mmap
 import re
 from dataclasses import dataclass, field
@@ -193,6 +195,15 @@ def read_manifest(data_dir: str | Path) -> dict | None:
             "without it"
         )
     return data
+
+
+def data_fingerprint(data_dir: str | Path) -> str:
+    """The manifest's fingerprint, or a hash of the files' shapes for a dataset without one."""
+    manifest = read_manifest(data_dir)
+    if manifest is not None:
+        return manifest["fingerprint"]
+    shapes = sorted((p.name, p.stat().st_size) for p in Path(data_dir).glob("*.npy"))
+    return hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:24]
 
 
 def dataset_synths(data_dir: str | Path, split: str = "train") -> list[str]:

@@ -1,0 +1,178 @@
+"""The one training function, ``train``: plans the run, holds its folder, builds the model, and
+fits it with the run's callbacks (collapse monitor, checkpoints, loggers)."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from asp import backend
+from asp.checkpoints import CONFIG, WEIGHTS, read_config
+from asp.config import TrainConfig
+from asp.errors import ASPError
+from asp.files import write_json
+from asp.locks import folder_lock
+from asp.runs import run_name
+from asp.training.checkpoints import Checkpoints, restore, trim_log
+from asp.training.monitor import LatentMonitor, mean_vectors
+from asp.training.planning import Plan, check_parts, open_run, plan, run_config
+from asp.training.stream import batch_keys, make_stream
+from models import SynthVAE, build_model
+
+# glibc gives every thread that allocates its own malloc arena; tf.data's threads moving 7 MB
+# batches then held ~4 GB of freed memory. Two arenas keep the peak near 1.4 GB (bench/training.py).
+_M_ARENA_MAX = -8
+
+
+def limit_malloc_arenas() -> None:
+    """At most two glibc malloc arenas for the threads created from now on (Linux; elsewhere a
+    no-op). Called before a run builds its streams: importing TensorFlow creates none."""
+    libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+    if libc is not None and hasattr(libc, "mallopt"):
+        libc.mallopt(_M_ARENA_MAX, 2)
+
+
+def _strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over several visible GPUs, TensorFlow's default strategy otherwise."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def train(cfg: TrainConfig, *, callbacks: list | None = None) -> dict:
+    """Trains (or resumes) one model; returns its final config dict.
+
+    Args:
+        callbacks: extra Keras callbacks (after the run's own; bench/training.py times epochs).
+
+    Raises:
+        ASPError: for bad settings, a missing or inconsistent dataset, an unknown synth, or an
+            existing checkpoint made with other settings.
+    """
+    limit_malloc_arenas()
+    check_parts(cfg)
+    p = plan(cfg)
+    run_dir = Path(cfg.model_dir) / run_name(cfg)
+    config = run_config(cfg, p)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with folder_lock(run_dir, what="another training run", fix="choose another --model-dir"):  # held until the end
+        config = open_run(run_dir, cfg, config)
+        keras.utils.set_random_seed(cfg.seed)
+        tf.config.experimental.enable_op_determinism()
+        streams = _streams(cfg, p)
+        means = mean_vectors(p.train_split, p.train_idx, p.synths)
+        model = _compiled_model(cfg, config, means)
+        # the total loss grows with the KL weight during warm-up, so runs are compared on reconstruction
+        monitor = "val_recon_loss" if streams[1] is not None else "recon_loss"
+        checkpoints = Checkpoints(run_dir, config, monitor)
+        own = run_callbacks(cfg, p, run_dir, means, checkpoints)
+        if config["epochs_done"] >= cfg.epochs:
+            if cfg.verbose:
+                print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
+            return config
+        start = _resume(model, run_dir, config)
+        if cfg.verbose:
+            print(
+                f"training {run_dir.name} on {backend.devices()}: {len(p.train_idx)} train / {len(p.valid_idx)} "
+                f"valid samples, synths {', '.join(p.synths)}, encoder {cfg.encoder}, latent {cfg.latent_size}, "
+                f"{cfg.epochs} epochs" + (f", resuming after epoch {start}" if start else "")
+            )
+        model.fit(
+            streams[0],
+            validation_data=streams[1],
+            initial_epoch=start,
+            epochs=cfg.epochs,
+            callbacks=own + list(callbacks or []),
+            verbose=cfg.verbose,
+            shuffle=False,
+        )  # the stream reshuffles itself, seeded, every epoch
+        _check_diverged(checkpoints, run_dir, config, cfg)
+        config = read_config(run_dir)
+        if cfg.verbose:
+            print_summary(config, run_dir, monitor, validation=bool(len(p.valid_idx)))
+        return config
+
+
+def _streams(cfg: TrainConfig, p: Plan) -> tuple:
+    """The training stream (reshuffled every epoch) and the validation one (None without samples)."""
+    keys = batch_keys(cfg.approach, p.synths)
+    train_stream = make_stream(p.train_split, p.train_idx, keys, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+    valid_stream = (
+        make_stream(p.valid_split, p.valid_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=cfg.seed)
+        if len(p.valid_idx)
+        else None
+    )
+    return train_stream, valid_stream
+
+
+def _compiled_model(cfg: TrainConfig, config: dict, means: dict) -> SynthVAE:
+    """The run's model, its heads starting at the training mean, compiled (on every visible GPU)."""
+    with _strategy().scope():
+        model = build_model(config)
+        model.start_at_mean(means)  # a resumed run restores its own weights over these
+        model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
+    return model
+
+
+def _resume(model: SynthVAE, run_dir: Path, config: dict) -> int:
+    """Restores the newest checkpoint that loads; returns the epochs it had done (config.json and
+    log.csv follow it)."""
+    start = restore(model, run_dir, config)
+    if start != config["epochs_done"]:
+        config["epochs_done"] = start
+        write_json(run_dir / CONFIG, config)
+    trim_log(run_dir / "log.csv", start)
+    return start
+
+
+def _check_diverged(checkpoints: Checkpoints, run_dir: Path, config: dict, cfg: TrainConfig) -> None:
+    if checkpoints.failed:
+        kept = (
+            f"the last good checkpoint (epoch {config['epochs_done']}) is kept"
+            if config["epochs_done"]
+            else "nothing was saved"
+        )
+        raise ASPError(
+            f"training {run_dir} diverged: {checkpoints.failed}; {kept}. Lower --lr (now {cfg.lr:g}) "
+            "or check the dataset, then rerun (add --fresh to start over)"
+        )
+
+
+def run_callbacks(cfg: TrainConfig, p: Plan, run_dir: Path, means: dict, checkpoints: Checkpoints) -> list:
+    """The run's own callbacks, in order: the collapse monitor (it adds its figures to the
+    epoch's logs), the checkpoints (they stop a diverged run), then the loggers, and early
+    stopping with ``--patience``."""
+    monitor_split, monitor_idx = (p.valid_split, p.valid_idx) if len(p.valid_idx) else (p.train_split, p.train_idx)
+    latent_monitor = LatentMonitor(
+        monitor_split, monitor_idx, means, run_dir / "tensorboard", verbose=cfg.verbose, seed=cfg.seed
+    )
+    out = [
+        latent_monitor,
+        checkpoints,
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
+    ]
+    if cfg.patience:
+        out.append(keras.callbacks.EarlyStopping(monitor=checkpoints.monitor, patience=cfg.patience, mode="min"))
+    return out
+
+
+def print_summary(config: dict, run_dir: Path, monitor: str, *, validation: bool) -> None:
+    """The lines a finished run prints: where the best weights are, and how the last epoch
+    compares with the training-mean preset."""
+    print(
+        f"saved {run_dir / WEIGHTS} (best {monitor} {config['best_loss']:.4f} at epoch "
+        f"{config['best_epoch']}), {config['epochs_done']} epochs done"
+    )
+    last = config.get("last_losses", {})
+    synths = config["trained_synths"]
+    ratios = [f"{s} {last[f'val_param_vs_mean_{s}']:.2f}x" for s in synths if f"val_param_vs_mean_{s}" in last]
+    if ratios:
+        print(
+            f"last epoch, {'validation' if validation else 'training'} sounds: parameter error "
+            f"{', '.join(ratios)} the training-mean preset's; {last['val_active_dims']:.0f} of "
+            f"{config['latent_size']} latent dimensions active, {last['val_kl_per_dim']:.2f} nats each"
+        )

@@ -1,0 +1,102 @@
+"""The data a run trains on, streamed: batches of the memory-mapped npy_data arrays through
+``tf.data`` (never the whole dataset in memory), and the checks that the files match the specs."""
+
+from __future__ import annotations
+
+import mmap
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from asp.errors import ASPError
+from data.dataset import Split, read_manifest
+from data_generation.spec import SynthSpec, load_spec
+from models import MEL_SHAPE
+
+
+def dataset_specs(data_dir: str | Path, split: Split) -> list[SynthSpec]:
+    """The synth specs of a dataset, checked against its files (and manifest when it has one)."""
+    manifest = read_manifest(data_dir)
+    specs = []
+    for name in split.synths:
+        spec = load_spec(name)
+        if manifest is not None:
+            entry = next(s for s in manifest["synths"] if s["name"] == name)
+            if entry["hash"] != spec.hash:
+                raise ASPError(
+                    f"the spec of {name!r} changed since {data_dir} was generated; "
+                    "regenerate the dataset (or restore the spec)"
+                )
+        width = split.params[name].shape[1]
+        if width != spec.encoded_size:
+            raise ASPError(
+                f"{data_dir}/{split.name}_{name}_params.npy has {width} values per sample but the "
+                f"{name} spec encodes {spec.encoded_size}; the files do not match the spec"
+            )
+        specs.append(spec)
+    if tuple(split.mels.shape[1:]) != MEL_SHAPE:
+        raise ASPError(
+            f"{data_dir}/{split.name}_mels.npy holds {split.mels.shape[1:]} spectrograms; the model takes {MEL_SHAPE}"
+        )
+    if split.params_single is not None:
+        single = max(s.encoded_size for s in specs)
+        if split.params_single.shape[1] != single:
+            raise ASPError(
+                f"{data_dir}/{split.name}_params_single.npy has width {split.params_single.shape[1]}, "
+                f"expected {single} (the largest encoded size)"
+            )
+    return specs
+
+
+def batch_keys(approach: str, synths: list[str]) -> list[str]:
+    keys = ["mel"]
+    for s in synths:
+        keys += [f"params_{s}", f"mask_{s}"]
+    if approach == "single":
+        keys += ["params_single", "mask_single"]
+    return keys
+
+
+def make_stream(
+    split: Split,
+    indices: np.ndarray,
+    keys: list[str],
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+) -> tf.data.Dataset:
+    """Batches of the memory-mapped arrays as a ``tf.data.Dataset`` (reshuffled every epoch).
+
+    Only one batch of rows is read at a time, so memory does not grow with the dataset.
+    """
+    arrays = {"mel": split.mels}
+    for s in split.synths:
+        arrays[f"params_{s}"] = split.params[s]
+        arrays[f"mask_{s}"] = split.masks[s]
+    single = max((split.params[s].shape[1] for s in split.synths if f"params_{s}" in keys), default=0)
+    for key in ("params_single", "mask_single"):  # padded to the largest synth of this run
+        arrays[key] = None if getattr(split, key) is None else getattr(split, key)[:, :single]
+    missing = [k for k in keys if arrays.get(k) is None]
+    if missing:
+        raise ASPError(f"the {split.name} split lacks {missing}; the single approach needs params_single/mask_single")
+    epoch = {"n": 0}
+    mapping = getattr(split.mels, "_mmap", None)  # the memory map behind the mels, if any
+
+    def batches():
+        order = indices
+        if shuffle:
+            order = np.random.default_rng([seed, epoch["n"]]).permutation(indices)
+        epoch["n"] += 1
+        for start in range(0, len(order), batch_size):
+            rows = np.sort(order[start : start + batch_size])
+            batch = {k: np.asarray(arrays[k][rows], dtype=np.float32) for k in keys}
+            if mapping is not None:  # drop the pages just read from this process's memory
+                mapping.madvise(mmap.MADV_DONTNEED)
+            yield batch
+
+    signature = {k: tf.TensorSpec((None, *arrays[k].shape[1:]), tf.float32) for k in keys}
+    n_batches = int(np.ceil(len(indices) / batch_size))
+    stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return stream.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
