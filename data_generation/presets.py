@@ -18,7 +18,8 @@ from data_generation import amsynth
 from data_generation.spec import SynthSpec
 
 
-def _resolve(spec: SynthSpec, path: str) -> Path:
+def resolve_path(spec: SynthSpec, path: str) -> Path:
+    """A path of a spec's preset source: a relative one is relative to the spec file's folder."""
     p = Path(path)
     if not p.is_absolute() and spec.path is not None:
         p = spec.path.parent / p
@@ -158,9 +159,9 @@ def human_presets(spec: SynthSpec) -> tuple[list[str], np.ndarray]:
         if not path:
             raise ASPError(f"spec {spec.name!r}: preset source {source} needs a 'path'")
         if kind == "factory":
-            n, p = read_preset_file(spec, _resolve(spec, path))
+            n, p = read_preset_file(spec, resolve_path(spec, path))
         elif kind == "amsynth_bank":
-            bank = amsynth.read_banks(_resolve(spec, path))
+            bank = amsynth.read_banks(resolve_path(spec, path))
             n, p = [b.name for b in bank], amsynth.bank_to_presets(spec, bank)
         else:
             raise ASPError(f"spec {spec.name!r}: unknown preset source kind {kind!r} (factory, amsynth_bank)")

@@ -13,18 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from asp.builder import (
-    SHARD_SIZE,
-    WORK_DIR,
-    Settings,
-    _human_groups,
-    _rng,
-    _split_groups,
-    generate,
-    make_plan,
-    parse_notes,
-    parse_sources,
-)
+from asp.builder import SHARD_SIZE, WORK_DIR, Settings, generate, make_plan, parse_notes, parse_sources
+from asp.builder.sampling import _human_groups, _rng, _split_groups
 from asp.errors import ASPError
 from asp.parallel import WorkerPool
 from data.dataset import SPLITS, load_split, pick_test_index, read_manifest, split_files
