@@ -7,7 +7,6 @@ import math
 import time
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import cma
 import numpy as np
@@ -16,6 +15,7 @@ from tqdm import tqdm
 from asp.errors import ASPError
 from asp.parallel import WorkerPool
 from asp.search.objective import SearchObjective, modulation_rates
+from asp.search.result import SearchResult
 from asp.search.space import Budget, SearchSpace
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec
@@ -30,38 +30,6 @@ RATE_STEP = 0.03  # step size of a rate coordinate, relative to the others, in a
 RATE_HYPOTHESIS_STARTS = 3  # best starts each estimated modulation rate is tried on
 # s: rates are read from this long after the note starts to this long after its release (the held note)
 MODULATION_WINDOW = (0.05, 0.55)
-
-
-@dataclass
-class SearchResult:
-    """What a search found for one synth.
-
-    Attributes:
-        preset: (n_params,) the best preset (normalized).
-        distance: its ``SearchObjective`` distance, rendered exactly (``history`` holds the
-            distances of the fast renders the search made).
-        start: the label of the best start, and ``start_distance`` its distance.
-        starts: {label: distance} of every start.
-        renders: renders used, starts included (not the two exact re-renders at the end);
-            ``seconds`` the wall time.
-        history: (renders so far, best distance so far) after each batch.
-        runs: each CMA-ES run: its start, population size, generations and why it stopped
-            (empty: the budget ended it; "classes changed": a sweep found a better point).
-        snapshots: {render count: the best preset once that many renders were spent} for the
-            counts asked for (taken after the batch that crossed the count).
-    """
-
-    preset: np.ndarray
-    distance: float
-    start: str
-    start_distance: float
-    start_preset: np.ndarray
-    starts: dict[str, float]
-    renders: int
-    seconds: float
-    history: list[tuple[int, float]] = field(default_factory=list)
-    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
-    runs: list[dict] = field(default_factory=list)
 
 
 # -- workers -------------------------------------------------------------------------------------
