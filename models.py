@@ -39,6 +39,7 @@ import numpy as np
 from keras import layers, ops
 
 from asp.checkpoints import WEIGHTS, read_config
+from asp.config import APPROACHES, PARAM_LOSSES
 from asp.errors import ASPError
 from data.encoding import Codec
 from data_generation.spec import SynthSpec, load_spec, spec_from_json
@@ -49,8 +50,6 @@ MEL_SHAPE = (128, 431)
 # 2: BatchNorm momentum 0.9, heads start at the training mean, beta and free bits. 3: parts (encoder,
 # spectrogram decoder, heads) and the schema (config.json keys by field name).
 MODEL_VERSION = 3
-APPROACHES = ("multi", "single", "synth")
-PARAM_LOSSES = ("mse", "mixed")
 HEAD_UNITS = 1024
 BN_MOMENTUM = 0.9  # moving statistics that follow a short run (Keras: 0.99, ~500 steps to forget the init)
 

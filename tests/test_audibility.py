@@ -1,4 +1,4 @@
-"""experiments/audibility.py: which parameters a sound reveals, and the parameter-MSE floor."""
+"""asp.evaluation.audibility: which parameters a sound reveals, and the parameter-MSE floor."""
 
 import csv
 import subprocess
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import synth_preset, toy_spec
 
+from asp.evaluation.audibility import THRESHOLD, audibility, inaudible_floor, sweep, sweep_values
 from data.encoding import Codec
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
-from experiments.audibility import THRESHOLD, audibility, inaudible_floor, sweep, sweep_values
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -124,7 +124,7 @@ def test_parameter_metrics_known_answers():
 
 
 def test_mean_baseline_takes_the_mean_and_the_most_frequent_class(tiny_data):
-    from experiments.evaluate import mean_train_vector
+    from asp.evaluation.evaluate import mean_train_vector
 
     train = load_split(tiny_data, "train")
     spec = load_spec("fm")
@@ -169,7 +169,7 @@ def tiny_run(tiny_data, tmp_path_factory):
 
 
 def test_evaluate_writes_one_row_per_sample_and_method(tiny_data, tiny_run, tmp_path):
-    from experiments.evaluate import evaluate
+    from asp.evaluation.evaluate import evaluate
 
     rows = evaluate(tiny_run, tiny_data, tmp_path / "ev", workers=2, progress=False)
     test = load_split(tiny_data, "test")
@@ -192,8 +192,9 @@ def test_evaluate_writes_one_row_per_sample_and_method(tiny_data, tiny_run, tmp_
 
 
 def test_evaluate_refine_adds_searched_rows(tiny_data, tiny_run, tmp_path, capsys):
+    from asp.evaluation.evaluate import evaluate
+    from asp.evaluation.summary import comparison
     from asp.search import Budget
-    from experiments.evaluate import comparison, evaluate
 
     rows = evaluate(
         tiny_run,
@@ -216,7 +217,7 @@ def test_evaluate_refine_adds_searched_rows(tiny_data, tiny_run, tmp_path, capsy
 
 
 def test_evaluate_on_a_held_out_test_set(tiny_data, held_out, tmp_path):
-    from experiments.evaluate import evaluate
+    from asp.evaluation.evaluate import evaluate
 
     rows = evaluate(
         None, tiny_data, tmp_path / "ev", test_dir=held_out, baselines=("mean", "nearest"), workers=1, progress=False
@@ -247,7 +248,7 @@ def test_evaluate_cli_takes_a_test_dir(tiny_data, held_out, tmp_path, monkeypatc
 
 
 def test_held_out_test_sets_must_match_the_training_data(tiny_data, held_out, tmp_path):
-    from experiments.evaluate import evaluate
+    from asp.evaluation.evaluate import evaluate
 
     def attempt(test_dir, **kw):
         return evaluate(None, tiny_data, tmp_path / "ev", test_dir=test_dir, workers=1, progress=False, **kw)
@@ -277,8 +278,8 @@ def test_held_out_test_sets_must_match_the_training_data(tiny_data, held_out, tm
 
 
 def test_out_of_domain_renders_every_head(tiny_data, tmp_path):
+    from asp.evaluation.evaluate import evaluate
     from asp.training import TrainConfig, train
-    from experiments.evaluate import evaluate
 
     train(
         TrainConfig(
@@ -306,7 +307,7 @@ def test_out_of_domain_renders_every_head(tiny_data, tmp_path):
 
 
 def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, held_out, tmp_path):
-    from experiments.run import run_config
+    from asp.experiments import run_config
 
     config = tmp_path / "tiny.json"
     config.write_text(
@@ -361,8 +362,8 @@ def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, held_out, tmp
 
 
 def test_runner_passes_kl_settings_and_keys_checkpoints_by_them(tmp_path):
+    from asp.experiments import model_dir_for, train_runs
     from asp.training import TrainConfig
-    from experiments.run import model_dir_for, train_runs
 
     if not {"beta", "free_bits", "kl_warmup_epochs"} <= set(TrainConfig.__dataclass_fields__):
         pytest.skip("TrainConfig has no beta/free_bits fields yet")
@@ -381,7 +382,7 @@ def test_runner_passes_kl_settings_and_keys_checkpoints_by_them(tmp_path):
 
 
 def test_shipped_configs_load_with_both_profiles():
-    from experiments.run import load_config, resolve
+    from asp.experiments import load_config, resolve
 
     for path in sorted((ROOT / "experiments/configs").glob("*.json")):
         if path.name == "base.json":
@@ -395,7 +396,7 @@ def test_shipped_configs_load_with_both_profiles():
 
 
 def test_relative_table_divides_by_the_mean_baseline():
-    from experiments.run import relative_table
+    from asp.experiments import relative_table
 
     def rows(lsd, mse, synth="fm"):
         return [{"synth": synth, "rendered_synth": synth, "lsd": lsd, "param_mse": mse}]
@@ -411,8 +412,8 @@ def test_relative_table_divides_by_the_mean_baseline():
 
 def test_a_second_runner_on_the_same_config_fails_at_once_and_leaves_nothing(tiny_data, tmp_path):
     from asp.errors import ASPError
+    from asp.experiments import run_config
     from asp.locks import folder_lock
-    from experiments.run import run_config
 
     config = tmp_path / "busy.json"
     rows = [{"label": "multi", "approach": "multi"}]

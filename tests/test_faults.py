@@ -478,7 +478,7 @@ def test_a_run_that_goes_nan_fails_and_keeps_its_last_good_checkpoint(data, run_
     mels = np.load(poisoned / "train_mels.npy")
     mels[:] = np.nan
     np.save(poisoned / "train_mels.npy", mels)
-    monkeypatch.setattr(training, "check_finite", lambda *args, **kwargs: None)  # let the NaN through
+    monkeypatch.setattr(training.planning, "check_finite", lambda *args, **kwargs: None)  # let the NaN through
     cfg = TrainConfig(approach="multi", data_dir=str(poisoned), model_dir=str(folder.parent), latent_size=4, epochs=4,
                       batch_size=4, verbose=0)  # fmt: skip
     with pytest.raises(ASPError, match=r"diverged: the loss became nan in epoch 3.*last good checkpoint \(epoch 2\)"):
@@ -805,7 +805,7 @@ def config_file(folder: Path, name: str, data) -> Path:
     ],
 )
 def test_bad_experiment_configs(files, message, tmp_path):
-    from experiments.run import load_config
+    from asp.experiments import load_config
 
     for name, data in files.items():
         config_file(tmp_path, name, data)
@@ -814,7 +814,7 @@ def test_bad_experiment_configs(files, message, tmp_path):
 
 
 def test_settings_missing_after_merging_name_the_key(tmp_path):
-    from experiments.run import load_config, resolve
+    from asp.experiments import load_config, resolve
 
     config = {"latent_size": 4, "param_loss": "mse", "seed": 0, "baselines": [], "profiles": {"small": {"epochs": 1}},
               "rows": [{"approach": "multi"}]}  # fmt: skip
@@ -824,7 +824,7 @@ def test_settings_missing_after_merging_name_the_key(tmp_path):
 
 
 def test_a_config_that_fails_leaves_no_empty_result_folder(data, tmp_path):
-    from experiments.run import run_config
+    from asp.experiments import run_config
 
     results = tmp_path / "results"
     mine = results / "mine"  # the user's: stays

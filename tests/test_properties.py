@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from asp.errors import ASPError
+from asp.experiments import REQUIRED, load_config, resolve
 from data.dataset import MANIFEST, dataset_synths, read_manifest
 from data_generation import amsynth
 from data_generation.presets import random_presets, read_preset_file
 from data_generation.spec import SYNTH_DIR, SynthSpec, load_spec, spec_from_json
-from experiments.run import REQUIRED, load_config, resolve
 
 FAST = settings(max_examples=100, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 CONFIGS = sorted(p for p in (SYNTH_DIR.parents[1] / "experiments/configs").glob("*.json") if p.name != "base.json")

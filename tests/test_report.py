@@ -77,7 +77,8 @@ def matches(tiny_data, tiny_models, tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluation(tiny_data, tiny_models, tmp_path_factory):
     """An evaluation of 8 training sounds (multi, mean, nearest) and its report with 3 of them."""
-    from experiments.evaluate import evaluate, write_report
+    from asp.evaluation.evaluate import evaluate
+    from asp.evaluation.run import write_report
 
     out = tmp_path_factory.mktemp("evaluation") / "ev"
     kw = dict(split="train", baselines=("mean", "nearest"), max_samples=8, workers=1, progress=False)
@@ -148,18 +149,22 @@ def test_choose_samples_takes_the_best_the_median_and_the_worst():
     assert choose_samples(distances, 1) == {by_distance[0]: "best"}
 
 
-def test_markdown_tables_become_page_tables():
-    from asp.report import markdown_sections
+def test_table_data_becomes_markdown_and_page_tables():
+    from asp.report import Document, Section, Table, Text
 
-    doc = markdown_sections("# Title\n\nSome text\non two lines.\n\n## lsd\n\n| a | b |\n|---|---|\n| 1 | 2 ± 3 |\n")
-    assert doc["title"] == "Title" and doc["intro"] == [{"kind": "text", "text": "Some text on two lines."}]
-    assert doc["sections"] == [
-        {"heading": "lsd", "blocks": [{"kind": "table", "head": ["a", "b"], "rows": [["1", "2 ± 3"]]}]}
+    doc = Document("Title", [Text("Some text on two lines.")], [Section("lsd", [Table(["a", "b"], [["1", "2 ± 3"]])])])
+    assert doc.markdown() == "# Title\n\nSome text on two lines.\n\n## lsd\n\n| a | b |\n|---|---|\n| 1 | 2 ± 3 |\n"
+    assert doc.title == "Title" and [vars(b) for b in doc.intro] == [
+        {"kind": "text", "text": "Some text on two lines."}
+    ]
+    assert [(s.heading, [vars(b) for b in s.blocks]) for s in doc.sections] == [
+        ("lsd", [{"kind": "table", "head": ["a", "b"], "rows": [["1", "2 ± 3"]]}])
     ]
 
 
 def test_a_test_set_without_hpss_labels_gets_no_hpss_table_plot_or_filter(tiny_data, tiny_models, tmp_path):
-    from experiments.evaluate import evaluate, write_report
+    from asp.evaluation.evaluate import evaluate
+    from asp.evaluation.run import write_report
 
     data = tmp_path / "data"  # the same sounds, as `generate.py --no-hpss` writes them: every label 0
     shutil.copytree(tiny_data, data)
@@ -210,7 +215,7 @@ def test_evaluation_report_renders_a_bounded_number_of_samples(tiny_data, evalua
 
 
 def test_evaluation_report_without_audio(evaluation, tmp_path):
-    from experiments.evaluate import write_report
+    from asp.evaluation.run import write_report
 
     out, rows, _ = evaluation
     copy = tmp_path / "ev"
@@ -223,7 +228,7 @@ def test_evaluation_report_without_audio(evaluation, tmp_path):
 
 def test_a_damaged_presets_file_is_one_error_and_keeps_the_old_report(evaluation, tmp_path):
     from asp.errors import ASPError
-    from experiments.evaluate import write_report
+    from asp.evaluation.run import write_report
 
     out, rows, _ = evaluation
     copy = tmp_path / "ev"
