@@ -9,7 +9,7 @@ synth, and says which synth gets closest.
     python run_inference.py --input my_sound.wav --refine 60 --refine-synths 3   # search longer, more synths
     python run_inference.py -s 12 --refine-renders 1000      # refine a test sample's match (reproducible)
 
-A sound file's closest matches are refined by searching with the synth in the loop (search.py) for
+A sound file's closest matches are refined by searching with the synth in the loop (asp/search/) for
 20 s per synth by default (--no-refine for the network alone); a test sample's only with --refine
 or --refine-renders. Each output folder has a report.html to open in a browser (the target and every
 match, playable), and an --input folder's --out has an index.html linking them.
@@ -17,24 +17,23 @@ match, playable), and an --input folder's --out has an index.html linking them.
 
 from __future__ import annotations
 
+from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
+
+# isort: split
 import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
-from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
-
-# isort: split
-from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+import asp
+from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
 from asp.errors import ASPError
-from asp.search import NEAREST_STARTS
+from asp.search import NEAREST_STARTS, Budget
 
 INPUT_REFINE_SECONDS = 20.0  # the default search budget per refined synth for --input sounds
 
 
-def main() -> int:
-    start = time.perf_counter()
+def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-md", "--model-dir", default="saved_models", help="trained runs (default saved_models)")
     p.add_argument("-dd", "--data-dir", default="npy_data", help="dataset whose test split is used (default npy_data)")
@@ -84,136 +83,81 @@ def main() -> int:
         help=f"nearest training presets (of -dd) the search also starts from (default {NEAREST_STARTS})",
     )
     p.add_argument("--workers", type=positive_int, default=None, help="search render processes (default: all cores)")
-    args = p.parse_args()
+    return p
+
+
+def main() -> int:
+    start = time.perf_counter()
+    args = parser().parse_args()
     if args.note is not None and not 0 <= args.note <= 127:
         raise ASPError(f"--note must be a MIDI note 0-127, got {args.note}")
     if args.sample < -1:
         raise ASPError(f"--sample must be a test sample index >= 0, or -1 for a random one; got {args.sample}")
     refine, refine_synths = refine_settings(args)
-
-    from asp.checkpoints import read_config
-    from asp.runs import find_run
-    from data.dataset import pick_test_index
-    from data.sound import estimate_note, load_audio
-    from data_generation.render_presets import parse_plugin_paths
-
-    run_dir = find_run(args.model_dir, args.model, args.latent_size, args.encoder)
-    config = read_config(run_dir)
-    check_latent = args.latent_size
-    failures = 0
-    notes: dict[Path, int] = {}
-    unread: dict[Path, str] = {}  # files of an --input folder that could not be read: {file: error}
-    if args.input:
-        source = Path(args.input)
-        if source.is_dir():
-            files = sorted(f for f in source.iterdir() if f.suffix.lower() in (".wav", ".flac", ".ogg", ".aiff"))
-            if not files:
-                raise ASPError(f"folder {source} has no .wav/.flac/.ogg/.aiff files")
-            from asp.report import check_index
-
-            check_index(Path(args.out) if args.out else Path("inference_out"))  # before any work
-        elif source.exists():
-            files = [source]
-        else:
-            raise ASPError(f"input {source} does not exist")
-        # read the files and estimate their notes before TensorFlow is imported (data/sound.py says why)
-        seconds = config["synths"][0]["render"]["duration"]
-        for file in files:
-            try:
-                audio = load_audio(file, seconds)
-                notes[file] = args.note if args.note is not None else estimate_note(audio)
-            except ASPError as err:
-                if not source.is_dir():
-                    raise
-                failures += 1
-                unread[file] = str(err)
-                print(f"error: {err}", file=sys.stderr)
-    else:
-        files = []
-        synth = args.synth
-        if synth is None and args.sample < 0:  # a baseline matches its own synth's sounds by default
-            synth = config.get("target_synth")
-        index = pick_test_index(args.data_dir, args.sample, synth=synth, hpss=args.hpss, seed=args.seed)
-
-    from asp import inference  # imports tensorflow: after the argument checks, so errors come fast
-
-    matcher = inference.Matcher(
-        run_dir, latent_size=check_latent, plugin_paths=parse_plugin_paths(args.plugin), data_dir=args.data_dir
+    found = asp.match(
+        args.input if args.input else args.sample,
+        model=args.model,
+        model_dir=args.model_dir,
+        latent_size=args.latent_size,
+        encoder=args.encoder,
+        data_dir=args.data_dir,
+        out=args.out,
+        note=args.note,
+        all_outputs=args.all_outputs,
+        synth=args.synth,
+        hpss=args.hpss,
+        seed=args.seed,
+        refine=refine,
+        refine_synths=refine_synths,
+        refine_starts=args.refine_starts,
+        workers=args.workers or os.cpu_count() or 1,
+        plot=not args.no_plot,
+        plugin_paths=parse_plugin_paths(args.plugin),
+        on_load=print_loaded,
+        on_match=print_match,
     )
-    settings = {
-        "refine": refine,
-        "refine_synths": refine_synths,
-        "refine_starts": args.refine_starts,
-        "workers": args.workers or os.cpu_count() or 1,
-        "seed": args.seed or 0,
-        "plot": not args.no_plot,
-    }
+    if found.index is not None:
+        print(f"index of the reports: {found.index}")
+    print(f"done in {time.perf_counter() - start:.1f} s")
+    if found.failed:
+        print(f"error: {len(found.failed)} of {found.sounds} files could not be matched (see above)", file=sys.stderr)
+        return 2
+    return 0
+
+
+def print_loaded(matcher, run_dir) -> None:
     print(
         f"model {run_dir} ({matcher.config['approach']}, latent {matcher.config['latent_size']}) loaded in "
         f"{matcher.load_seconds:.1f} s"
     )
 
-    def report(target, result):
-        head = f"{target.name}: note {target.note}"
-        if target.synth:
-            label = f", hpss {target.info['hpss']}" if target.info["hpss"] else ""  # 0: made with --no-hpss
-            head += f", true synth {target.synth} (preset {target.info['preset']}{label})"
-        print(f"{head}; model step {1000 * result['model_seconds']:.0f} ms -> {result['out']}")
-        for rank, row in enumerate(result["results"], 1):
-            if "error" in row:
-                print(f"     {row['synth']:<16} not rendered: {row['error']}")
-            else:
-                print(f"  {rank}. {row['synth']:<16} LSD {row['lsd']:8.2f}   MRSD {row['mrsd']:8.2f}")
-            if "refined_lsd" in row:
-                print(
-                    f"     {'refined':<16} LSD {row['refined_lsd']:8.2f}   MRSD {row['refined_mrsd']:8.2f}   "
-                    f"(search distance {row['search_distance_start']:.3f} -> {row['search_distance']:.3f} from "
-                    f"{row['search_start']}, {row['search_renders']} renders, {row['search_seconds']:.1f} s)"
-                )
-        best = next((r for r in result["results"] if "lsd" in r), None)
-        if best and len(result["results"]) > 1:
-            print(f"  closest: {best['synth']}")
-        print(f"  report: {result['out'] / 'report.html'}")
 
-    if not files:
-        target = matcher.test_target(args.data_dir, index)
-        out = Path(args.out) if args.out else Path("inference_out") / target.name
-        report(target, matcher.match(target, out, all_outputs=args.all_outputs, **settings))
-    else:
-        from tqdm import tqdm
-
-        root = Path(args.out) if args.out else Path("inference_out")
-        single = len(files) == 1 and not Path(args.input).is_dir()
-        matched, failed = [], [(str(f), message) for f, message in unread.items()]
-        for file in tqdm([f for f in files if f in notes], desc="match", unit="file", disable=single):
-            try:
-                target = matcher.wav_target(file, notes[file])
-                out = Path(args.out) if (args.out and single) else root / target.name
-                result = matcher.match(target, out, all_outputs=True, progress=single, **settings)
-                report(target, result)
-                matched.append({"folder": out, "summary": result["summary"]})
-            except ASPError as err:
-                if single:
-                    raise
-                failures += 1
-                failed.append((str(file), str(err)))
-                print(f"error: {err}", file=sys.stderr)
-        if Path(args.input).is_dir() and matched:
-            from asp.report import write_index
-
-            print(f"index of the reports: {write_index(root, matched, failed)}")
-    matcher.close()
-    print(f"done in {time.perf_counter() - start:.1f} s")
-    if failures:
-        print(f"error: {failures} of {len(files)} files could not be matched (see above)", file=sys.stderr)
-        return 2
-    return 0
+def print_match(target, result: dict) -> None:
+    """One sound's lines: its note (and true synth), each synth's distances, closest first."""
+    head = f"{target.name}: note {target.note}"
+    if target.synth:
+        label = f", hpss {target.info['hpss']}" if target.info["hpss"] else ""  # 0: made with --no-hpss
+        head += f", true synth {target.synth} (preset {target.info['preset']}{label})"
+    print(f"{head}; model step {1000 * result['model_seconds']:.0f} ms -> {result['out']}")
+    for rank, row in enumerate(result["results"], 1):
+        if "error" in row:
+            print(f"     {row['synth']:<16} not rendered: {row['error']}")
+        else:
+            print(f"  {rank}. {row['synth']:<16} LSD {row['lsd']:8.2f}   MRSD {row['mrsd']:8.2f}")
+        if "refined_lsd" in row:
+            print(
+                f"     {'refined':<16} LSD {row['refined_lsd']:8.2f}   MRSD {row['refined_mrsd']:8.2f}   "
+                f"(search distance {row['search_distance_start']:.3f} -> {row['search_distance']:.3f} from "
+                f"{row['search_start']}, {row['search_renders']} renders, {row['search_seconds']:.1f} s)"
+            )
+    best = next((r for r in result["results"] if "lsd" in r), None)
+    if best and len(result["results"]) > 1:
+        print(f"  closest: {best['synth']}")
+    print(f"  report: {result['out'] / 'report.html'}")
 
 
 def refine_settings(args) -> tuple:
     """The search budget (None: no search) and which synths to refine (a count or names)."""
-    from asp.search import Budget
-
     if args.workers is not None and args.workers < 1:
         raise ASPError(f"--workers must be at least 1, got {args.workers}")
     if args.refine_starts < 0:

@@ -93,3 +93,14 @@ def positive_float(text: str) -> float:
 def nonnegative_float(text: str) -> float:
     """argparse type: a finite number >= 0 (loss weights)."""
     return _float(text, zero=True)
+
+
+def parse_plugin_paths(items: list[str] | None) -> dict[str, str]:
+    """``["serum=/path/Serum.so"]`` -> ``{"serum": "/path/Serum.so"}`` (the --plugin flag)."""
+    out = {}
+    for item in items or []:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ASPError(f"--plugin takes NAME=PATH (e.g. serum=/path/to/Serum.so), got {item!r}")
+        out[name] = path
+    return out

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import argparse
 
-from asp.builder import Settings, generate, parse_notes, parse_sources
+import asp
 from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
-from asp.errors import ASPError
 from data.dataset import SPLITS
 
 
@@ -55,19 +54,19 @@ def main() -> int:
         help="render at most this many shards, then stop (run again to continue)",
     )
     args = parser.parse_args()
-    synths = tuple(args.synths)
-    if len(set(synths)) != len(synths):
-        raise ASPError("--synths names a synth twice")
-    settings = Settings(
-        synths=synths,
-        presets=parse_sources(args.presets, synths),
-        n=args.n,
-        notes=parse_notes(args.notes),
+    summary = asp.generate(
+        args.synths,
+        args.n,
+        out=args.out,
+        presets=args.presets,
+        notes=args.notes,
         seed=args.seed,
         hpss=not args.no_hpss,
         split_all=args.split_all,
+        workers=args.workers,
+        force=args.force,
+        max_shards=args.max_shards,
     )
-    summary = generate(settings, args.out, workers=args.workers, force=args.force, max_shards=args.max_shards)
     if summary.already:
         print(f"{args.out} already holds this dataset (same arguments); nothing to do")
     elif not summary.complete:

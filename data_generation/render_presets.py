@@ -19,23 +19,13 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from asp.cli import ArgumentParser, nonnegative_int, run_cli
+import asp
+from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, run_cli
 from asp.errors import ASPError
 from asp.files import atomic_write
 from data_generation.presets import human_presets, random_presets, read_preset_file
-from data_generation.render import Renderer, rms
+from data_generation.render import rms
 from data_generation.spec import load_spec
-
-
-def parse_plugin_paths(items: list[str] | None) -> dict[str, str]:
-    """``["serum=/path/Serum.so"]`` -> ``{"serum": "/path/Serum.so"}`` (the --plugin flag)."""
-    out = {}
-    for item in items or []:
-        name, sep, path = item.partition("=")
-        if not sep or not name or not path:
-            raise ASPError(f"--plugin takes NAME=PATH (e.g. serum=/path/to/Serum.so), got {item!r}")
-        out[name] = path
-    return out
 
 
 def safe_name(text: str) -> str:
@@ -77,13 +67,13 @@ def main() -> int:
             raise ASPError(f"synth {spec.name!r} ships no presets; use --random N or --preset-file")
     if args.limit:
         names, presets = names[: args.limit], presets[: args.limit]
-    renderer = Renderer(plugin_paths=parse_plugin_paths(args.plugin))
-    renderer.render(spec, presets[0], note=args.note)  # fail early (missing plugin) before creating files
+    plugin_paths = parse_plugin_paths(args.plugin)
+    asp.render(spec, presets[0], note=args.note, plugin_paths=plugin_paths)  # fail early (missing plugin) first
     out = Path(args.out or f"renders/{spec.name}")
     out.mkdir(parents=True, exist_ok=True)  # a path that is a file, or unwritable: one line (run_cli)
     rows = []
     for i, (name, preset) in enumerate(tqdm(list(zip(names, presets)), desc=f"render {spec.name}", unit="preset")):
-        audio = renderer.render(spec, preset, note=args.note)
+        audio = asp.render(spec, preset, note=args.note, plugin_paths=plugin_paths)
         path = out / f"{i:03d}_{safe_name(name)}.wav"
         with atomic_write(path, "wb") as f:  # a killed run leaves whole files only
             sf.write(f, audio, spec.render.sample_rate, format="WAV", subtype="FLOAT")

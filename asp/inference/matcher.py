@@ -1,65 +1,29 @@
-"""Inference: a test sample or any sound -> a preset for each synth, rendered and compared.
-
-The model is built and loaded once (``Matcher``); each target (a test sample or a wav file) is
-written to its own output folder, assembled in a temp folder and renamed into place, so a run that
-fails leaves nothing partial behind. An existing output folder is replaced only when this tool made
-it (its ``match.json`` says so and it holds nothing else than what a match writes); any other
-existing folder is refused, never deleted. ``report.html`` (``asp.report``) in the same folder plays
-the target and every match, with their mel spectrograms, distances and preset files.
-
-With a search budget (``refine``), the closest synths' one-shot presets are refined by searching
-with the synth in the loop (``asp.search``), from the network's preset and the nearest training
-presets; the refined preset is written next to the one-shot one (``<synth>.refined.*``).
-"""
+"""The ``Matcher``: a loaded model and a renderer; ``match`` turns one target into an output folder
+(presets, renders, distances, report.html), refined by a search when given a budget."""
 
 from __future__ import annotations
 
-from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
-
-# isort: split
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from asp.checkpoints import read_config
 from asp.errors import ASPError
 from asp.files import atomic_folder
+from asp.inference.outputs import SAMPLE_RATE, SUMMARY, check_output_folder, plot_comparison, write_preset_outputs
+from asp.inference.target import Target
 from asp.metrics import log_spectral_distance, multi_resolution_spectral_distance
 from asp.report import write_match_report
-from asp.runs import find_run
 from asp.search import NEAREST_STARTS, Budget, Searcher, SearchObjective
 from data.dataset import load_split, nearest_rows
 from data.encoding import Codec
 from data.features import mel_spectrogram
 from data.sound import align_onset, load_audio
-from data_generation import amsynth
-from data_generation.presets import read_preset_file, write_preset_file
 from data_generation.render import Renderer
-from data_generation.spec import SynthSpec, load_spec
+from data_generation.spec import load_spec
 from models import config_specs, load_model
-
-__all__ = ["Matcher", "find_run", "read_config"]
-
-SAMPLE_RATE = 44100
-SUMMARY = "match.json"  # every output folder's summary, and the mark that this tool made the folder
-OUTPUT_SUFFIXES = {".wav", ".json", ".bank", ".png", ".html"}
-
-
-@dataclass
-class Target:
-    """What to match: a mel, the audio it came from, the note to render at, and where it came from."""
-
-    name: str
-    mel: np.ndarray
-    audio: np.ndarray
-    note: int
-    synth: str | None = None  # the true synth of a test sample
-    true_vector: np.ndarray | None = None
-    info: dict = field(default_factory=dict)
 
 
 class Matcher:
@@ -244,71 +208,3 @@ class Matcher:
             search_seconds=round(found.seconds, 2),
         )
         return {f"{name} refined": mel_spectrogram(audio)}
-
-
-def check_output_folder(out: Path) -> None:
-    """Refuses an output path this tool must not replace: a file, or an existing folder it did not
-    make (no ``match.json``, or holding anything a match does not write)."""
-    if not out.exists() and not out.is_symlink():
-        return
-    if not out.is_dir() or out.is_symlink():
-        raise ASPError(f"output path {out} exists and is not a folder; choose another --out")
-    entries = list(out.iterdir())
-    ours = (out / SUMMARY).is_file() and all(e.is_file() and e.suffix in OUTPUT_SUFFIXES for e in entries)
-    if entries and not ours:
-        older = " (an output of an older version has no match.json: delete it yourself)"
-        raise ASPError(
-            f"output folder {out} already exists and was not made by run_inference (no {SUMMARY}, or other files "
-            f"in it); choose a new --out, nothing was changed{older if (out / 'target.wav').is_file() else ''}"
-        )
-
-
-def write_preset_outputs(
-    folder: Path, spec: SynthSpec, preset: np.ndarray, title: str, *, stem: str | None = None
-) -> np.ndarray:
-    """Writes the predicted preset as named JSON and in a form the synth itself loads, as
-    ``<stem>.preset.json`` and ``<stem>.bank`` / ``.faust.json`` / ``.params.json`` (stem: the
-    synth's name); returns the preset as read back from that file (the files round values to 6
-    digits)."""
-    stem = stem or spec.name
-    named = {"synth": spec.name, "name": title, "normalized": spec.preset_to_dict(preset)}
-    if any(p.units for p in spec.params):  # the synth's own units (seconds, semitones, ...)
-        named["units"] = amsynth.presets_to_bank_values(spec, preset)[0]
-    (folder / f"{stem}.preset.json").write_text(json.dumps(named, indent=1) + "\n")
-    if spec.name == "amsynth" or any(s.get("kind") == "amsynth_bank" for s in spec.presets):
-        path = amsynth.write_bank(folder / f"{stem}.bank", spec, preset[None], [title[:60]])
-        return amsynth.bank_to_presets(spec, amsynth.read_bank(path))[0]
-    if spec.backend == "faust":
-        path = write_preset_file(folder / f"{stem}.faust.json", spec, preset[None], [title])
-        return read_preset_file(spec, path)[1][0]
-    values = [round(float(v), 6) for v in preset]
-    listing = [{"index": p.index, "name": p.label or p.name, "value": v} for p, v in zip(spec.params, values)]
-    document = {"synth": spec.name, "plugin": spec.source, "normalized_parameters": listing}
-    (folder / f"{stem}.params.json").write_text(json.dumps(document, indent=1) + "\n")
-    return spec.snap(np.array(values))
-
-
-def plot_comparison(path: Path, target: Target, mels: dict[str, np.ndarray], results: list[dict]) -> None:
-    """One PNG: the target's mel and each prediction's, with their LSD."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [("target", target.mel, "")]
-    for r in results:
-        if r["synth"] in mels:
-            rows.append((r["synth"], mels[r["synth"]], f"one-shot LSD {r['lsd']:.2f}"))
-        if f"{r['synth']} refined" in mels:
-            label = f"LSD {r['refined_lsd']:.2f} ({r['search_renders']} renders, {r['search_seconds']:.0f} s)"
-            rows.append((f"{r['synth']} refined", mels[f"{r['synth']} refined"], label))
-    fig, axes = plt.subplots(len(rows), 1, figsize=(8, 2.2 * len(rows)), squeeze=False)
-    for ax, (name, mel, label) in zip(axes[:, 0], rows):
-        ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1)
-        ax.set_title(f"{name} {label}".strip(), fontsize=9)
-        ax.set_yticks([])
-        ax.set_xticks([])
-    fig.suptitle(f"{target.name} (note {target.note})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)

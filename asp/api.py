@@ -1,0 +1,311 @@
+"""The public API: the things users script, and what the commands call.
+
+    load_model(model)              a trained model ready to match sounds (an ``asp.inference.Matcher``)
+    match(source, model=...)       presets for a sound file, a folder of sound files, or a test sample
+    render(synth, preset)          a preset played by a synth: (n,) float32 audio
+    generate(synths, n, out=...)   a dataset in the npy_data layout
+
+    import asp
+    audio = asp.render("fm", note=57)                     # the spec's default preset
+    found = asp.match("my_sound.wav", model="multi", out="matches/my_sound")
+    print(found.matched[0]["results"][0]["synth"])        # the closest synth
+
+The modules that import TensorFlow are imported inside ``load_model`` and ``match``, after the
+sounds are read and their notes estimated: librosa's pyin compiles numba code, which segfaults
+once TensorFlow is loaded (see ``data.sound``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from asp.builder import Settings, Summary, parse_notes, parse_sources
+from asp.builder import generate as build_dataset
+from asp.checkpoints import CONFIG, read_config
+from asp.errors import ASPError
+from asp.report import check_index, write_index
+from asp.runs import find_run
+from asp.search import NEAREST_STARTS, Budget
+from data.dataset import pick_test_index
+from data.sound import estimate_note, load_audio
+from data_generation.presets import read_preset_file
+from data_generation.render import Renderer, default_renderer
+from data_generation.spec import SynthSpec, load_spec
+
+if TYPE_CHECKING:
+    from asp.inference import Matcher, Target
+
+SOUND_FILES = (".wav", ".flac", ".ogg", ".aiff")
+
+
+def load_model(
+    model: str | Path = "multi",
+    *,
+    model_dir: str | Path = "saved_models",
+    latent_size: int | None = None,
+    encoder: str | None = None,
+    data_dir: str | Path | None = "npy_data",
+    plugin_paths: dict[str, str] | None = None,
+) -> Matcher:
+    """A trained model, built from its run folder's config.json and loaded, with a renderer.
+
+    Args:
+        model: a run folder, or multi, single or a synth with a trained baseline, found in
+            ``model_dir`` (``asp.runs.find_run``: ``latent_size`` and ``encoder`` choose among runs).
+        data_dir: the dataset whose training presets a search also starts from (None: none).
+        plugin_paths: {synth: plugin path} overriding the specs' sources.
+
+    Raises:
+        ASPError: no such run, or its files are damaged.
+    """
+    from asp.inference import Matcher  # TensorFlow
+
+    run_dir = run_folder(model, model_dir, latent_size, encoder)
+    return Matcher(run_dir, latent_size=latent_size, plugin_paths=plugin_paths, data_dir=data_dir)
+
+
+def run_folder(model: str | Path, model_dir: str | Path, latent_size: int | None, encoder: str | None) -> Path:
+    """``model`` as a run folder: itself when it holds a config.json, else the run of that name
+    in ``model_dir``."""
+    if Path(model).is_dir() and (Path(model) / CONFIG).is_file():
+        return Path(model)
+    return find_run(model_dir, str(model), latent_size, encoder)
+
+
+@dataclass
+class Matches:
+    """What ``match`` did: per target matched, {"target" (an ``asp.inference.Target``), "out"
+    (its folder), "results" (per synth, closest first: synth, lsd, mrsd, refined_lsd, ...),
+    "summary" (what match.json holds), "model_seconds"}; (file, error) per sound that could not be
+    matched; the index.html of a folder's matches (or None); how many sounds there were."""
+
+    matched: list[dict] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    index: Path | None = None
+    sounds: int = 1  # the sound files of a folder (1 for a file or a test sample)
+
+
+def match(
+    source: str | Path | int | None = None,
+    *,
+    model: str | Path | Matcher = "multi",
+    model_dir: str | Path = "saved_models",
+    latent_size: int | None = None,
+    encoder: str | None = None,
+    data_dir: str | Path = "npy_data",
+    out: str | Path | None = None,
+    note: int | None = None,
+    all_outputs: bool = False,
+    synth: str | None = None,
+    hpss: int | None = None,
+    seed: int | None = None,
+    refine: Budget | None = None,
+    refine_synths: int | list[str] = 2,
+    refine_starts: int = NEAREST_STARTS,
+    workers: int | None = None,
+    plot: bool = True,
+    plugin_paths: dict[str, str] | None = None,
+    on_load: Callable[[Matcher, Path], None] | None = None,
+    on_match: Callable[[Target, dict], None] | None = None,
+) -> Matches:
+    """Matches sounds with a trained model: a preset for each synth (every synth for a sound file),
+    rendered and compared, written with report.html into an output folder per sound.
+
+    Args:
+        source: a sound file (any rate, mono or stereo), a folder of sound files (each matched into
+            ``out/<name>/``, with an index.html), or the index of a test sample of ``data_dir``
+            (None or -1: a random one, of ``synth`` and ``hpss`` when given, seeded by ``seed``).
+        model: a loaded ``Matcher`` (``load_model``), a run folder, or a run name in ``model_dir``.
+        out: the output folder (default inference_out/<name>/; for a folder, the root of its matches).
+        note: MIDI note to render at; None estimates each sound's (pyin). With a loaded ``model``
+            TensorFlow is loaded already: give the note, or load the model by name here.
+        all_outputs: a test sample matched by every synth head, not only its own synth's.
+        refine: a search budget per refined synth (None: the network's presets only).
+        refine_synths / refine_starts / workers: the synths refined (how many of the closest, or
+            names), the nearest training presets the search also starts from, and its render
+            processes (default: all cores).
+        on_load / on_match: called with the loaded model and its run folder, and after each sound
+            with its target and result (``run_inference.py`` prints them).
+
+    Raises:
+        ASPError: bad input or model; for a single sound, a sound that cannot be matched.
+    """
+    matcher = model if not isinstance(model, (str, Path)) else None
+    run_dir = None if matcher is not None else run_folder(model, model_dir, latent_size, encoder)
+    config = matcher.config if matcher is not None else read_config(run_dir)
+    is_sound = source is not None and not isinstance(source, int)
+    if is_sound:  # read the sounds and estimate their notes before TensorFlow is loaded
+        files, notes, found = _read_sounds(Path(source), out, config["synths"][0]["render"]["duration"], note)
+    else:
+        if synth is None and (source is None or source < 0):  # a baseline matches its own synth's sounds
+            synth = config.get("target_synth")
+        index = pick_test_index(data_dir, -1 if source is None else source, synth=synth, hpss=hpss, seed=seed)
+    own = matcher is None
+    if own:
+        from asp.inference import Matcher  # TensorFlow: after the sounds' notes
+
+        matcher = Matcher(run_dir, latent_size=latent_size, plugin_paths=plugin_paths, data_dir=data_dir)
+        if on_load is not None:
+            on_load(matcher, run_dir)
+    settings = {
+        "refine": refine,
+        "refine_synths": refine_synths,
+        "refine_starts": refine_starts,
+        "workers": workers or os.cpu_count() or 1,
+        "seed": seed or 0,
+        "plot": plot,
+    }
+    try:
+        if is_sound:
+            return _match_sounds(matcher, Path(source), files, notes, out, found, settings, on_match)
+        target = matcher.test_target(data_dir, index)
+        folder = Path(out) if out else Path("inference_out") / target.name
+        result = matcher.match(target, folder, all_outputs=all_outputs, **settings)
+        if on_match is not None:
+            on_match(target, result)
+        return Matches([{"target": target, **result}])
+    finally:
+        if own:
+            matcher.close()  # the search workers
+
+
+def _read_sounds(source: Path, out, seconds: float, note: int | None) -> tuple[list[Path], dict, Matches]:
+    """The sound files of ``source``, each one's note, and the files of a folder that cannot be read."""
+    found = Matches()
+    if source.is_dir():
+        files = sorted(f for f in source.iterdir() if f.suffix.lower() in SOUND_FILES)
+        if not files:
+            raise ASPError(f"folder {source} has no .wav/.flac/.ogg/.aiff files")
+        check_index(Path(out) if out else Path("inference_out"))  # before any work
+    elif source.exists():
+        files = [source]
+    else:
+        raise ASPError(f"input {source} does not exist")
+    found.sounds = len(files)
+    notes: dict[Path, int] = {}
+    for file in files:
+        try:
+            audio = load_audio(file, seconds)
+            notes[file] = note if note is not None else estimate_note(audio)
+        except ASPError as err:
+            if not source.is_dir():
+                raise
+            found.failed.append((str(file), str(err)))
+            print(f"error: {err}", file=sys.stderr)
+    return files, notes, found
+
+
+def _match_sounds(matcher, source: Path, files, notes, out, found: Matches, settings: dict, on_match) -> Matches:
+    """Matches every readable sound file; a folder's failures are recorded, a single file's raised."""
+    from tqdm import tqdm
+
+    root = Path(out) if out else Path("inference_out")
+    single = len(files) == 1 and not source.is_dir()
+    for file in tqdm([f for f in files if f in notes], desc="match", unit="file", disable=single):
+        try:
+            target = matcher.wav_target(file, notes[file])
+            folder = Path(out) if (out and single) else root / target.name
+            result = matcher.match(target, folder, all_outputs=True, progress=single, **settings)
+            if on_match is not None:
+                on_match(target, result)
+            found.matched.append({"target": target, **result})
+        except ASPError as err:
+            if single:
+                raise
+            found.failed.append((str(file), str(err)))
+            print(f"error: {err}", file=sys.stderr)
+    if source.is_dir() and found.matched:
+        entries = [{"folder": m["out"], "summary": m["summary"]} for m in found.matched]
+        found.index = write_index(root, entries, found.failed)
+    return found
+
+
+def render(
+    synth: str | Path | SynthSpec,
+    preset: np.ndarray | dict | str | Path | None = None,
+    *,
+    note: int | None = None,
+    plugin_paths: dict[str, str] | None = None,
+) -> np.ndarray:
+    """One note of a synth: (n,) float32 mono audio at the spec's sample rate and length.
+
+    Args:
+        synth: a synth name, a spec file, or a ``SynthSpec``.
+        preset: normalized parameter values ((n_params,) in [0, 1]), {name: value}, a preset file
+            (.faust.json, .preset.json, .params.json, an amsynth .bank: its first preset), or None
+            for the spec's defaults.
+        note: MIDI note (default: the spec's).
+        plugin_paths: {synth: plugin path} overriding the spec's source.
+    """
+    spec = synth if isinstance(synth, SynthSpec) else load_spec(synth)
+    if isinstance(preset, (str, Path)):
+        preset = read_preset_file(spec, preset)[1][0]
+    settings = {} if note is None else {"note": int(note)}
+    return _renderer(plugin_paths).render(spec, preset, **settings)
+
+
+_RENDERERS: dict[tuple, Renderer] = {}
+
+
+def _renderer(plugin_paths: dict[str, str] | None) -> Renderer:
+    """The process's renderer for these plugin paths (one engine per synth, reused)."""
+    if not plugin_paths:
+        return default_renderer()
+    key = tuple(sorted(plugin_paths.items()))
+    if key not in _RENDERERS:
+        _RENDERERS[key] = Renderer(plugin_paths=dict(plugin_paths))
+    return _RENDERERS[key]
+
+
+def generate(
+    synths: Sequence[str],
+    n: int,
+    *,
+    out: str | Path = "npy_data",
+    presets: list[str] | None = None,
+    notes: str = "60",
+    seed: int = 0,
+    hpss: bool = True,
+    split_all: str | None = None,
+    workers: int | None = None,
+    force: bool = False,
+    max_shards: int | None = None,
+    progress: bool = True,
+) -> Summary:
+    """Generates (or resumes) a dataset in ``out``: ``n`` presets of each synth rendered at each
+    note, their mels, HPSS labels and encodings (``asp.builder``).
+
+    Args:
+        synths: synth names or spec paths.
+        presets: preset sources as ``generate.py --presets`` takes them: ``human,mutate`` for every
+            synth, ``amsynth=human`` for one (default human, mutate and random).
+        notes: ``60``, ``60-71`` or ``48,60,72``.
+        hpss: compute the HPSS labels (False: 0).
+        split_all: put every preset in this split (a held-out folder), else 80/10/10 by group.
+        workers: render processes (default: all cores).
+        force: replace a dataset made with other settings.
+        max_shards: stop after this many shards (the run resumes later).
+
+    Raises:
+        ASPError: bad settings, or ``out`` holds another dataset (without ``force``) or is in use.
+    """
+    synths = tuple(synths)
+    if len(set(synths)) != len(synths):
+        raise ASPError("--synths names a synth twice")
+    settings = Settings(
+        synths=synths,
+        presets=parse_sources(presets, synths),
+        n=n,
+        notes=parse_notes(notes),
+        seed=seed,
+        hpss=hpss,
+        split_all=split_all,
+    )
+    return build_dataset(settings, out, workers=workers, force=force, max_shards=max_shards, progress=progress)
