@@ -60,6 +60,7 @@ data-real: venv
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports  # the layer contract in pyproject.toml
 
 test: venv lint
 	$(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""Benchmark of the search with the synth in the loop (asp/search.py). Run by hand; prints figures,
+"""Benchmark of the search with the synth in the loop (asp/search/). Run by hand; prints figures,
 asserts nothing.
 
 1. Throughput: renders per second of the renderer alone (1 process, and 2 processes rendering

@@ -1,4 +1,5 @@
-"""Models as parts: the registries, the one settings schema, run names, and the import layering."""
+"""Models as parts: the registries, the one settings schema, run names, and the light modules (the
+import layering: tests/test_layers.py)."""
 
 import json
 import subprocess
@@ -26,14 +27,6 @@ def test_light_modules_import_no_tensorflow(module):
     code = f"import sys, {module}; print(sorted(m for m in ('dawdreamer', 'tensorflow', 'keras') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['dawdreamer']", f"{module} pulls in {out.stdout.strip()}"
-
-
-def test_synth_layer_does_not_import_the_dataset_layer():
-    for path in (ROOT / "data_generation").glob("*.py"):
-        if path.name in ("generate.py",):  # a script: an entry point may use every layer
-            continue
-        text = path.read_text()
-        assert "from data." not in text and "import data." not in text, path.name
 
 
 def test_a_new_encoder_registers_trains_one_step_and_reloads_from_its_config_alone(tiny_data, tmp_path):
@@ -160,7 +153,7 @@ def test_changed_settings_name_the_flag_and_old_runs_count_as_their_settings():
 
 
 def test_experiment_settings_are_the_schema_fields():
-    from experiments.run import ROW_KEYS, SETTINGS
+    from asp.experiments import ROW_KEYS, SETTINGS
 
     for key in ("encoder", "spec_decoder", "lr", "batch_size", "kl_warmup_epochs", "beta", "max_samples"):
         assert key in SETTINGS and key in ROW_KEYS, key
