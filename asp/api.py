@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from tqdm import tqdm
 
 from asp.builder import Settings, Summary, parse_notes, parse_sources
 from asp.builder import generate as build_dataset
@@ -204,8 +205,6 @@ def _read_sounds(source: Path, out, seconds: float, note: int | None) -> tuple[l
 
 def _match_sounds(matcher, source: Path, files, notes, out, found: Matches, settings: dict, on_match) -> Matches:
     """Matches every readable sound file; a folder's failures are recorded, a single file's raised."""
-    from tqdm import tqdm
-
     root = Path(out) if out else Path("inference_out")
     single = len(files) == 1 and not source.is_dir()
     for file in tqdm([f for f in files if f in notes], desc="match", unit="file", disable=single):

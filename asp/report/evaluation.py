@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from asp.files import atomic_folder
 from asp.report.document import Document
@@ -22,6 +23,9 @@ from asp.report.pages import (
     write_audio,
 )
 from asp.report.presets import Render, read_presets
+from data.features import mel_spectrogram
+from data_generation.render import Renderer
+from data_generation.spec import load_spec
 
 
 def choose_samples(distances: dict[int, float], n: int) -> dict[int, str]:
@@ -145,12 +149,6 @@ def _render_cases(folder: Path, samples: dict, cases: dict[int, str], presets: d
     """Renders the target and each method's preset of the chosen samples into ``folder``
     (``<index>_<method>.flac`` and ``.png``); fills each sample's ``case``, ``target`` and cells'
     ``audio``/``png``. Returns how many cells had no preset to render."""
-    from tqdm import tqdm
-
-    from data.features import mel_spectrogram
-    from data_generation.render import Renderer
-    from data_generation.spec import load_spec
-
     renderer = Renderer()
     specs: dict = {}
     missing = 0

@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 from urllib.parse import quote
 
+import jinja2
 import numpy as np
+import soundfile as sf
 
 from asp.files import atomic_write
 
@@ -34,8 +36,6 @@ def environment():
     """The Jinja2 environment of ``templates/``: autoescaped, undefined names are errors."""
     global _ENV
     if _ENV is None:
-        import jinja2
-
         _ENV = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
             autoescape=True,
@@ -91,8 +91,6 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """16-bit audio in the format of the path's suffix (``.flac``: lossless, about a third of a
     16-bit wav's size, and every current browser plays it), scaled down only if it would clip
     (written directly, like ``save_mel_png``)."""
-    import soundfile as sf
-
     audio = np.asarray(audio, dtype=np.float32)
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > 1.0:
