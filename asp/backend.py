@@ -9,6 +9,10 @@ light modules (``asp.errors``, ``asp.files``, ``asp.config``, ``asp.checkpoints`
 Devices: TensorFlow places work on a GPU when one is visible (install ``tensorflow[and-cuda]``
 instead of ``tensorflow-cpu``: see requirements-gpu.txt); the CPU stays the default, and
 ``ASP_DEVICE=cpu`` hides the GPUs from a run that should not use them.
+
+Keras' backend is TensorFlow unless ``KERAS_BACKEND`` says otherwise: ``KERAS_BACKEND=torch``
+trains and predicts with PyTorch (a GPU machine with PyTorch but no TensorFlow); the weights files
+are the same. ``tensorflow()`` gives the TensorFlow module only under its own backend.
 """
 
 from __future__ import annotations
@@ -22,9 +26,23 @@ if os.environ.get("ASP_DEVICE", "").lower() == "cpu":
 import dawdreamer  # noqa: E402, F401  (must come before tensorflow)
 
 
-def devices() -> str:
-    """Where TensorFlow runs, in words: 'CPU' or 'GPU x n (names)'."""
+def tensorflow():
+    """The ``tensorflow`` module when it is Keras' backend, else None (the TensorFlow-only parts
+    of training: the tf.data stream, TensorBoard, op determinism, the device strategy)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
     import tensorflow as tf
+
+    return tf
+
+
+def devices() -> str:
+    """Where Keras runs, in words: 'CPU' or 'GPU x n (names)'."""
+    tf = tensorflow()
+    if tf is None:
+        return _torch_devices() if keras_backend() == "torch" else f"CPU? (Keras backend {keras_backend()})"
 
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus:
@@ -36,3 +54,16 @@ def devices() -> str:
         except (RuntimeError, ValueError):
             names.append(gpu.name)
     return f"GPU x {len(gpus)} ({', '.join(names)})"
+
+
+def keras_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def _torch_devices() -> str:
+    import torch
+
+    n = torch.cuda.device_count()
+    return f"GPU x {n} ({torch.cuda.get_device_name(0)}, PyTorch)" if n else "CPU (PyTorch)"
