@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import soundfile as sf
 
 from asp.builder import Settings, make_plan
 from asp.errors import ASPError
@@ -100,3 +101,56 @@ def test_export_refuses_an_existing_folder_and_a_damaged_file(tiny_data, tiny_mo
     np.savez(out / "inference.weights.npz", **arrays)
     with pytest.raises(ASPError, match="cannot be loaded"):
         load_model(out)
+
+
+SHIPPED_PREDICTION = {  # the shipped model's first six values per head for va's defaults at note 48
+    "va": [0.31432, 0.48362, 0.42979, 0.67417, 0.32006, 0.47901],
+    "fm": [0.15355, 0.08464, 0.0922, 0.108, 0.2469, 0.09335],
+    "modal": [0.47499, 0.58249, 0.42409, 0.47461, 0.36288, 0.08562],
+}
+
+
+def test_the_shipped_model_loads_and_reproduces_its_known_prediction():
+    from asp.runs import SHIPPED, find_run
+    from data.features import mel_spectrogram
+    from data_generation.render import render
+    from models import load_model
+
+    model, config = load_model(SHIPPED)
+    assert config["export"]["command"] == "make pretrained" and config["train_samples"] > 50_000
+    size = sum(p.stat().st_size for p in SHIPPED.iterdir())
+    assert size < 40 * 2**20
+    mel = mel_spectrogram(render("va", note=48))
+    vectors = model.predict_vectors(mel[None].astype(np.float32))
+    for synth, expected in SHIPPED_PREDICTION.items():
+        assert np.allclose(vectors[synth][0, :6], expected, atol=2e-4), synth
+    with np.load(SHIPPED / "index.npz") as index:
+        assert sum(len(index[f"note_{s}"]) for s in config["trained_synths"]) == config["train_samples"]
+        notes = np.concatenate([index[f"note_{s}"] for s in config["trained_synths"]])
+        assert notes.min() == 36 and notes.max() == 84  # the pitch range it was trained on
+    assert find_run(SHIPPED.parent, "multi") == SHIPPED  # nothing of one's own: the shipped model
+
+
+def test_a_run_of_ones_own_takes_the_shipped_models_place(tiny_models, tmp_path):
+    from asp.runs import find_run
+
+    with pytest.raises(ASPError, match="no trained model"):
+        find_run(tmp_path, "multi")  # another --model-dir: no fallback
+    assert find_run(tiny_models, "multi") == tiny_models / "vae_multi_8_paper"
+
+
+def test_search_starts_from_the_shipped_index(tmp_path):
+    from asp.inference import Matcher
+    from asp.runs import SHIPPED
+    from data_generation.render import render
+
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, render("fm", note=64), 44100)
+    matcher = Matcher(SHIPPED, data_dir=None)
+    target = matcher.wav_target(wav, 64)
+    starts = matcher.nearest_starts(target, "fm", 3)
+    assert len(starts) == 3 and all("index row" in name for name in starts)
+    with np.load(SHIPPED / "index.npz") as index:
+        z, _ = matcher.model.encoder(target.mel[None].astype(np.float32), training=False)
+        nearest = int(np.argmin(np.sum((index["z_fm"].astype(np.float32) - np.asarray(z)[0]) ** 2, axis=1)))
+        assert np.array_equal(next(iter(starts.values())), index["params_fm"][nearest].astype(np.float32))
