@@ -25,6 +25,54 @@ if os.environ.get("ASP_DEVICE", "").lower() == "cpu":
 
 import dawdreamer  # noqa: E402, F401  (must come before tensorflow)
 
+# isort: split
+import contextlib  # noqa: E402
+import importlib.abc  # noqa: E402
+import importlib.util  # noqa: E402
+import sys  # noqa: E402
+
+VERBOSE_ENV = "ASP_VERBOSE"  # set (to anything but 0) to see TensorFlow's start-up lines
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """Sends file descriptor 2 to /dev/null while the block runs: TensorFlow's C++ start-up lines
+    (oneDNN, absl::InitializeLog, CPU features) are written there before any log level applies."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+class _QuietTensorFlow(importlib.abc.MetaPathFinder):
+    """Imports ``tensorflow`` (the first time anything asks for it) with its start-up lines
+    silenced; Python warnings raised later still show."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)  # once; the real finders do the work
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            loader_exec = spec.loader.exec_module
+
+            def exec_quietly(module):
+                with _stderr_to_devnull():
+                    loader_exec(module)
+
+            spec.loader.exec_module = exec_quietly
+        return spec
+
+
+if os.environ.get(VERBOSE_ENV, "0") in ("", "0") and "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QuietTensorFlow())
+
 
 def tensorflow():
     """The ``tensorflow`` module when it is Keras' backend, else None (the TensorFlow-only parts
