@@ -8,11 +8,7 @@ import subprocess
 import sys
 
 SCRIPT = (
-    "from asp import backend\n"
-    "import keras\n"
-    "keras.ops.ones((2,))\n"
-    "import warnings\n"
-    "warnings.warn('this one matters')\n"
+    "from asp import backend\nimport keras\nkeras.ops.ones((2,))\nimport warnings\nwarnings.warn('this one matters')\n"
 )
 
 
