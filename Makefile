@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint venv clean data heldout data-real pretrained real-sounds
+.PHONY: demo test test-all lint venv clean data heldout data-real pretrained real-sounds
 
 venv: $(VENV)/.installed
 
@@ -62,8 +62,12 @@ lint: venv
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports  # the layer contract in pyproject.toml
 
+# the fast tier (a few minutes: run it after every change) and everything (CI runs test-all)
 test: venv lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: venv lint
+	$(PY) -m pytest -q --durations=25
 
 clean:
 	rm -rf demo_out renders .pytest_cache .ruff_cache
