@@ -126,8 +126,14 @@ def main() -> int:
 
 
 def print_loaded(matcher, run_dir) -> None:
+    shipped = (
+        f", the shipped pretrained model ({matcher.config['train_samples']:,} training sounds; "
+        "a run of your own in saved_models takes its place)"
+        if "export" in matcher.config
+        else ""
+    )
     print(
-        f"model {run_dir} ({matcher.config['approach']}, latent {matcher.config['latent_size']}) loaded in "
+        f"model {run_dir} ({matcher.config['approach']}, latent {matcher.config['latent_size']}{shipped}) loaded in "
         f"{matcher.load_seconds:.1f} s"
     )
 

@@ -273,6 +273,7 @@ def generate(
     seed: int = 0,
     hpss: bool = True,
     split_all: str | None = None,
+    one_note: bool = False,
     workers: int | None = None,
     force: bool = False,
     max_shards: int | None = None,
@@ -288,6 +289,7 @@ def generate(
         notes: ``60``, ``60-71`` or ``48,60,72``.
         hpss: compute the HPSS labels (False: 0).
         split_all: put every preset in this split (a held-out folder), else 80/10/10 by group.
+        one_note: each preset at one note drawn from ``notes`` (seeded) instead of at every note.
         workers: render processes (default: all cores).
         force: replace a dataset made with other settings.
         max_shards: stop after this many shards (the run resumes later).
@@ -306,5 +308,6 @@ def generate(
         seed=seed,
         hpss=hpss,
         split_all=split_all,
+        one_note=one_note,
     )
     return build_dataset(settings, out, workers=workers, force=force, max_shards=max_shards, progress=progress)

@@ -15,6 +15,20 @@ from pathlib import Path
 from asp.config import DEFAULT_ENCODER, OPERATIONAL, TrainConfig
 from asp.errors import ASPError
 
+# the model the project ships (``make pretrained`` makes it): used when no run of one's own is found
+SHIPPED = Path(__file__).resolve().parent.parent / "saved_models" / "pretrained"
+
+
+def shipped_model(model: str, latent_size: int | None = None, encoder: str | None = None) -> Path | None:
+    """The shipped pretrained model's folder when it is there and fits the request (the multi
+    model; its latent size and encoder if given), else None."""
+    if model != "multi" or not (SHIPPED / "config.json").is_file():
+        return None
+    config = json.loads((SHIPPED / "config.json").read_text())
+    if latent_size not in (None, config.get("latent_size")) or encoder not in (None, config.get("encoder")):
+        return None
+    return SHIPPED
+
 
 def run_name(cfg: TrainConfig | dict) -> str:
     """The run's folder name: ``vae_<approach or synth>_<latent>_<encoder>`` (e.g.
@@ -39,7 +53,8 @@ def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, 
     The trained runs of ``model`` (multi, single or a synth) that match the latent size and the
     encoder when they are given; of several, the one with latent size 64 and the default encoder.
     Runs named before the latent size and encoder were in every name (vae_multi_64, vae_single,
-    vae_<synth>) are found when no newer run matches.
+    vae_<synth>) are found when no newer run matches. With none of one's own in the project's
+    ``saved_models``, the multi model is the shipped pretrained one (``SHIPPED``).
 
     Raises:
         ASPError: no such run (naming the trained ones), or several and the flags do not choose.
@@ -64,6 +79,10 @@ def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, 
     legacy = {"multi": f"vae_multi_{latent_size or 64}", "single": "vae_single"}.get(model, f"vae_{model}")
     if legacy in trained and encoder in (None, "paper"):
         return model_dir / legacy
+    default_dir = str(model_dir) == "saved_models" or model_dir.resolve() == SHIPPED.parent
+    shipped = shipped_model(model, latent_size, encoder) if default_dir else None
+    if shipped is not None:  # nothing of one's own in saved_models: the shipped pretrained model
+        return shipped
     want = f"vae_{model}_{latent_size or '<latent>'}_{encoder or '<encoder>'}"
     hint = f"trained runs there: {', '.join(trained)}" if trained else "train one first, e.g. `python train_multi.py`"
     raise ASPError(f"no trained model {want} in {model_dir} ({hint})")

@@ -336,7 +336,18 @@ def pick_test_index(data_dir: str | Path, sample: int, *, synth: str | None, hps
     return int(np.random.default_rng(seed).choice(candidates))
 
 
-def nearest_rows(train: Split, mels: np.ndarray, synth: str, k: int = 1, chunk: int = 256) -> np.ndarray:
+def training_rows(split: Split, synths: list[str], limit: int | None, seed: int) -> np.ndarray:
+    """The rows of a training split that a run trains on: the samples of its synths, at most
+    ``limit`` of them (a seeded choice: how ``--max-samples`` takes them), ascending."""
+    idx = np.flatnonzero(np.isin(split.synth, synths))
+    if limit is not None and len(idx) > limit:
+        idx = np.sort(np.random.default_rng(seed).permutation(idx)[:limit])
+    return idx
+
+
+def nearest_rows(
+    train: Split, mels: np.ndarray, synth: str, k: int = 1, chunk: int = 256, *, within: np.ndarray | None = None
+) -> np.ndarray:
     """The training rows of ``synth`` whose mels are closest (Euclidean) to each query mel.
 
     Args:
@@ -344,6 +355,7 @@ def nearest_rows(train: Split, mels: np.ndarray, synth: str, k: int = 1, chunk: 
         mels: (batch, 128, 431) query mels.
         synth: only rows of this synth are candidates.
         k: how many rows per query, closest first.
+        within: only these rows are candidates (default: all; e.g. the rows a run trained on).
 
     Returns:
         (batch, min(k, candidates)) int64 row indices into ``train``.
@@ -352,6 +364,8 @@ def nearest_rows(train: Split, mels: np.ndarray, synth: str, k: int = 1, chunk: 
         ASPError: the split has no sample of ``synth``.
     """
     candidates = np.flatnonzero(train.synth == synth)
+    if within is not None:
+        candidates = np.intersect1d(candidates, within)
     if len(candidates) == 0:
         raise ASPError(f"the training split has no {synth} samples to look up the nearest sounds in")
     queries = np.asarray(mels, dtype=np.float32).reshape(len(mels), -1)

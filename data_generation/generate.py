@@ -35,6 +35,12 @@ def main() -> int:
     )
     parser.add_argument("--n", type=positive_int, required=True, help="presets per synth")
     parser.add_argument("--notes", default="60", help="MIDI notes per preset: 60, 60-71 (the paper's) or 48,60,72")
+    parser.add_argument(
+        "--one-note",
+        action="store_true",
+        help="render each preset at one note drawn from --notes (seeded) instead of at every note: "
+        "pitch variety without multiplying the renders",
+    )
     parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--out", default="npy_data", help="output folder (default npy_data)")
     parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
@@ -63,6 +69,7 @@ def main() -> int:
         seed=args.seed,
         hpss=not args.no_hpss,
         split_all=args.split_all,
+        one_note=args.one_note,
         workers=args.workers,
         force=args.force,
         max_shards=args.max_shards,

@@ -17,6 +17,7 @@ from asp.inference.target import Target
 from asp.metrics import log_spectral_distance, multi_resolution_spectral_distance
 from asp.report import write_match_report
 from asp.search import NEAREST_STARTS, Budget, Searcher, SearchObjective
+from asp.training.export import INDEX
 from data.dataset import load_split, nearest_rows
 from data.encoding import Codec
 from data.features import mel_spectrogram
@@ -45,7 +46,9 @@ class Matcher:
         self.load_seconds = time.perf_counter() - start
         self.seconds = self.specs[next(iter(self.specs))].render.duration
         self.data_dir = data_dir
+        self.run_dir = Path(run_dir)
         self._train = None
+        self._index = None
         self._searcher: Searcher | None = None
 
     def close(self) -> None:
@@ -62,6 +65,34 @@ class Matcher:
             except ASPError:
                 self.data_dir = None  # no dataset here: the search starts from the network alone
         return self._train
+
+    def index(self) -> dict | None:
+        """The exported run's start index (``asp.training.export``: per synth the z_mean, encoded
+        preset and note of every training sound), or None for a run without one."""
+        if self._index is None and (self.run_dir / INDEX).is_file():
+            with np.load(self.run_dir / INDEX) as saved:
+                self._index = {k: saved[k] for k in saved.files}
+        return self._index
+
+    def nearest_starts(self, target: Target, synth: str, k: int) -> dict[str, np.ndarray]:
+        """The ``k`` training presets of ``synth`` nearest the target, named: by the network's latent
+        in the run's own index when it has one (a shipped model), else by mel in ``data_dir``'s
+        training split; none without either."""
+        index = self.index()
+        if index is not None and f"z_{synth}" in index and len(index[f"z_{synth}"]):
+            z_mean, _ = self.model.encoder(target.mel[None].astype(np.float32), training=False)
+            z = np.asarray(z_mean, dtype=np.float32)[0]
+            distance = np.sum((index[f"z_{synth}"].astype(np.float32) - z) ** 2, axis=1)
+            rows = np.argsort(distance, kind="stable")[:k]
+            return {
+                f"nearest {j + 1} (index row {r})": index[f"params_{synth}"][r].astype(np.float32)
+                for j, r in enumerate(rows)
+            }
+        train = self.train_split()
+        if train is None or synth not in train.synths or not np.any(train.synth == synth):
+            return {}
+        rows = nearest_rows(train, target.mel[None], synth, k=k)[0]
+        return {f"nearest {j + 1} ({train.names[r]})": np.asarray(train.params[synth][r]) for j, r in enumerate(rows)}
 
     def test_target(self, data_dir: str | Path, index: int) -> Target:
         split = load_split(data_dir, "test")
@@ -183,10 +214,8 @@ class Matcher:
         name = row["synth"]
         spec = self.specs[name]
         starts = {"network": np.asarray(vectors[name][0])}
-        train = self.train_split() if refine_starts > 0 else None
-        if train is not None and name in train.synths and np.any(train.synth == name):
-            for k, r in enumerate(nearest_rows(train, target.mel[None], name, k=refine_starts)[0]):
-                starts[f"nearest {k + 1} ({train.names[r]})"] = np.asarray(train.params[name][r])
+        if refine_starts > 0:
+            starts.update(self.nearest_starts(target, name, refine_starts))
         if self._searcher is None or self._searcher.workers != workers:
             self.close()
             self._searcher = Searcher(workers=workers, plugin_paths=self.plugin_paths)
