@@ -1,6 +1,6 @@
 """The paper's VAE (Keras 3 functional networks) and its three approaches.
 
-Networks (``../shared/reference/paper_facts.md``):
+Networks (the paper's; docs/paper.md, "What the code takes from the paper"):
     encoder   mel (128, 431) -> [Conv2D(8, 3) + BatchNorm + ReLU + MaxPool(2)] x 2 -> flatten
               -> Dense z_mean, Dense z_log_var (latent_size each); z = mean + exp(log_var / 2) * eps
     decoder   z -> Dense -> reshape (32, 108, 8) -> Conv2DTranspose x 2 (stride 2) -> sigmoid -> (128, 431)
