@@ -185,10 +185,21 @@ def problems(root: Path, commands: list[list[str]]) -> list[str]:
 
 
 def copy_docs(root: Path, to: Path) -> Path:
-    """README.md, docs/ and the top-level files they link to, copied to ``to``."""
+    """README.md, docs/ and every other file or folder they link to, copied to ``to``."""
     shutil.copytree(root / "docs", to / "docs")
-    for name in ("README.md", "CHANGELOG.md", "CONTRIBUTING.md", "LICENSE", "CITATION.cff", "Makefile"):
-        shutil.copy(root / name, to / name)
+    shutil.copy(root / "README.md", to / "README.md")
+    for page in doc_files(root):
+        for target in links(page.read_text()):
+            path = target.partition("#")[0]
+            source = (page.parent / path).resolve()
+            if EXTERNAL.match(target) or not path or not source.is_relative_to(root):
+                continue
+            copy = to / source.relative_to(root)
+            if source.is_dir():
+                copy.mkdir(parents=True, exist_ok=True)
+            elif source.is_file() and not copy.exists():
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, copy)
     return to
 
 
