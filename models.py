@@ -1,6 +1,6 @@
 """The paper's VAE (Keras 3 functional networks) and its three approaches.
 
-Networks (``../shared/reference/paper_facts.md``):
+Networks (the paper's; docs/paper.md, "What the code takes from the paper"):
     encoder   mel (128, 431) -> [Conv2D(8, 3) + BatchNorm + ReLU + MaxPool(2)] x 2 -> flatten
               -> Dense z_mean, Dense z_log_var (latent_size each); z = mean + exp(log_var / 2) * eps
     decoder   z -> Dense -> reshape (32, 108, 8) -> Conv2DTranspose x 2 (stride 2) -> sigmoid -> (128, 431)
@@ -12,7 +12,7 @@ Approaches:
     synth   one encoder + one head for one synth, trained on that synth's samples only (baseline)
 
 Losses: spectrogram MSE + param_weight * parameter loss + beta_t * KL (the paper's
-weight and the default is 1; 10 lets the parameters, not the spectrogram, steer the encoder: README,
+weight and the default is 1; 10 lets the parameters, not the spectrogram, steer the encoder: docs/training.md,
 "The loss"). The reconstruction terms are per-element means (~0.01-0.1 each) while the KL is in nats
 summed over the latent dimensions, so at the paper's beta = 1 ignoring z is the optimum: the
 latent collapses and every head predicts one average preset. ``beta`` is therefore a training

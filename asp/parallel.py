@@ -41,8 +41,8 @@ def _steady_heap() -> None:
     A worker allocates and frees the same few MB per task (a render, its spectra). glibc gave
     arrays that large their own mappings and returned them on free, so every task paid page
     faults on fresh memory: one fm render and its search score took 30.7 + 12.6 ms, and 26.6 +
-    8.3 ms with the heap kept (one process, 80 renders); ``bench/search.py`` and the README's
-    30 s searches show what it gives a search. The cost is memory held at the worker's peak, up
+    8.3 ms with the heap kept (one process, 80 renders); ``bench/search.py`` and the 30 s
+    searches (docs/notes/search-tuning.md) show what it gives a search. The cost is memory held at the worker's peak, up
     to ``WORKER_HEAP_SLACK`` more. C libraries without ``mallopt`` (not glibc) are left alone.
     """
     libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
