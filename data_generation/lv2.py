@@ -333,8 +333,8 @@ def _spec_ports(spec: SynthSpec) -> tuple[Port, ...]:
                 index=p.index,
                 symbol=p.name,
                 name=p.label or p.name,
-                minimum=min(low, high),
-                maximum=max(low, high),
+                minimum=low,  # a reversed native_range makes build_plugin refuse the DSP's slider
+                maximum=high,
                 default=low + p.default * (high - low),
                 integer=p.categorical,
                 enumeration=bool(points),
@@ -404,6 +404,47 @@ def preset_port_values(spec: SynthSpec, preset: np.ndarray) -> tuple[str, dict[s
 
 
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def preset_from_bundle(spec: SynthSpec, path: str | Path) -> tuple[str, np.ndarray]:
+    """Reads an LV2 preset bundle of a synth's plugin back into a preset (ports it leaves out take
+    their defaults): ``read_preset_file`` does for ``.lv2`` folders.
+
+    Returns:
+        (its label, (n_params,) float64 normalized preset).
+
+    Raises:
+        ASPError: for a preset of another plugin, a port the plugin does not have, or a value
+            outside its port's range or between a categorical port's classes.
+    """
+    preset = read_preset_bundle(path)
+    uri, ports = plugin_ports(spec)
+    if preset.plugin != uri:
+        raise ASPError(f"LV2 preset {path} is for plugin {preset.plugin}, not for the {spec.name} plugin ({uri})")
+    by_symbol = {port.symbol: (k, p, port) for k, (p, port) in enumerate(zip(spec.params, ports))}
+    unknown = [symbol for symbol in preset.values if symbol not in by_symbol]
+    if unknown:
+        raise ASPError(
+            f"LV2 preset {path} sets {', '.join(map(repr, unknown))}, which the {spec.name} plugin ({uri}) "
+            "does not have (a preset for another version of the synth?)"
+        )
+    values = spec.defaults.copy()
+    for symbol, value in preset.values.items():
+        k, p, port = by_symbol[symbol]
+        if p.categorical:
+            options = [port_value(port, c / (p.classes - 1), p.classes) for c in range(p.classes)]
+            c = int(np.argmin([abs(o - value) for o in options]))
+            if abs(options[c] - value) > 1e-6 * max(1.0, abs(value)):
+                raise ASPError(f"LV2 preset {path}: {symbol} = {value:g} is none of its classes {options}")
+            values[k] = c / (p.classes - 1)
+            continue
+        normalized = (value - port.minimum) / (port.maximum - port.minimum)
+        if not -1e-6 <= normalized <= 1 + 1e-6:
+            raise ASPError(
+                f"LV2 preset {path}: {symbol} = {value:g} is outside its range [{port.minimum:g}, {port.maximum:g}]"
+            )
+        values[k] = normalized
+    return preset.label, spec.snap(values)
 
 
 def _literal(text: str) -> str:
@@ -704,7 +745,7 @@ def _normalized(port: Port, value: float) -> float:
     return (value - port.minimum) / (port.maximum - port.minimum)
 
 
-def _render_bundles(paths: list[Path]) -> np.ndarray:
+def _render_bundles(paths: list[Path], note: int | None = None) -> np.ndarray:
     """Renders preset bundles through their plugins, in this process: (n, samples) float32."""
     import dawdreamer as daw
 
@@ -741,7 +782,7 @@ def _render_bundles(paths: list[Path]) -> np.ndarray:
                 value = preset.values.get(port.symbol, port.default)
                 proc.set_automation(k, np.full(n, _normalized(port, value), dtype=np.float32))
             start, held = _note_times(spec)
-            proc.add_midi_note(r.note, r.velocity, start, held)
+            proc.add_midi_note(r.note if note is None else note, r.velocity, start, held)
             engine.load_graph([(proc, [])])
             with flushed_denormals():
                 engine.render(r.duration)
@@ -751,12 +792,15 @@ def _render_bundles(paths: list[Path]) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
-def render_preset_bundles(paths: list[str | Path], *, lv2_home: str | Path | None = None) -> np.ndarray:
+def render_preset_bundles(
+    paths: list[str | Path], *, note: int | None = None, lv2_home: str | Path | None = None
+) -> np.ndarray:
     """Plays preset bundles through the installed plugins they apply to (DawDreamer, by URI):
     the synth's note (its spec's render settings), one fresh plugin instance per preset.
 
     Args:
         paths: preset bundles written by ``write_preset_bundle``, all of synths of one render length.
+        note: the MIDI note to play (default: the synth's, 60; a match's is in its ``match.json``).
         lv2_home: render in a child process whose home folder is this one, so that DawDreamer
             loads the plugins in ``<lv2_home>/.lv2`` (and the system's) instead of the user's.
 
@@ -768,14 +812,16 @@ def render_preset_bundles(paths: list[str | Path], *, lv2_home: str | Path | Non
             older DSP, or a preset setting a port the plugin does not have.
     """
     paths = [Path(p).resolve() for p in paths]
+    if note is not None and not 0 <= note <= 127:
+        raise ASPError(f"MIDI note must be 0-127, got {note}")
     if lv2_home is None:
-        return _render_bundles(paths)
+        return _render_bundles(paths, note)
     with tempfile.TemporaryDirectory(prefix="asp-lv2-render-") as work:
         result = Path(work) / "audio.npy"
         env = {**os.environ, "HOME": str(Path(lv2_home).resolve())}
         code = "import sys; from data_generation.lv2 import _render_main; _render_main(sys.argv[1:])"
         done = subprocess.run(
-            [sys.executable, "-c", code, str(result), *map(str, paths)],
+            [sys.executable, "-c", code, str(result), str(-1 if note is None else note), *map(str, paths)],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -794,7 +840,8 @@ def render_preset_bundles(paths: list[str | Path], *, lv2_home: str | Path | Non
 def _render_main(args: list[str]) -> None:
     """The child process of ``render_preset_bundles``: renders, saves the audio, or prints one error line."""
     try:
-        audio = _render_bundles([Path(p) for p in args[1:]])
+        note = int(args[1])
+        audio = _render_bundles([Path(p) for p in args[2:]], None if note < 0 else note)
     except ASPError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

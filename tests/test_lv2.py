@@ -87,6 +87,26 @@ def test_preset_bundle_holds_every_native_value(synth, tmp_path):
     assert (read.synth, read.spec_hash) == (synth, spec.hash)
 
 
+@pytest.mark.parametrize("synth", [*BUILT_IN, pytest.param("calf_monosynth", marks=needs_calf)])
+def test_a_preset_bundle_reads_back_as_its_preset(synth, tmp_path):
+    """read_preset_file (every tool's reader, render_presets.py --preset-file) takes a bundle."""
+    spec = load_spec(synth)
+    presets = random_presets(spec, 5, np.random.default_rng(7))
+    for k, preset in enumerate(presets):
+        bundle = lv2.write_preset_bundle(tmp_path / f"p{k}.lv2", spec, preset, f"p {k}")
+        names, read = read_preset_file(spec, bundle)
+        assert names == [f"p {k}"]
+        np.testing.assert_allclose(read[0], spec.snap(preset), rtol=0, atol=1e-12)
+    other = load_spec("fm" if synth == "va" else "va")
+    with pytest.raises(ASPError, match=rf"is for plugin .*, not for the {other.name} plugin"):
+        read_preset_file(other, tmp_path / "p0.lv2")
+    ttl = next(f for f in (tmp_path / "p0.lv2").glob("*.ttl") if f.name != "manifest.ttl")
+    first = lv2.plugin_ports(spec)[1][0].symbol
+    ttl.write_text(ttl.read_text().replace(f'lv2:symbol "{first}"', 'lv2:symbol "chorus_depth"', 1))
+    with pytest.raises(ASPError, match=rf"sets 'chorus_depth', which the {synth} plugin \(.*\) does not have"):
+        read_preset_file(spec, tmp_path / "p0.lv2")
+
+
 @needs_calf
 def test_calf_preset_bundle_ports_are_what_dawdreamer_sets(tmp_path):
     """A Calf match's bundle: Calf's own port symbols, each value the one DawDreamer (JUCE's LV2
