@@ -570,7 +570,7 @@ def check_tools() -> None:
 
 
 def _faust_error(output: str) -> str:
-    if "lv2/lv2plug.in" in output or "lv2/core" in output and "No such file" in output:
+    if "No such file" in output and ("lv2/lv2plug.in" in output or "lv2/core" in output):
         return f"the LV2 headers are missing: `sudo apt-get install lv2-dev` (all it needs: {APT_PACKAGES})"
     if "boost/" in output and "No such file" in output:
         return f"the Boost headers are missing: `sudo apt-get install libboost-dev` (all it needs: {APT_PACKAGES})"
