@@ -15,22 +15,17 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import numpy as np
 
-import backend  # noqa: E402, F401  (dawdreamer before anything imports tensorflow)
-
-# isort: split
-import numpy as np  # noqa: E402
-
-from asp_io import ArgumentParser, ASPError, nonnegative_int, positive_int, run_cli  # noqa: E402
-from data_generation import lv2  # noqa: E402
-from data_generation.presets import random_presets  # noqa: E402
-from data_generation.spec import load_spec  # noqa: E402
-from experiments.metrics import log_spectral_distance  # noqa: E402
+from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from asp.errors import ASPError
+from asp.metrics import log_spectral_distance
+from data_generation import lv2
+from data_generation.presets import random_presets
+from data_generation.spec import load_spec
 
 BUILT_IN = ("va", "fm", "modal")
 CHECK_LSD = 0.05  # a render through the plugin must be this close to the toolkit's

@@ -48,7 +48,9 @@ from urllib.request import url2pathname
 
 import numpy as np
 
-from asp_io import ASPError, atomic_folder
+from asp.errors import ASPError
+from asp.files import atomic_folder
+from data_generation.render import Renderer, flushed_denormals, quiet_native_output
 from data_generation.spec import SynthSpec, load_spec
 
 URI_PREFIX = "urn:multi-task-asp:lv2"
@@ -747,9 +749,7 @@ def _normalized(port: Port, value: float) -> float:
 
 def _render_bundles(paths: list[Path], note: int | None = None) -> np.ndarray:
     """Renders preset bundles through their plugins, in this process: (n, samples) float32."""
-    import dawdreamer as daw
-
-    from data_generation.render import flushed_denormals, quiet_native_output
+    import dawdreamer as daw  # DawDreamer's module itself: only rendering through plugins needs it
 
     engines: dict[str, object] = {}
     out = []
@@ -905,8 +905,6 @@ def compare_renders(spec: SynthSpec, bundle: Path, presets: np.ndarray) -> tuple
     Returns:
         (toolkit, plugin) audio, each (n, samples) float32.
     """
-    from data_generation.render import Renderer
-
     with tempfile.TemporaryDirectory(prefix="asp-lv2-check-") as work:
         home = Path(work)
         install_plugin(bundle, home / ".lv2")

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from conftest import needs_calf
 
-from asp_io import ASPError
+from asp.errors import ASPError
+from asp.metrics import log_spectral_distance
 from data_generation import lv2
 from data_generation.presets import random_presets, read_preset_file
 from data_generation.render import Renderer, quiet_native_output, rms
 from data_generation.spec import load_spec
-from experiments.metrics import log_spectral_distance
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILT_IN = ("va", "fm", "modal")
