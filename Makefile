@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-all lint venv clean data heldout data-real pretrained real-sounds
+.PHONY: demo test test-all lint venv clean data heldout data-real pretrained real-sounds plugins plugins-install
 
 venv: $(VENV)/.installed
 
@@ -56,6 +56,15 @@ data-real: venv
 	$(PY) data_generation/generate.py --synths amsynth calf_monosynth va --n 4000 \
 		--presets amsynth=human,mutate --presets calf_monosynth=random,mutate --presets va=human,mutate,random \
 		--out npy_data_real
+
+# LV2 builds of the built-in synths, from the same .dsp files (Debian: faust g++ lv2-dev libboost-dev,
+# and lilv-utils to list them), each checked against the toolkit's renders; plugins-install also
+# copies them to ~/.lv2 (or the first LV2_PATH folder). See the README's "Use a match in your DAW".
+plugins: venv
+	$(PY) data_generation/build_plugins.py --out plugins
+
+plugins-install: venv
+	$(PY) data_generation/build_plugins.py --out plugins --install
 
 lint: venv
 	$(PY) -m ruff check .

@@ -29,6 +29,7 @@ import asp
 from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
 from asp.errors import ASPError
 from asp.search import NEAREST_STARTS, Budget
+from data_generation.lv2 import install_lines
 
 INPUT_REFINE_SECONDS = 20.0  # the default search budget per refined synth for --input sounds
 
@@ -160,6 +161,8 @@ def print_match(target, result: dict) -> None:
     if best and len(result["results"]) > 1:
         print(f"  closest: {best['synth']}")
     print(f"  report: {result['out'] / 'report.html'}")
+    for line in install_lines(result["out"]):  # the LV2 presets, and how to use them in a DAW
+        print(f"  {line}")
 
 
 def refine_settings(args) -> tuple:

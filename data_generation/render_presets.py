@@ -39,7 +39,7 @@ def main() -> int:
     parser.add_argument(
         "--preset-file",
         help="a preset file to render: .faust.json, <synth>.preset.json, .params.json (as run_inference.py "
-        "writes them) or an amsynth .bank (default: the synth's human presets)",
+        "writes them), an amsynth .bank or an LV2 preset bundle (.lv2 folder) (default: the synth's human presets)",
     )
     parser.add_argument(
         "--random", type=nonnegative_int, default=0, metavar="N", help="render N random presets instead"

@@ -22,6 +22,7 @@ from data.dataset import load_split, nearest_rows
 from data.encoding import Codec
 from data.features import mel_spectrogram
 from data.sound import align_onset, load_audio
+from data_generation.lv2 import write_match_bundle
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
 from models import config_specs, load_model
@@ -182,6 +183,7 @@ class Matcher:
             # render exactly what the written preset file holds, so loading it reproduces the wav
             predicted = Codec(spec).decode(vectors[name][0])
             preset = write_preset_outputs(folder, spec, predicted, f"{target.name} ({name})")
+            write_match_bundle(folder, spec, preset, target.name, name)  # an LV2 preset, for a DAW
             try:
                 audio = self.renderer.render(spec, preset, note=target.note)
             except ASPError as err:  # a synth this machine cannot render (Serum without its plugin)
@@ -224,6 +226,7 @@ class Matcher:
         # wav is rendered from the preset file written, so loading the file gives the same sound
         title = f"{target.name} ({name}, refined)"
         written = write_preset_outputs(folder, spec, found.preset, title, stem=f"{name}.refined")
+        write_match_bundle(folder, spec, written, target.name, f"{name}.refined")
         audio = self.renderer.render(spec, written, note=target.note)
         distance = SearchObjective(target.audio, spec.render.sample_rate)(audio)
         sf.write(folder / f"{name}.refined.wav", audio, SAMPLE_RATE, subtype="FLOAT")
