@@ -79,7 +79,7 @@ def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, 
     legacy = {"multi": f"vae_multi_{latent_size or 64}", "single": "vae_single"}.get(model, f"vae_{model}")
     if legacy in trained and encoder in (None, "paper"):
         return model_dir / legacy
-    default_dir = str(model_dir) == "saved_models" or model_dir.resolve() == SHIPPED.parent
+    default_dir = model_dir.resolve() == SHIPPED.parent  # the project's own saved_models, not another
     shipped = shipped_model(model, latent_size, encoder) if default_dir else None
     if shipped is not None:  # nothing of one's own in saved_models: the shipped pretrained model
         return shipped
