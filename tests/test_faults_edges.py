@@ -1,0 +1,92 @@
+"""Fault injection, the last campaign's cases (issue 34): a save cut short at the end of a run,
+--workers beyond the machine, inputs whose outputs collide, odd files (a named pipe, a constant
+offset, samples of 1e20), budgets without bounds, SIGTERM, --out ., a full disk, and data or
+spec files that were silently accepted. The helpers and the rules are tests/test_faults.py's:
+a failure is exit 2 with one ``error:`` line, no traceback, nothing half-written.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from test_faults import temps
+
+from asp.builder import Settings, generate
+from asp.checkpoints import WEIGHTS
+from asp.training import TrainConfig, backup_path, train
+from models import load_model
+
+ROOT = Path(__file__).resolve().parent.parent
+SYNTHS = ("va", "fm")
+TRAIN = ["train_multi.py", "-l", "4", "--batch-size", "4"]
+
+
+def run(*args, cwd=ROOT, timeout=300):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, *(str(ROOT / a) if str(a).endswith(".py") else str(a) for a in args)]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """12 samples (8 train, 2 valid, 2 test) of two Faust synths."""
+    out = tmp_path_factory.mktemp("edges") / "data"
+    settings = Settings(synths=SYNTHS, presets={s: ("random",) for s in SYNTHS}, n=6, notes=(60,), seed=0, hpss=True)
+    generate(settings, out, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def models(data, tmp_path_factory):
+    """A folder of trained runs holding vae_multi_4_paper, trained for 1 epoch."""
+    folder = tmp_path_factory.mktemp("edges_models")
+    train(TrainConfig(approach="multi", data_dir=str(data), model_dir=str(folder), latent_size=4, epochs=1,
+                      batch_size=4, verbose=0))  # fmt: skip
+    return folder
+
+
+def infer(data, models, *args, cwd=ROOT, timeout=300):
+    return run("run_inference.py", "-md", models, "-dd", data, *args, cwd=cwd, timeout=timeout)
+
+
+def tone(path: Path, hz: float, seconds: float = 1.0, **write) -> Path:
+    t = np.arange(int(seconds * 44100)) / 44100
+    sf.write(path, 0.3 * np.sin(2 * np.pi * hz * t) * np.exp(-2 * t), 44100, **write)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# 1. a run killed while its final weights were written
+
+
+def test_a_run_killed_while_writing_its_best_weights_finishes_the_save(data, models, tmp_path):
+    """What a kill -9 leaves the moment model.weights.h5's temp file appears in epoch 1: the
+    epoch's backup whole, no best weights, config.json as the run started (0 epochs), a temp
+    file. The rerun finishes the save from the backup and says so; the next has nothing to do."""
+    folder = tmp_path / "models" / "vae_multi_4_paper"
+    shutil.copytree(models / "vae_multi_4_paper", folder)
+    assert backup_path(folder, 1).is_file()
+    (folder / WEIGHTS).unlink()
+    (folder / "log.csv").unlink()
+    config = json.loads((folder / "config.json").read_text())
+    config.update(epochs_done=0, best_loss=None, best_epoch=None)
+    config.pop("last_losses")
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / f"{WEIGHTS}.99999999.tmp.weights.h5").write_bytes(b"\0" * 100)
+
+    res = run(*TRAIN, "-d", data, "--model-dir", folder.parent, "--epochs", "1")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "the run was stopped while saving epoch 1: finishing its save" in res.stdout
+    assert "saved" in res.stdout and "at epoch 1), 1 epochs done" in res.stdout
+    config = json.loads((folder / "config.json").read_text())
+    assert (config["epochs_done"], config["best_epoch"]) == (1, 1) and np.isfinite(config["best_loss"])
+    assert (folder / WEIGHTS).is_file() and temps(folder) == []
+    load_model(folder)  # inference can use it
+    again = run(*TRAIN, "-d", data, "--model-dir", folder.parent, "--epochs", "1")
+    assert again.returncode == 0 and "already has 1 epochs; nothing to do" in again.stdout
