@@ -21,13 +21,13 @@ from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other 
 
 # isort: split
 import argparse
-import os
 import sys
 import time
 
 import asp
 from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
 from asp.errors import ASPError
+from asp.parallel import cap_workers
 from asp.search import NEAREST_STARTS, Budget
 
 INPUT_REFINE_SECONDS = 20.0  # the default search budget per refined synth for --input sounds
@@ -110,7 +110,7 @@ def main() -> int:
         refine=refine,
         refine_synths=refine_synths,
         refine_starts=args.refine_starts,
-        workers=args.workers or os.cpu_count() or 1,
+        workers=cap_workers(args.workers) if refine else 1,
         plot=not args.no_plot,
         plugin_paths=parse_plugin_paths(args.plugin),
         on_load=print_loaded,

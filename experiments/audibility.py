@@ -33,6 +33,7 @@ from pathlib import Path
 
 from asp.cli import ArgumentParser, positive_float, positive_int, run_cli
 from asp.evaluation.audibility import THRESHOLD, audibility
+from asp.parallel import cap_workers
 
 
 def main() -> int:
@@ -62,7 +63,7 @@ def main() -> int:
         synths=args.synths,
         max_samples=args.max_samples,
         threshold=args.threshold,
-        workers=args.workers,
+        workers=cap_workers(args.workers),
         seed=args.seed,
     )
     print((Path(args.out) / "summary.md").read_text().split("\n## ")[0])

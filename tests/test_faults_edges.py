@@ -7,6 +7,7 @@ a failure is exit 2 with one ``error:`` line, no traceback, nothing half-written
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 import soundfile as sf
 from test_faults import temps
 
+from asp import parallel
 from asp.builder import Settings, generate
 from asp.checkpoints import WEIGHTS
 from asp.training import TrainConfig, backup_path, train
@@ -90,3 +92,39 @@ def test_a_run_killed_while_writing_its_best_weights_finishes_the_save(data, mod
     load_model(folder)  # inference can use it
     again = run(*TRAIN, "-d", data, "--model-dir", folder.parent, "--epochs", "1")
     assert again.returncode == 0 and "already has 1 epochs; nothing to do" in again.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# 2. --workers beyond what the machine holds
+
+
+def test_cap_workers_takes_cores_and_free_memory(monkeypatch, capsys):
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 2)
+    monkeypatch.setattr(parallel, "available_memory", lambda: 20 * 10**9)
+    assert parallel.cap_workers(100000) == 2
+    assert capsys.readouterr().out == "--workers 100000: using 2 (2 cores, 20.0 GB free, ~400 MB per worker)\n"
+    assert parallel.cap_workers(2) == 2 and parallel.cap_workers(None) == 2 and capsys.readouterr().out == ""
+    monkeypatch.setattr(parallel, "usable_cores", lambda: 64)
+    monkeypatch.setattr(parallel, "available_memory", lambda: 10**9)  # 2 workers of 400 MB
+    assert parallel.cap_workers(None) == 2 and "using 2 (64 cores, 1.0 GB free" in capsys.readouterr().out
+    monkeypatch.setattr(parallel, "available_memory", lambda: 0)
+    assert parallel.cap_workers(8) == 1  # always one, in this process
+
+
+def test_generate_with_100000_workers_uses_what_the_machine_holds(tmp_path):
+    assert hasattr(parallel, "cap_workers"), "--workers has no upper bound"  # (as below)
+    res = run("data_generation/generate.py", "--synths", "va", "--presets", "random", "--n", "2", "--workers",
+              "100000", "--out", tmp_path / "d")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert re.search(r"^--workers 100000: using \d+ \(\d+ cores, [\d.]+ GB free", res.stdout, re.M), res.stdout
+
+
+def test_run_inference_with_100000_workers_uses_what_the_machine_holds(data, models, tmp_path):
+    # without a cap the search would start 100000 processes until memory runs out: not tried then
+    assert hasattr(parallel, "cap_workers"), "--workers has no upper bound"
+    wav = tone(tmp_path / "a.wav", 220)
+    res = infer(data, models, "--input", wav, "--out", tmp_path / "o", "--refine-renders", "20", "--refine-synths",
+                "1", "--workers", "100000")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    (line,) = [line for line in res.stdout.splitlines() if line.startswith("--workers 100000: using ")]
+    assert int(line.split()[3]) <= os.cpu_count()
