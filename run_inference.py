@@ -12,7 +12,9 @@ synth, and says which synth gets closest.
 A sound file's closest matches are refined by searching with the synth in the loop (asp/search/) for
 20 s per synth by default (--no-refine for the network alone); a test sample's only with --refine
 or --refine-renders. Each output folder has a report.html to open in a browser (the target and every
-match, playable), and an --input folder's --out has an index.html linking them.
+match, playable), and an --input folder's --out has an index.html linking them. A sound's folder is
+named after its file (tone.wav -> tone/); files of one name (tone.wav, tone.flac) get tone-wav/ and
+tone-flac/.
 """
 
 from __future__ import annotations

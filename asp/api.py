@@ -121,8 +121,9 @@ def match(
 
     Args:
         source: a sound file (any rate, mono or stereo), a folder of sound files (each matched into
-            ``out/<name>/``, with an index.html), or the index of a test sample of ``data_dir``
-            (None or -1: a random one, of ``synth`` and ``hpss`` when given, seeded by ``seed``).
+            ``out/<name>/``, named by ``output_names``, with an index.html), or the index of a test
+            sample of ``data_dir`` (None or -1: a random one, of ``synth`` and ``hpss`` when given,
+            seeded by ``seed``).
         model: a loaded ``Matcher`` (``load_model``), a run folder, or a run name in ``model_dir``.
         out: the output folder (default inference_out/<name>/; for a folder, the root of its matches).
         note: MIDI note to render at; None estimates each sound's (pyin). With a loaded ``model``
@@ -207,9 +208,10 @@ def _match_sounds(matcher, source: Path, files, notes, out, found: Matches, sett
     """Matches every readable sound file; a folder's failures are recorded, a single file's raised."""
     root = Path(out) if out else Path("inference_out")
     single = len(files) == 1 and not source.is_dir()
+    names = output_names(files)  # tone.wav and tone.flac: tone-wav/ and tone-flac/
     for file in tqdm([f for f in files if f in notes], desc="match", unit="file", disable=single):
         try:
-            target = matcher.wav_target(file, notes[file])
+            target = matcher.wav_target(file, notes[file], name=names[file])
             folder = Path(out) if (out and single) else root / target.name
             result = matcher.match(target, folder, all_outputs=True, progress=single, **settings)
             if on_match is not None:
@@ -224,6 +226,24 @@ def _match_sounds(matcher, source: Path, files, notes, out, found: Matches, sett
         entries = [{"folder": m["out"], "summary": m["summary"]} for m in found.matched]
         found.index = write_index(root, entries, found.failed)
     return found
+
+
+def output_names(files: list[Path]) -> dict[Path, str]:
+    """The output folder name of each sound file of a folder, unique among them: its stem
+    (``tone.wav`` -> ``tone``), or, where files share a stem (letter case aside), the stem and the
+    suffix (``tone.wav`` -> ``tone-wav``, ``tone.flac`` -> ``tone-flac``); a name still taken gets
+    ``-2``, ``-3``, ... in the order of ``files``. The same files always get the same names."""
+    stems = [f.stem.casefold() for f in files]
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for file, stem in zip(files, stems):
+        name = file.stem if stems.count(stem) == 1 else f"{file.stem}-{file.suffix.lstrip('.')}"
+        unique, k = name, 2
+        while unique.casefold() in taken:
+            unique, k = f"{name}-{k}", k + 1
+        taken.add(unique.casefold())
+        names[file] = unique
+    return names
 
 
 def render(

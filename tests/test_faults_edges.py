@@ -19,6 +19,7 @@ import soundfile as sf
 from test_faults import temps
 
 from asp import parallel
+from asp.api import output_names
 from asp.builder import Settings, generate
 from asp.checkpoints import WEIGHTS
 from asp.training import TrainConfig, backup_path, train
@@ -128,3 +129,32 @@ def test_run_inference_with_100000_workers_uses_what_the_machine_holds(data, mod
     assert res.returncode == 0, res.stderr[-2000:]
     (line,) = [line for line in res.stdout.splitlines() if line.startswith("--workers 100000: using ")]
     assert int(line.split()[3]) <= os.cpu_count()
+
+
+# ---------------------------------------------------------------------------------------
+# 3. two inputs with one stem
+
+
+def test_output_names_are_unique_and_deterministic():
+    files = [Path("d/Tone.flac"), Path("d/bell.wav"), Path("d/tone-wav.ogg"), Path("d/tone.wav")]
+    assert output_names(files) == {
+        files[0]: "Tone-flac",
+        files[1]: "bell",
+        files[2]: "tone-wav",
+        files[3]: "tone-wav-2",  # its name is taken by another file's stem
+    }
+    assert output_names(files) == output_names(list(files))
+
+
+def test_two_inputs_with_one_stem_get_a_folder_each(data, models, tmp_path):
+    sounds = tmp_path / "sounds"
+    sounds.mkdir()
+    low, high = tone(sounds / "tone.wav", 110), tone(sounds / "tone.flac", 880)
+    res = infer(data, models, "--input", sounds, "--note", "60", "--out", tmp_path / "m", "--no-refine")
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = tmp_path / "m"
+    assert sorted(p.name for p in out.iterdir()) == ["index.html", "tone-flac", "tone-wav"]
+    for folder, source in (("tone-wav", low), ("tone-flac", high)):
+        assert json.loads((out / folder / "match.json").read_text())["input"] == str(source)
+    index = (out / "index.html").read_text()
+    assert 'href="tone-wav/report.html"' in index and 'href="tone-flac/report.html"' in index

@@ -80,13 +80,14 @@ class Matcher:
             {"preset": str(split.names[index]), "hpss": int(split.hpss[index])},
         )
 
-    def wav_target(self, path: str | Path, note: int) -> Target:
-        """A sound file as a target, its onset moved to where the synths start their notes (as
+    def wav_target(self, path: str | Path, note: int, *, name: str | None = None) -> Target:
+        """A sound file as a target named ``name`` (default: the file's stem; ``asp.api.output_names``
+        tells apart files of one stem), its onset moved to where the synths start their notes (as
         in the training sounds); its note comes from ``data.sound.estimate_note``, which must run
         before TensorFlow is imported (see data/sound.py)."""
         first = self.specs[next(iter(self.specs))].render
         audio = align_onset(load_audio(path, self.seconds), first.note_start, first.sample_rate)
-        return Target(Path(path).stem, mel_spectrogram(audio), audio, note, info={"input": str(path)})
+        return Target(name or Path(path).stem, mel_spectrogram(audio), audio, note, info={"input": str(path)})
 
     def synths_for(self, target: Target, all_outputs: bool) -> list[str]:
         if target.synth is None or all_outputs:
