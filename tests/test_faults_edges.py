@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from test_faults import temps
+from test_faults import error_line, temps
 
 from asp import parallel
 from asp.api import output_names
@@ -158,3 +158,15 @@ def test_two_inputs_with_one_stem_get_a_folder_each(data, models, tmp_path):
         assert json.loads((out / folder / "match.json").read_text())["input"] == str(source)
     index = (out / "index.html").read_text()
     assert 'href="tone-wav/report.html"' in index and 'href="tone-flac/report.html"' in index
+
+
+# ---------------------------------------------------------------------------------------
+# 4. a reversed note range among others
+
+
+def test_generate_refuses_a_reversed_note_range_among_others(tmp_path):
+    for notes in ("60-50,72", "60-50"):
+        line = error_line(run("data_generation/generate.py", "--synths", "va", "--n", "2", "--notes", notes,
+                              "--out", tmp_path / "d"))  # fmt: skip
+        assert "the range 60-50 runs backwards; write it 50-60" in line
+    assert not (tmp_path / "d").exists()
