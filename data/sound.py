@@ -24,10 +24,14 @@ def load_audio(path: str | Path, seconds: float) -> np.ndarray:
     """Any sound file -> mono float32 at 44.1 kHz, trimmed or zero-padded to ``seconds``.
 
     Raises:
-        ASPError: for an unreadable, empty, too short or silent file, or one holding NaN or
-            infinite samples (a float wav can).
+        ASPError: for a path that is not a regular file (reading a named pipe would wait for a
+            writer forever), an unreadable, empty, too short or silent file, or one holding NaN
+            or infinite samples (a float wav can).
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "a named pipe, socket or device"
+        raise ASPError(f"audio file {path} is not a regular file ({kind}); give a sound file")
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:

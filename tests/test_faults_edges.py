@@ -170,3 +170,15 @@ def test_generate_refuses_a_reversed_note_range_among_others(tmp_path):
                               "--out", tmp_path / "d"))  # fmt: skip
         assert "the range 60-50 runs backwards; write it 50-60" in line
     assert not (tmp_path / "d").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# 5. a named pipe as --input
+
+
+def test_a_named_pipe_as_input_is_refused_at_once(data, models, tmp_path):
+    fifo = tmp_path / "fifo.wav"
+    os.mkfifo(fifo)
+    line = error_line(infer(data, models, "--input", fifo, "--out", tmp_path / "o", timeout=60))
+    assert f"audio file {fifo} is not a regular file (a named pipe" in line
+    assert not (tmp_path / "o").exists()
