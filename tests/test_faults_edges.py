@@ -9,14 +9,16 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-from test_faults import error_line, temps
+from test_faults import error_line, temps, wait_for
 
 from asp import parallel
 from asp.api import output_names
@@ -182,3 +184,53 @@ def test_a_named_pipe_as_input_is_refused_at_once(data, models, tmp_path):
     line = error_line(infer(data, models, "--input", fifo, "--out", tmp_path / "o", timeout=60))
     assert f"audio file {fifo} is not a regular file (a named pipe" in line
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# 6. search budgets without bounds, SIGTERM
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--refine-renders", "1000000000000", "at most 1000000 renders per synth"),
+        ("--refine", "1e9", "at most 86400 seconds (a day) per synth"),
+    ],
+)
+def test_a_search_budget_beyond_sense_is_refused(flag, value, message, data, models, tmp_path):
+    wav = tone(tmp_path / "a.wav", 220)
+    res = infer(data, models, "--input", wav, "--out", tmp_path / "o", flag, value, timeout=120)  # (not a search)
+    assert message in error_line(res) and "loaded" not in res.stdout  # before the model loads
+    assert not (tmp_path / "o").exists()
+
+
+def test_sigterm_cleans_up_like_an_exception(tmp_path):
+    script = (
+        "import sys, time\nfrom pathlib import Path\nfrom asp.cli import run_cli\nfrom asp.files import atomic_folder\n"
+        "def main():\n    with atomic_folder(Path(sys.argv[1])):\n        print('ready', flush=True)\n"
+        "        time.sleep(60)\nrun_cli(main)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out")], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert proc.stdout.readline().strip() == "ready" and temps(tmp_path)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143 and err == "terminated\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_a_search_leaves_no_temp_folder(data, models, tmp_path):
+    wav = tone(tmp_path / "a.wav", 220)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, str(ROOT / "run_inference.py"), "-md", str(models), "-dd", str(data), "--input",
+               str(wav), "--out", str(tmp_path / "o"), "--refine-renders", "1000000", "--workers", "1"]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any(tmp_path.glob(".o.*.tmp/va.preset.json")), 120, "the search to start")
+        time.sleep(1)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "Traceback" not in err and err.strip().endswith("terminated")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
