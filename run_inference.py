@@ -52,11 +52,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default=None, help="encoder of the model (default: its only one, or the default)")
     p.add_argument("--synth", help="pick the random test sample among this synth's")
     p.add_argument("--hpss", type=int, choices=(20, 40, 60, 80, 100), help="... and this harmonic-percentage bin")
-    p.add_argument("--seed", type=int, default=None, help="seed for the random test sample")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help="seed for the random test sample")
     p.add_argument("-a", "--all-outputs", action="store_true", help="predict a preset for every synth head")
     p.add_argument("--input", help="a sound file, or a folder of .wav files, to match instead of a test sample")
     p.add_argument("--note", type=int, default=None, help="MIDI note to render at (default: estimated with pyin)")
-    p.add_argument("--out", default=None, help="output folder (default inference_out/<name>/)")
+    p.add_argument(
+        "--out", default=None, help="output folder (default inference_out/<name>/; --out . writes ./<name>/)"
+    )
     p.add_argument("--no-plot", action="store_true", help="skip compare.png")
     p.add_argument("--plugin", action="append", metavar="NAME=PATH", help="plugin path of a synth")
     p.add_argument(

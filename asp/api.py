@@ -125,7 +125,8 @@ def match(
             sample of ``data_dir`` (None or -1: a random one, of ``synth`` and ``hpss`` when given,
             seeded by ``seed``).
         model: a loaded ``Matcher`` (``load_model``), a run folder, or a run name in ``model_dir``.
-        out: the output folder (default inference_out/<name>/; for a folder, the root of its matches).
+        out: the output folder (default inference_out/<name>/; ``.`` or ``..``: <that folder>/<name>/;
+            for a folder of sounds, the root of its matches).
         note: MIDI note to render at; None estimates each sound's (pyin). With a loaded ``model``
             TensorFlow is loaded already: give the note, or load the model by name here.
         all_outputs: a test sample matched by every synth head, not only its own synth's.
@@ -168,7 +169,7 @@ def match(
         if is_sound:
             return _match_sounds(matcher, Path(source), files, notes, out, found, settings, on_match)
         target = matcher.test_target(data_dir, index)
-        folder = Path(out) if out else Path("inference_out") / target.name
+        folder = output_folder(out, target.name) if out else Path("inference_out") / target.name
         result = matcher.match(target, folder, all_outputs=all_outputs, **settings)
         if on_match is not None:
             on_match(target, result)
@@ -212,7 +213,7 @@ def _match_sounds(matcher, source: Path, files, notes, out, found: Matches, sett
     for file in tqdm([f for f in files if f in notes], desc="match", unit="file", disable=single):
         try:
             target = matcher.wav_target(file, notes[file], name=names[file])
-            folder = Path(out) if (out and single) else root / target.name
+            folder = output_folder(out, target.name) if (out and single) else root / target.name
             result = matcher.match(target, folder, all_outputs=True, progress=single, **settings)
             if on_match is not None:
                 on_match(target, result)
@@ -226,6 +227,13 @@ def _match_sounds(matcher, source: Path, files, notes, out, found: Matches, sett
         entries = [{"folder": m["out"], "summary": m["summary"]} for m in found.matched]
         found.index = write_index(root, entries, found.failed)
     return found
+
+
+def output_folder(out: str | Path, name: str) -> Path:
+    """``out`` as one sound's output folder: the path given, or, where it names the current folder
+    or one above (``.``, ``..``), its child ``name``."""
+    out = Path(out)
+    return out / name if out.name in ("", ".", "..") else out
 
 
 def output_names(files: list[Path]) -> dict[Path, str]:

@@ -16,13 +16,12 @@ import re
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
 import asp
 from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, run_cli
 from asp.errors import ASPError
-from asp.files import atomic_write
+from asp.files import atomic_path, write_sound
 from data_generation.presets import human_presets, random_presets, read_preset_file
 from data_generation.render import rms
 from data_generation.spec import load_spec
@@ -75,8 +74,8 @@ def main() -> int:
     for i, (name, preset) in enumerate(tqdm(list(zip(names, presets)), desc=f"render {spec.name}", unit="preset")):
         audio = asp.render(spec, preset, note=args.note, plugin_paths=plugin_paths)
         path = out / f"{i:03d}_{safe_name(name)}.wav"
-        with atomic_write(path, "wb") as f:  # a killed run leaves whole files only
-            sf.write(f, audio, spec.render.sample_rate, format="WAV", subtype="FLOAT")
+        with atomic_path(path) as tmp:  # a killed run leaves whole files only
+            write_sound(tmp, audio, spec.render.sample_rate, format="WAV", subtype="FLOAT", shown=path)
         rows.append((path.name, float(rms(audio)), float(np.abs(audio).max())))
     for file, level, peak in rows:
         print(f"{file:<40} rms {level:.3f}  peak {peak:.3f}" + ("  (silent)" if level <= 0.01 else ""))

@@ -50,7 +50,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--synths", nargs="+", help="evaluate these synths' sounds (out of domain if the model lacks one)")
     p.add_argument("--max-samples", type=positive_int, default=None)
     p.add_argument("--workers", type=positive_int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument(
         "--refine",
         type=float,

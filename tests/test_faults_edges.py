@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from test_faults import error_line, temps, wait_for
+from test_faults import error_line, temps, tmpfs, wait_for
 
-from asp import parallel
+from asp import files, parallel
 from asp.api import output_names
 from asp.builder import Settings, generate
 from asp.checkpoints import WEIGHTS
+from asp.errors import ASPError
 from asp.training import TrainConfig, backup_path, train
 from models import load_model
 
@@ -234,3 +235,83 @@ def test_sigterm_during_a_search_leaves_no_temp_folder(data, models, tmp_path):
         proc.kill()
     assert proc.returncode == 143 and "Traceback" not in err and err.strip().endswith("terminated")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav"]
+
+
+# ---------------------------------------------------------------------------------------
+# 7. tracebacks: a negative seed, --out ., a full disk, mels of another shape
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run_inference.py", "--seed", "-1"],
+        ["experiments/evaluate.py", "x", "--out", "o", "--seed", "-1"],
+        ["experiments/audibility.py", "x", "--out", "o", "--seed", "-1"],
+    ],
+)
+def test_a_negative_seed_is_a_usage_error(command, tmp_path):
+    assert "--seed must be >= 0, got -1" in error_line(run(*command, cwd=tmp_path))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_out_dot_writes_into_a_named_child_of_the_current_folder(data, models, tmp_path):
+    wav = tone(tmp_path / "bell.wav", 440)
+    here = tmp_path / "here"
+    here.mkdir()
+    res = infer(data, models, "--input", wav, "--out", ".", "--no-refine", cwd=here)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert [p.name for p in here.iterdir()] == ["bell"] and (here / "bell" / "report.html").is_file()
+    from asp.files import atomic_folder
+
+    with pytest.raises(ASPError, match="cannot write . as a new folder"), atomic_folder(Path(".")):
+        pass
+
+
+def test_a_full_disk_while_writing_sounds_is_one_line(data, models, tmp_path):
+    wav = tone(tmp_path / "a.wav", 220)
+    with tmpfs(tmp_path / "disk", "size=1m") as disk:  # room for target.wav (882 kB), not for the next
+        out = disk / "o"
+        line = error_line(infer(data, models, "--input", wav, "--out", out, "--no-refine"))
+        assert f"no space left on the disk holding {out}/" in line and ".tmp" not in line
+        assert list(disk.iterdir()) == []
+
+
+def test_write_sound_says_which_disk_is_full(tmp_path, monkeypatch):
+    """What libsndfile says on a full disk ("System error.", no errno) as one line, without root."""
+
+    def full_disk(*args, **kwargs):
+        raise sf.LibsndfileError(2, prefix=f"Error writing {args[0]}: ")
+
+    monkeypatch.setattr(files.sf, "write", full_disk)
+
+    def disk(free_blocks):
+        return lambda path: os.statvfs_result((4096, 4096, 10**6, free_blocks, free_blocks, 0, 0, 0, 0, 255))
+
+    monkeypatch.setattr(files.os, "statvfs", disk(0))
+    with pytest.raises(ASPError, match=f"no space left on the disk holding {re.escape(str(tmp_path))}/a.wav; free"):
+        files.write_sound(tmp_path / ".a.wav.1.tmp", np.zeros(10), 44100, format="WAV", shown=tmp_path / "a.wav")
+    monkeypatch.setattr(files.os, "statvfs", disk(10**6))  # room: another failure, said as libsndfile says it
+    with pytest.raises(ASPError, match=r"cannot write sound file .*a.wav \(Error writing .*System error.\)"):
+        files.write_sound(tmp_path / "a.wav", np.zeros(10), 44100)
+
+
+@pytest.fixture(scope="module")
+def short_mels(data, tmp_path_factory):
+    """``data`` whose mels are 128 x 400 (another render length)."""
+    folder = tmp_path_factory.mktemp("short") / "data"
+    shutil.copytree(data, folder)
+    for split in ("train", "valid", "test"):
+        np.save(folder / f"{split}_mels.npy", np.ascontiguousarray(np.load(folder / f"{split}_mels.npy")[:, :, :400]))
+    return folder
+
+
+def test_mels_of_another_shape_are_one_line_naming_the_shape(short_mels, models, tmp_path):
+    wanted = "holds 128x400 mel spectrograms, but the model takes 128x431"
+    line = error_line(infer(short_mels, models, "-s", "0", "--out", tmp_path / "o"))
+    assert f"{short_mels / 'test_mels.npy'} {wanted}" in line and "regenerate the dataset" in line
+    line = error_line(run("experiments/evaluate.py", models / "vae_multi_4_paper", "-d", short_mels, "--out",
+                          tmp_path / "e", "--baselines", "none"))  # fmt: skip
+    assert f"{short_mels / 'test_mels.npy'} {wanted}" in line
+    line = error_line(run(*TRAIN, "-d", short_mels, "--model-dir", tmp_path / "m", "--epochs", "1"))
+    assert f"{short_mels}/train_mels.npy {wanted}" in line
+    assert not (tmp_path / "o").exists() and not (tmp_path / "m").exists()

@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from asp.errors import ASPError
-from asp.files import atomic_folder
+from asp.files import atomic_folder, write_sound
 from asp.inference.outputs import SAMPLE_RATE, SUMMARY, check_output_folder, plot_comparison, write_preset_outputs
 from asp.inference.target import Target
 from asp.metrics import log_spectral_distance, multi_resolution_spectral_distance
@@ -23,7 +22,7 @@ from data.features import mel_spectrogram
 from data.sound import align_onset, load_audio
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
-from models import config_specs, load_model
+from models import check_mel_shape, config_specs, load_model
 
 
 class Matcher:
@@ -65,6 +64,7 @@ class Matcher:
 
     def test_target(self, data_dir: str | Path, index: int) -> Target:
         split = load_split(data_dir, "test")
+        check_mel_shape(split.mels, Path(data_dir) / "test_mels.npy")
         synth = str(split.synth[index])
         spec = self.specs.get(synth) or load_spec(synth)  # a sound of a synth the model never saw works too
         vector = np.asarray(split.params[synth][index], dtype=np.float32)
@@ -144,7 +144,7 @@ class Matcher:
         return {"model_seconds": model_seconds, "results": results, "out": out, "summary": summary}
 
     def _write(self, target: Target, vectors: dict, folder: Path, synths: list[str]) -> tuple[list[dict], dict]:
-        sf.write(folder / "target.wav", target.audio, SAMPLE_RATE, subtype="FLOAT")
+        write_sound(folder / "target.wav", target.audio, SAMPLE_RATE, subtype="FLOAT")
         results, mels = [], {}
         for name in synths:
             spec = self.specs[name]
@@ -158,7 +158,7 @@ class Matcher:
                 row["error"] = str(err)
                 results.append(row)
                 continue
-            sf.write(folder / f"{name}.wav", audio, SAMPLE_RATE, subtype="FLOAT")
+            write_sound(folder / f"{name}.wav", audio, SAMPLE_RATE, subtype="FLOAT")
             row["lsd"] = float(log_spectral_distance(target.audio, audio))
             row["mrsd"] = float(multi_resolution_spectral_distance(target.audio, audio))
             mels[name] = mel_spectrogram(audio)
@@ -198,7 +198,7 @@ class Matcher:
         written = write_preset_outputs(folder, spec, found.preset, title, stem=f"{name}.refined")
         audio = self.renderer.render(spec, written, note=target.note)
         distance = SearchObjective(target.audio, spec.render.sample_rate)(audio)
-        sf.write(folder / f"{name}.refined.wav", audio, SAMPLE_RATE, subtype="FLOAT")
+        write_sound(folder / f"{name}.refined.wav", audio, SAMPLE_RATE, subtype="FLOAT")
         row.update(
             refined_lsd=float(log_spectral_distance(target.audio, audio)),
             refined_mrsd=float(multi_resolution_spectral_distance(target.audio, audio)),
