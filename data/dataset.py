@@ -171,6 +171,24 @@ def check_finite(split: Split, rows: np.ndarray | None = None, *, data_dir: str 
                 )
 
 
+def check_not_blank(split: Split, rows: np.ndarray, *, data_dir: str | Path = "", chunk: int = 256) -> None:
+    """Refuses a split whose spectrograms (of ``rows``) are all zeros: silent renders, or a damaged
+    file; a model would learn nothing from it. Stops reading at the first chunk with a non-zero value.
+
+    Raises:
+        ASPError: naming the split and its file.
+    """
+    rows = np.sort(np.asarray(rows))
+    for start in range(0, len(rows), chunk):
+        if np.any(split.mels[rows[start : start + chunk]]):
+            return
+    if len(rows):
+        raise ASPError(
+            f"every spectrogram of the {split.name} split ({Path(data_dir) / f'{split.name}_mels.npy'}) is all "
+            "zeros: its sounds are silent or the file is damaged; regenerate the dataset"
+        )
+
+
 def _plain_name(name: object) -> bool:
     """A synth name that can be part of a file name (no folder, not empty)."""
     return isinstance(name, str) and bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")

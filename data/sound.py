@@ -23,6 +23,9 @@ SILENT_PEAK = 1e-4
 def load_audio(path: str | Path, seconds: float) -> np.ndarray:
     """Any sound file -> mono float32 at 44.1 kHz, trimmed or zero-padded to ``seconds``.
 
+    A file that is silent once its DC offset (its mean) is taken away is refused like an all-zero
+    one: a constant offset is no sound to match.
+
     Raises:
         ASPError: for a path that is not a regular file (reading a named pipe would wait for a
             writer forever), an unreadable, empty, too short or silent file, or one holding NaN
@@ -47,8 +50,9 @@ def load_audio(path: str | Path, seconds: float) -> np.ndarray:
     mono = audio.mean(axis=1)
     if len(mono) / rate < MIN_SECONDS:
         raise ASPError(f"audio file {path} is too short ({len(mono) / rate:.3f} s); give at least {MIN_SECONDS} s")
-    if np.abs(mono).max() < SILENT_PEAK:
-        raise ASPError(f"audio file {path} is silent; give a file with sound in it")
+    if np.abs(mono - mono.mean(dtype=np.float64)).max() < SILENT_PEAK:  # silence, or a constant offset
+        offset = f" (only a constant offset of {mono.mean():.3g})" if np.abs(mono).max() >= SILENT_PEAK else ""
+        raise ASPError(f"audio file {path} is silent{offset}; give a file with sound in it")
     if rate != SAMPLE_RATE:
         mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE)
     n = int(round(seconds * SAMPLE_RATE))

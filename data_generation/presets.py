@@ -52,7 +52,9 @@ def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.n
 
     Raises:
         ASPError: for an unreadable or malformed file, a file for another synth, an unknown
-            parameter, or a value that is NaN, infinite or out of its range (naming it).
+            parameter, or a value that is NaN, infinite, out of its range or, for a categorical
+            parameter, between two classes (``osc1_wave: 1.5``: refused, not snapped to one;
+            the message lists the values it takes).
     """
     path = Path(path)
     if path.suffix == ".bank" or _starts_with(path, amsynth.BANK_HEADER):

@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 import asp
-from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, run_cli
+from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
 from asp.errors import ASPError
 from asp.files import atomic_path, write_sound
 from data_generation.presets import human_presets, random_presets, read_preset_file
@@ -41,7 +41,7 @@ def main() -> int:
         "writes them) or an amsynth .bank (default: the synth's human presets)",
     )
     parser.add_argument(
-        "--random", type=nonnegative_int, default=0, metavar="N", help="render N random presets instead"
+        "--random", type=positive_int, default=None, metavar="N", help="render N random presets instead"
     )
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed for --random")
     parser.add_argument("--limit", type=nonnegative_int, default=0, help="render at most this many presets (0: all)")
@@ -55,7 +55,7 @@ def main() -> int:
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ASPError(f"--out {args.out} is a file, not a folder; choose another --out")
     spec = load_spec(args.synth)
-    if args.random:
+    if args.random is not None:
         presets = random_presets(spec, args.random, np.random.default_rng(args.seed))
         names = [f"random_{i:03d}" for i in range(args.random)]
     elif args.preset_file:

@@ -26,6 +26,9 @@ from asp.builder import Settings, generate
 from asp.checkpoints import WEIGHTS
 from asp.errors import ASPError
 from asp.training import TrainConfig, backup_path, train
+from data.sound import load_audio
+from data_generation.presets import read_preset_file
+from data_generation.spec import load_spec
 from models import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,3 +318,58 @@ def test_mels_of_another_shape_are_one_line_naming_the_shape(short_mels, models,
     line = error_line(run(*TRAIN, "-d", short_mels, "--model-dir", tmp_path / "m", "--epochs", "1"))
     assert f"{short_mels}/train_mels.npy {wanted}" in line
     assert not (tmp_path / "o").exists() and not (tmp_path / "m").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# 8. silently accepted: silent training data, --random 0, a DC offset, a class between two,
+#    a misspelt spec key
+
+
+def test_training_on_all_zero_spectrograms_is_refused(data, tmp_path):
+    blank = tmp_path / "data"
+    shutil.copytree(data, blank)
+    np.save(blank / "train_mels.npy", np.zeros_like(np.load(data / "train_mels.npy")))
+    line = error_line(run(*TRAIN, "-d", blank, "--model-dir", tmp_path / "m", "--epochs", "1"))
+    assert f"every spectrogram of the train split ({blank / 'train_mels.npy'}) is all zeros" in line
+    shutil.copy(data / "train_mels.npy", blank / "train_mels.npy")
+    np.save(blank / "valid_mels.npy", np.zeros_like(np.load(data / "valid_mels.npy")))
+    with pytest.raises(ASPError, match="every spectrogram of the valid split"):
+        train(TrainConfig(approach="multi", data_dir=str(blank), model_dir=str(tmp_path / "m"), verbose=0))
+    assert not (tmp_path / "m").exists()
+
+
+def test_render_presets_refuses_zero_random_presets(tmp_path):
+    line = error_line(run("data_generation/render_presets.py", "--synth", "va", "--random", "0", "--out", tmp_path))
+    assert "--random must be >= 1, got 0" in line and list(tmp_path.iterdir()) == []
+
+
+def test_a_constant_dc_offset_is_silence(tmp_path):
+    path = tmp_path / "dc.wav"
+    sf.write(path, np.full(44100, 0.3), 44100)
+    with pytest.raises(ASPError, match=r"dc.wav is silent \(only a constant offset of 0.3\)"):
+        load_audio(path, 5.0)
+    t = np.arange(44100) / 44100
+    sf.write(path, 0.3 + 0.1 * np.sin(2 * np.pi * 220 * t), 44100)  # a sound on an offset: a sound
+    assert np.abs(load_audio(path, 5.0)).max() > 0.3
+
+
+def test_a_categorical_value_between_two_classes_is_refused(tmp_path):
+    path = tmp_path / "p.faust.json"
+    path.write_text(json.dumps({"synth": "va", "presets": [{"name": "x", "values": {"osc1_wave": 1.5}}]}))
+    with pytest.raises(ASPError, match="'osc1_wave' of 'va' has value 1.5, between two of its classes; it takes "
+                                      r"0, 1, 2, 3, 4 \(native units\)"):  # fmt: skip
+        read_preset_file(load_spec("va"), path)
+    path.write_text(json.dumps({"synth": "va", "presets": [{"name": "x", "values": {"osc1_wave": 2}}]}))
+    assert read_preset_file(load_spec("va"), path)[1][0][load_spec("va").names.index("osc1_wave")] == 0.5
+
+
+def test_a_spec_with_an_unknown_key_is_refused_naming_it(tmp_path):
+    spec = json.loads(load_spec("va").path.read_text())
+    spec["source"] = str(load_spec("va").resolve_source())
+    for where, key in ((spec, "renders"), (spec["parameters"][2], "defualt")):
+        where[key] = 1
+        path = tmp_path / "mine.json"
+        path.write_text(json.dumps(spec))
+        with pytest.raises(ASPError, match=f"unknown key '{key}'; a (spec|parameter) holds name, "):
+            load_spec(path)
+        del where[key]
