@@ -47,7 +47,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-s", "--sample", type=int, default=-1, help="test sample index (default -1: a random one)")
     p.add_argument(
-        "-l", "--latent-size", type=int, default=None, help="latent size of the model (default: its only one, or 64)"
+        "-l",
+        "--latent-size",
+        type=positive_int,
+        default=None,
+        help="latent size of the model (default: its only one, or 64)",
     )
     p.add_argument("--encoder", default=None, help="encoder of the model (default: its only one, or the default)")
     p.add_argument("--synth", help="pick the random test sample among this synth's")

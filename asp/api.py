@@ -31,6 +31,7 @@ from asp.builder import Settings, Summary, parse_notes, parse_sources
 from asp.builder import generate as build_dataset
 from asp.checkpoints import CONFIG, read_config
 from asp.errors import ASPError
+from asp.files import path_problem
 from asp.report import check_index, write_index
 from asp.runs import find_run
 from asp.search import NEAREST_STARTS, Budget
@@ -143,6 +144,13 @@ def match(
     matcher = model if not isinstance(model, (str, Path)) else None
     run_dir = None if matcher is not None else run_folder(model, model_dir, latent_size, encoder)
     config = matcher.config if matcher is not None else read_config(run_dir)
+    predicted = [s["name"] for s in config["synths"]]
+    unknown = [s for s in refine_synths if s not in predicted] if refine and isinstance(refine_synths, list) else []
+    if unknown:  # before the model loads (seconds)
+        raise ASPError(
+            f"cannot refine {', '.join(unknown)}: the model predicts {', '.join(predicted)}; "
+            "pick --refine-synths among them"
+        )
     is_sound = source is not None and not isinstance(source, int)
     if is_sound:  # read the sounds and estimate their notes before TensorFlow is loaded
         files, notes, found = _read_sounds(Path(source), out, config["synths"][0]["render"]["duration"], note)
@@ -189,8 +197,8 @@ def _read_sounds(source: Path, out, seconds: float, note: int | None) -> tuple[l
         check_index(Path(out) if out else Path("inference_out"))  # before any work
     elif source.exists():
         files = [source]
-    else:
-        raise ASPError(f"input {source} does not exist")
+    else:  # missing, a symbolic link loop, or a file where the path needs a folder
+        raise ASPError(f"input {path_problem(source)}")
     found.sounds = len(files)
     notes: dict[Path, int] = {}
     for file in files:

@@ -5,6 +5,7 @@ atomic_path       the same for libraries that write to a path themselves (Keras,
 atomic_folder     fills a temp folder, then swaps it in for a folder the toolkit owns
 write_json, read_json, remove_stale_temps, remove_stale_folders
 write_sound       soundfile.write whose failures (a full disk) are one ASPError naming the file
+path_problem      why a path given cannot be opened: missing, a symbolic link loop, a file on the way
 """
 
 from __future__ import annotations
@@ -53,6 +54,17 @@ def read_json(path: str | Path, what: str, fix: str = "") -> object:
             where = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nested too deeply"
         hint = f"; {fix}" if fix else ""
         raise ASPError(f"{what} {path} is not valid JSON ({where}){hint}") from None
+
+
+def path_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be opened, in words that name it ("... does not exist", "... is a
+    symbolic link that loops", "...: part of this path is a file, not a folder"); None where it can."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        err.filename, err.filename2 = str(path), None
+        return os_error_line(err)
+    return None
 
 
 def write_sound(

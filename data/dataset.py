@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from asp.errors import ASPError
-from asp.files import read_json
+from asp.files import path_problem, read_json
 from data.encoding import Codec
 from data_generation.spec import SynthSpec
 
@@ -247,7 +247,10 @@ def load_split(data_dir: str | Path, split: str) -> Split:
     data_dir = Path(data_dir)
     if split not in SPLITS:
         raise ASPError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if not data_dir.is_dir():
+    problem = None if data_dir.is_dir() else (path_problem(data_dir) or f"{data_dir} is a file, not a folder")
+    if problem is not None and "does not exist" not in problem:  # a file, a symbolic link loop
+        raise ASPError(f"data folder {problem}; pass the dataset's folder with -d/--data-dir")
+    if problem is not None:
         raise ASPError(
             f"data folder {data_dir} does not exist; generate a dataset with "
             "`make data` (or data_generation/generate.py) or pass -d/--data-dir"

@@ -18,6 +18,9 @@ from asp.errors import ASPError
 SAMPLE_RATE = 44100
 MIN_SECONDS = 0.1
 SILENT_PEAK = 1e-4
+# samples beyond this are not a sound but a damaged or mis-scaled file: a float wav's lie within
+# about -1..1, and values near 1e15 overflow the spectrogram's power to infinity
+MAX_PEAK = 1e3
 
 
 def load_audio(path: str | Path, seconds: float) -> np.ndarray:
@@ -29,7 +32,7 @@ def load_audio(path: str | Path, seconds: float) -> np.ndarray:
     Raises:
         ASPError: for a path that is not a regular file (reading a named pipe would wait for a
             writer forever), an unreadable, empty, too short or silent file, or one holding NaN
-            or infinite samples (a float wav can).
+            or infinite samples (a float wav can), or samples beyond ``MAX_PEAK``.
     """
     path = Path(path)
     if path.exists() and not path.is_file():
@@ -50,6 +53,11 @@ def load_audio(path: str | Path, seconds: float) -> np.ndarray:
     mono = audio.mean(axis=1)
     if len(mono) / rate < MIN_SECONDS:
         raise ASPError(f"audio file {path} is too short ({len(mono) / rate:.3f} s); give at least {MIN_SECONDS} s")
+    if np.abs(mono).max() > MAX_PEAK:
+        raise ASPError(
+            f"audio file {path} has samples up to {np.abs(mono).max():.3g}, far beyond a sound file's -1..1; "
+            "it is damaged or mis-scaled: normalize it"
+        )
     if np.abs(mono - mono.mean(dtype=np.float64)).max() < SILENT_PEAK:  # silence, or a constant offset
         offset = f" (only a constant offset of {mono.mean():.3g})" if np.abs(mono).max() >= SILENT_PEAK else ""
         raise ASPError(f"audio file {path} is silent{offset}; give a file with sound in it")

@@ -373,3 +373,49 @@ def test_a_spec_with_an_unknown_key_is_refused_naming_it(tmp_path):
         with pytest.raises(ASPError, match=f"unknown key '{key}'; a (spec|parameter) holds name, "):
             load_spec(path)
         del where[key]
+
+
+# ---------------------------------------------------------------------------------------
+# 9. messages
+
+
+def test_a_spectrogram_beyond_float_is_blamed_on_the_input(data, models, tmp_path):
+    loud = tmp_path / "loud.wav"
+    t = np.arange(44100) / 44100
+    sf.write(loud, (1e20 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), 44100, subtype="FLOAT")
+    line = error_line(infer(data, models, "--input", loud, "--out", tmp_path / "o", "--no-refine"))
+    assert f"audio file {loud} has samples up to 1e+20" in line and ".tmp" not in line
+
+
+def test_model_not_found_names_real_runs_not_placeholders(data, models, tmp_path):
+    assert "-l/--latent-size must be >= 1, got 0" in error_line(infer(data, models, "-l", "0"))
+    line = error_line(infer(data, models, "-m", "foo"))
+    assert "<" not in line and f"no trained model vae_foo_64_paper in {models}, nor another foo run" in line
+    assert "trained runs there: vae_multi_4_paper; -m takes multi, single or the synth of a trained baseline" in line
+    line = error_line(infer(data, models, "-m", "single", "-l", "8"))
+    assert "<" not in line and "vae_single_8_paper" in line and "nor another single run of latent size 8" in line
+
+
+def test_a_symlink_loop_and_a_file_as_a_folder_are_told_apart(data, models, tmp_path):
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(loop)
+    wav = tone(tmp_path / "a.wav", 220)
+    lines = {
+        "loop": error_line(infer(data, models, "--input", loop)),
+        "file": error_line(infer(data, models, "--input", wav / "x.wav")),
+        "missing": error_line(infer(data, models, "--input", tmp_path / "nope.wav")),
+        "data loop": error_line(run(*TRAIN, "-d", loop, "--model-dir", tmp_path / "m")),
+        "data file": error_line(run(*TRAIN, "-d", wav, "--model-dir", tmp_path / "m")),
+    }
+    assert f"{loop} is a symbolic link that loops" in lines["loop"]
+    assert f"{wav / 'x.wav'}: part of this path is a file, not a folder" in lines["file"]
+    assert "does not exist" in lines["missing"]
+    assert f"data folder {loop} is a symbolic link that loops" in lines["data loop"]
+    assert f"data folder {wav} is a file, not a folder" in lines["data file"]
+    assert len(set(lines.values())) == len(lines)
+
+
+def test_a_bad_refine_synth_is_refused_before_the_model_loads(data, models, tmp_path):
+    wav = tone(tmp_path / "a.wav", 220)
+    res = infer(data, models, "--input", wav, "--out", tmp_path / "o", "--refine-synths", "serum")
+    assert "cannot refine serum: the model predicts va, fm" in error_line(res) and "loaded" not in res.stdout

@@ -87,7 +87,13 @@ class Matcher:
         before TensorFlow is imported (see data/sound.py)."""
         first = self.specs[next(iter(self.specs))].render
         audio = align_onset(load_audio(path, self.seconds), first.note_start, first.sample_rate)
-        return Target(name or Path(path).stem, mel_spectrogram(audio), audio, note, info={"input": str(path)})
+        mel = mel_spectrogram(audio)
+        if not np.isfinite(mel).all():  # the file's fault, not the presets' predicted from it
+            raise ASPError(
+                f"the spectrogram of {path} holds NaN or infinite values (its samples peak at "
+                f"{np.abs(audio).max():.3g}); normalize the file to -1..1"
+            )
+        return Target(name or Path(path).stem, mel, audio, note, info={"input": str(path)})
 
     def synths_for(self, target: Target, all_outputs: bool) -> list[str]:
         if target.synth is None or all_outputs:
