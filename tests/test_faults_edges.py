@@ -406,12 +406,14 @@ def test_a_symlink_loop_and_a_file_as_a_folder_are_told_apart(data, models, tmp_
         "missing": error_line(infer(data, models, "--input", tmp_path / "nope.wav")),
         "data loop": error_line(run(*TRAIN, "-d", loop, "--model-dir", tmp_path / "m")),
         "data file": error_line(run(*TRAIN, "-d", wav, "--model-dir", tmp_path / "m")),
+        "models file": error_line(run("run_inference.py", "-md", wav)),
     }
     assert f"{loop} is a symbolic link that loops" in lines["loop"]
     assert f"{wav / 'x.wav'}: part of this path is a file, not a folder" in lines["file"]
     assert "does not exist" in lines["missing"]
     assert f"data folder {loop} is a symbolic link that loops" in lines["data loop"]
     assert f"data folder {wav} is a file, not a folder" in lines["data file"]
+    assert f"model folder {wav} is a file, not a folder" in lines["models file"]
     assert len(set(lines.values())) == len(lines)
 
 
