@@ -531,6 +531,21 @@ class SynthVAE(keras.Model):
         }
 
 
+def check_mel_shape(mels: np.ndarray, where: str | Path) -> None:
+    """Refuses mel spectrograms of another shape than the model takes, naming their file.
+
+    Raises:
+        ASPError: the shape found, the shape wanted, and the fix.
+    """
+    shape = tuple(np.shape(mels)[1:])
+    if shape != MEL_SHAPE:
+        raise ASPError(
+            f"{where} holds {'x'.join(map(str, shape))} mel spectrograms, but the model takes "
+            f"{MEL_SHAPE[0]}x{MEL_SHAPE[1]} (5 s notes at 44.1 kHz, hop 512); regenerate the dataset with "
+            "data_generation/generate.py and synth specs that render 5 s (their render duration)"
+        )
+
+
 # ---------------------------------------------------------------------------------------
 # building and loading a run's model from its config.json
 

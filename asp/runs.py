@@ -60,6 +60,8 @@ def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, 
         ASPError: no such run (naming the trained ones), or several and the flags do not choose.
     """
     model_dir = Path(model_dir)
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ASPError(f"model folder {model_dir} is a file, not a folder; pass the folder of trained runs with -md")
     trained = (
         sorted(p.name for p in model_dir.glob("vae_*") if (p / "config.json").is_file()) if model_dir.is_dir() else []
     )
@@ -83,6 +85,15 @@ def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, 
     shipped = shipped_model(model, latent_size, encoder) if default_dir else None
     if shipped is not None:  # nothing of one's own in saved_models: the shipped pretrained model
         return shipped
-    want = f"vae_{model}_{latent_size or '<latent>'}_{encoder or '<encoder>'}"
+    latent = 64 if latent_size is None else latent_size
+    want = f"vae_{model}_{latent}_{encoder or DEFAULT_ENCODER} in {model_dir}"  # what training names it by default
+    if latent_size is None or encoder is None:  # any run of the model would have done
+        given = (f" of latent size {latent_size}" if latent_size is not None else "") + (
+            f" with encoder {encoder}" if encoder is not None else ""
+        )
+        want += f", nor another {model} run{given}"
     hint = f"trained runs there: {', '.join(trained)}" if trained else "train one first, e.g. `python train_multi.py`"
-    raise ASPError(f"no trained model {want} in {model_dir} ({hint})")
+    of_model = [n for n in trained if n == f"vae_{model}" or n.startswith(f"vae_{model}_")]
+    if model not in ("multi", "single") and not of_model:
+        hint += "; -m takes multi, single or the synth of a trained baseline"
+    raise ASPError(f"no trained model {want} ({hint})")

@@ -19,6 +19,7 @@ import argparse
 
 import asp
 from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from asp.parallel import cap_workers
 from data.dataset import SPLITS
 
 
@@ -70,7 +71,7 @@ def main() -> int:
         hpss=not args.no_hpss,
         split_all=args.split_all,
         one_note=args.one_note,
-        workers=args.workers,
+        workers=cap_workers(args.workers),
         force=args.force,
         max_shards=args.max_shards,
     )

@@ -21,6 +21,9 @@ DEFAULT_RENDER = {
     "note_duration": 3.0,
     "duration": 5.0,
 }
+# the keys a parameter of a spec file may hold: any other is a misspelling
+PARAM_KEYS = ("name", "index", "classes", "group", "default", "sample_range", "native_range", "units", "rate_hz",
+              "fixed", "label", "choices")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,9 @@ def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.n
 
     Raises:
         ASPError: for an unreadable or malformed file, a file for another synth, an unknown
-            parameter, or a value that is NaN, infinite or out of its range (naming it).
+            parameter, or a value that is NaN, infinite, out of its range or, for a categorical
+            parameter, between two classes (``osc1_wave: 1.5``: refused, not snapped to one;
+            the message lists the values it takes).
     """
     path = Path(path)
     if path.suffix == ".lv2" or (path / "manifest.ttl").is_file():  # an LV2 preset bundle (a folder)

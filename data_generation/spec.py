@@ -33,6 +33,7 @@ from asp.files import read_json, write_json
 from data_generation.params import (  # noqa: F401  (re-exported: a spec's parts)
     DEFAULT_RENDER,
     GROUPS,
+    PARAM_KEYS,
     RANGE_TOLERANCE,
     RENDER_KEYS,
     Param,
@@ -45,6 +46,9 @@ from data_generation.params import (  # noqa: F401  (re-exported: a spec's parts
 
 SYNTH_DIR = Path(__file__).resolve().parent / "synths"
 BACKENDS = ("faust", "vst", "vst3", "lv2")
+CLASS_TOLERANCE = 1e-3  # a categorical value this far (in classes) from a class is rounding, not between classes
+# the keys a spec file may hold at its top (a parameter's: PARAM_KEYS): any other is a misspelling
+SPEC_KEYS = ("name", "description", "backend", "source", "num_voices", "render", "presets", "parameters")
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,8 @@ class SynthSpec:
             values: parameter values, normalized, or native slider units with ``native=True``.
             native: interpret values in ``native_range`` units (Faust sliders, class numbers).
             strict: refuse a value outside the parameter's range (normalized: [0, 1]) instead
-                of clipping it (what a preset file must hold).
+                of clipping it, and a categorical value between two classes (``osc1_wave: 1.5``)
+                instead of snapping it to one: what a preset file must hold.
 
         Returns:
             (n_params,) float64 normalized preset.
@@ -172,6 +177,15 @@ class SynthSpec:
                 raise ASPError(
                     f"parameter {name!r} of {self.name!r} has value {value:g}, outside its range "
                     f"[{min(lo, hi):g}, {max(lo, hi):g}]" + (" (native units)" if native else " (normalized)")
+                )
+            step = normalized * (p.classes - 1)
+            if strict and p.categorical and abs(step - round(step)) > CLASS_TOLERANCE:
+                allowed = [lo + k * (hi - lo) / (p.classes - 1) for k in range(p.classes)]
+                names = f" ({', '.join(p.choices)})" if p.choices else ""
+                raise ASPError(
+                    f"parameter {name!r} of {self.name!r} has value {value:g}, between two of its classes; it takes "
+                    f"{', '.join(f'{v:.6g}' for v in allowed)}{names}"
+                    + (" (native units)" if native else " (normalized)")
                 )
             out[index[name]] = normalized
         return self.snap(out)
@@ -255,6 +269,23 @@ class SynthSpec:
 
 # ---------------------------------------------------------------------------------------
 # loading and validation (each parameter's and the render settings' checks: data_generation.params)
+
+
+def _check_keys(data: object, where: str) -> None:
+    """Refuses a key a spec file may not hold (a misspelt one would be ignored), naming the known ones."""
+    if not isinstance(data, dict):
+        return  # spec_from_json says what is wrong
+    unknown = [k for k in data if k not in SPEC_KEYS]
+    if unknown:
+        raise spec_error(where, f"unknown key {unknown[0]!r}; a spec holds {', '.join(SPEC_KEYS)}")
+    for k, raw in enumerate(data.get("parameters") if isinstance(data.get("parameters"), list) else []):
+        unknown = [key for key in raw if key not in PARAM_KEYS] if isinstance(raw, dict) else []
+        if unknown:
+            raise spec_error(
+                where,
+                f"parameter {k} ({raw.get('name', '?')}) has an unknown key {unknown[0]!r}; a parameter holds "
+                f"{', '.join(PARAM_KEYS)}",
+            )
 
 
 def spec_from_json(data: dict, *, path: Path | None = None) -> SynthSpec:
@@ -343,6 +374,7 @@ def load_spec(name_or_path: str | Path) -> SynthSpec:
     if not path.is_file():
         raise ASPError(f"synth spec file {path} not found")
     data = read_json(path, "synth spec", "fix the file or regenerate it with view_parameters.py --write-spec")
+    _check_keys(data, str(path))
     spec = spec_from_json(data, path=path.resolve())
     _CACHE[key] = spec
     return spec

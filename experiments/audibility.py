@@ -31,8 +31,9 @@ from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other 
 import argparse
 from pathlib import Path
 
-from asp.cli import ArgumentParser, positive_float, positive_int, run_cli
+from asp.cli import ArgumentParser, nonnegative_int, positive_float, positive_int, run_cli
 from asp.evaluation.audibility import THRESHOLD, audibility
+from asp.parallel import cap_workers
 
 
 def main() -> int:
@@ -52,7 +53,7 @@ def main() -> int:
         help=f"LSD under which a parameter is inaudible (default {THRESHOLD})",
     )
     p.add_argument("--workers", type=positive_int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     args = p.parse_args()
     audibility(
         args.data_dir,
@@ -62,7 +63,7 @@ def main() -> int:
         synths=args.synths,
         max_samples=args.max_samples,
         threshold=args.threshold,
-        workers=args.workers,
+        workers=cap_workers(args.workers),
         seed=args.seed,
     )
     print((Path(args.out) / "summary.md").read_text().split("\n## ")[0])

@@ -83,7 +83,11 @@ def parse_notes(text: str) -> tuple[int, ...]:
     try:
         for part in text.split(","):
             lo, sep, hi = part.strip().partition("-")
+            if sep and int(hi) < int(lo):  # range() would drop it without a word
+                raise ASPError(f"--notes {text!r}: the range {part.strip()} runs backwards; write it {hi}-{lo}")
             notes += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    except ASPError:
+        raise
     except ValueError:
         raise ASPError(f"--notes {text!r} is not a note list; use e.g. 60, 60-71 or 48,60,72") from None
     if not notes or any(not 0 <= n <= 127 for n in notes):

@@ -34,7 +34,7 @@ from data.encoding import Codec
 from data_generation.presets import random_presets
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec, load_spec
-from models import config_specs, load_model
+from models import check_mel_shape, config_specs, load_model
 
 _RENDERER: Renderer | None = None
 
@@ -144,6 +144,8 @@ def evaluate(
     if len(rows) == 0:
         raise ASPError(f"the {split} split of {source} has no samples of {', '.join(wanted)}")
     specs: dict[str, SynthSpec] = {s: known.get(s) or load_spec(s) for s in set(test.synth[rows])}
+    if model is not None:
+        check_mel_shape(test.mels, source / f"{split}_mels.npy")
     vectors = model.predict_vectors(np.asarray(test.mels[rows])) if model is not None else {}
     train = load_split(data_dir, "train") if {"mean", "nearest"} & set(baselines) or refine else None
     work = _Work(test, rows, specs, known, method, within=trained_rows(config, train, data_dir))

@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from asp.errors import ASPError
-from asp.files import atomic_folder
+from asp.files import atomic_folder, write_sound
 from asp.inference.outputs import SAMPLE_RATE, SUMMARY, check_output_folder, plot_comparison, write_preset_outputs
 from asp.inference.target import Target
 from asp.metrics import log_spectral_distance, multi_resolution_spectral_distance
@@ -25,7 +24,7 @@ from data.sound import align_onset, load_audio
 from data_generation.lv2 import write_match_bundle
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
-from models import config_specs, load_model
+from models import check_mel_shape, config_specs, load_model
 
 
 class Matcher:
@@ -97,6 +96,7 @@ class Matcher:
 
     def test_target(self, data_dir: str | Path, index: int) -> Target:
         split = load_split(data_dir, "test")
+        check_mel_shape(split.mels, Path(data_dir) / "test_mels.npy")
         synth = str(split.synth[index])
         spec = self.specs.get(synth) or load_spec(synth)  # a sound of a synth the model never saw works too
         vector = np.asarray(split.params[synth][index], dtype=np.float32)
@@ -112,13 +112,20 @@ class Matcher:
             {"preset": str(split.names[index]), "hpss": int(split.hpss[index])},
         )
 
-    def wav_target(self, path: str | Path, note: int) -> Target:
-        """A sound file as a target, its onset moved to where the synths start their notes (as
+    def wav_target(self, path: str | Path, note: int, *, name: str | None = None) -> Target:
+        """A sound file as a target named ``name`` (default: the file's stem; ``asp.api.output_names``
+        tells apart files of one stem), its onset moved to where the synths start their notes (as
         in the training sounds); its note comes from ``data.sound.estimate_note``, which must run
         before TensorFlow is imported (see data/sound.py)."""
         first = self.specs[next(iter(self.specs))].render
         audio = align_onset(load_audio(path, self.seconds), first.note_start, first.sample_rate)
-        return Target(Path(path).stem, mel_spectrogram(audio), audio, note, info={"input": str(path)})
+        mel = mel_spectrogram(audio)
+        if not np.isfinite(mel).all():  # the file's fault, not the presets' predicted from it
+            raise ASPError(
+                f"the spectrogram of {path} holds NaN or infinite values (its samples peak at "
+                f"{np.abs(audio).max():.3g}); normalize the file to -1..1"
+            )
+        return Target(name or Path(path).stem, mel, audio, note, info={"input": str(path)})
 
     def synths_for(self, target: Target, all_outputs: bool) -> list[str]:
         if target.synth is None or all_outputs:
@@ -175,7 +182,7 @@ class Matcher:
         return {"model_seconds": model_seconds, "results": results, "out": out, "summary": summary}
 
     def _write(self, target: Target, vectors: dict, folder: Path, synths: list[str]) -> tuple[list[dict], dict]:
-        sf.write(folder / "target.wav", target.audio, SAMPLE_RATE, subtype="FLOAT")
+        write_sound(folder / "target.wav", target.audio, SAMPLE_RATE, subtype="FLOAT")
         results, mels = [], {}
         for name in synths:
             spec = self.specs[name]
@@ -190,7 +197,7 @@ class Matcher:
                 row["error"] = str(err)
                 results.append(row)
                 continue
-            sf.write(folder / f"{name}.wav", audio, SAMPLE_RATE, subtype="FLOAT")
+            write_sound(folder / f"{name}.wav", audio, SAMPLE_RATE, subtype="FLOAT")
             row["lsd"] = float(log_spectral_distance(target.audio, audio))
             row["mrsd"] = float(multi_resolution_spectral_distance(target.audio, audio))
             mels[name] = mel_spectrogram(audio)
@@ -229,7 +236,7 @@ class Matcher:
         write_match_bundle(folder, spec, written, target.name, f"{name}.refined")
         audio = self.renderer.render(spec, written, note=target.note)
         distance = SearchObjective(target.audio, spec.render.sample_rate)(audio)
-        sf.write(folder / f"{name}.refined.wav", audio, SAMPLE_RATE, subtype="FLOAT")
+        write_sound(folder / f"{name}.refined.wav", audio, SAMPLE_RATE, subtype="FLOAT")
         row.update(
             refined_lsd=float(log_spectral_distance(target.audio, audio)),
             refined_mrsd=float(multi_resolution_spectral_distance(target.audio, audio)),

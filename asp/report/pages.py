@@ -10,9 +10,8 @@ from urllib.parse import quote
 
 import jinja2
 import numpy as np
-import soundfile as sf
 
-from asp.files import atomic_write
+from asp.files import atomic_write, write_sound
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MATCH_PAGE = "report.html"
@@ -96,7 +95,7 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > 1.0:
         audio = audio / peak
-    sf.write(path, audio, sample_rate, subtype="PCM_16")
+    write_sound(path, audio, sample_rate, subtype="PCM_16")
 
 
 def _relative(path: Path, start: Path) -> str:

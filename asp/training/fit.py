@@ -17,7 +17,7 @@ from asp.errors import ASPError
 from asp.files import write_json
 from asp.locks import folder_lock
 from asp.runs import run_name
-from asp.training.checkpoints import Checkpoints, restore, trim_log
+from asp.training.checkpoints import Checkpoints, restore, saved_whole, trim_log
 from asp.training.monitor import LatentMonitor, mean_vectors
 from asp.training.planning import Plan, check_parts, open_run, plan, run_config
 from asp.training.stream import batch_keys, make_stream
@@ -80,11 +80,11 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> dict:
         monitor = "val_recon_loss" if streams[1] is not None else "recon_loss"
         checkpoints = Checkpoints(run_dir, config, monitor)
         own = run_callbacks(cfg, p, run_dir, means, checkpoints)
-        if config["epochs_done"] >= cfg.epochs:
+        if config["epochs_done"] >= cfg.epochs and saved_whole(run_dir, config):
             if cfg.verbose:
                 print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
             return config
-        start = _resume(model, run_dir, config)
+        start = _resume(model, run_dir, config, checkpoints, cfg, p, streams)
         if cfg.verbose:
             print(
                 f"training {run_dir.name} on {backend.devices()}: {len(p.train_idx)} train / {len(p.valid_idx)} "
@@ -128,11 +128,27 @@ def _compiled_model(cfg: TrainConfig, config: dict, means: dict) -> SynthVAE:
     return model
 
 
-def _resume(model: SynthVAE, run_dir: Path, config: dict) -> int:
+def _resume(
+    model: SynthVAE, run_dir: Path, config: dict, checkpoints: Checkpoints, cfg: TrainConfig, p: Plan, streams: tuple
+) -> int:
     """Restores the newest checkpoint that loads; returns the epochs it had done (config.json and
-    log.csv follow it)."""
+    log.csv follow it). A save the run was killed in (the epoch's backup whole, its best weights or
+    config.json not) is finished first, from that backup."""
+    recorded = config["epochs_done"]
     start = restore(model, run_dir, config)
-    if start != config["epochs_done"]:
+    if start > 0 and (start > recorded or not saved_whole(run_dir, config)):
+        if cfg.verbose:
+            print(
+                f"the run was stopped while saving epoch {start}: finishing its save (best weights, config.json) "
+                f"from the checkpoint of epoch {start}",
+                flush=True,
+            )
+        measure = streams[1]
+        if measure is None:  # no validation data: the training data, in order
+            keys = batch_keys(cfg.approach, p.synths)
+            measure = make_stream(p.train_split, p.train_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=0)
+        checkpoints.finish(model, start, measure, validation=streams[1] is not None)
+    elif start != config["epochs_done"]:
         config["epochs_done"] = start
         write_json(run_dir / CONFIG, config)
     trim_log(run_dir / "log.csv", start)

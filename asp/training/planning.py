@@ -16,7 +16,7 @@ from asp.errors import ASPError
 from asp.files import write_json
 from asp.training.checkpoints import BACKUP
 from asp.training.stream import dataset_specs
-from data.dataset import Split, check_finite, data_fingerprint, load_split, training_rows
+from data.dataset import Split, check_finite, check_not_blank, data_fingerprint, load_split, training_rows
 from data_generation.spec import SynthSpec
 from models import ENCODERS, MODEL_VERSION, SPEC_DECODERS
 
@@ -107,8 +107,10 @@ def plan(cfg: TrainConfig) -> Plan:
     )
     _check_every_synth_has_samples(cfg, available, train_split.synth[train_idx])
     check_finite(train_split, train_idx, data_dir=cfg.data_dir)  # NaN in, NaN weights out
+    check_not_blank(train_split, train_idx, data_dir=cfg.data_dir)  # silence in, nothing learnt
     if len(valid_idx):
         check_finite(valid_split, valid_idx, data_dir=cfg.data_dir)
+        check_not_blank(valid_split, valid_idx, data_dir=cfg.data_dir)
     return Plan(specs, train_split, train_idx, valid_split, valid_idx)
 
 

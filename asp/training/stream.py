@@ -14,7 +14,7 @@ from asp.backend import tensorflow
 from asp.errors import ASPError
 from data.dataset import Split, read_manifest
 from data_generation.spec import SynthSpec, load_spec
-from models import MEL_SHAPE
+from models import check_mel_shape
 
 tf = tensorflow()
 
@@ -39,10 +39,7 @@ def dataset_specs(data_dir: str | Path, split: Split) -> list[SynthSpec]:
                 f"{name} spec encodes {spec.encoded_size}; the files do not match the spec"
             )
         specs.append(spec)
-    if tuple(split.mels.shape[1:]) != MEL_SHAPE:
-        raise ASPError(
-            f"{data_dir}/{split.name}_mels.npy holds {split.mels.shape[1:]} spectrograms; the model takes {MEL_SHAPE}"
-        )
+    check_mel_shape(split.mels, f"{data_dir}/{split.name}_mels.npy")
     if split.params_single is not None:
         single = max(s.encoded_size for s in specs)
         if split.params_single.shape[1] != single:
