@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-all lint venv clean data heldout data-real pretrained real-sounds plugins plugins-install
+.PHONY: demo test test-all lint venv clean data heldout heldout-pitch data-real pretrained real-sounds plugins plugins-install
 
 venv: $(VENV)/.installed
 
@@ -50,6 +50,12 @@ data: venv
 # trained on npy_data has seen (experiments/configs use it as their test set)
 heldout: venv
 	$(HELDOUT)
+
+# fresh random presets at notes 40, 52, 64 and 76 (each preset at all four): the pretrained model's
+# and the scaling table's held-out sounds (experiments/configs/scaling.json)
+heldout-pitch: venv
+	$(PY) data_generation/generate.py --synths va fm modal --presets random --n 100 --seed 77 \
+		--notes 40,52,64,76 --split-all test --out npy_heldout_pitch
 
 # real plugins: amsynth's 3,482 human presets and mutations, Calf Monosynth, one Faust synth
 data-real: venv

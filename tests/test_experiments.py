@@ -428,3 +428,62 @@ def test_a_second_runner_on_the_same_config_fails_at_once_and_leaves_nothing(tin
     with pytest.raises(ASPError, match="has no profile"):  # a failure before the lock leaves no folder
         run_config(config, "nope", results=fresh, workers=1)
     assert not fresh.exists()
+
+
+def test_scaling_crossing_known_answers():
+    from asp.experiments.scaling import crossing, ratio_ci
+
+    sizes = np.array([1000.0, 2000.0, 100000.0])
+    # network 10 - 2 ln(N/1000) ... lookup 8 - 1 ln(N/1000): equal where ln(N/1000) = 2, N = 1000 e^2
+    net = 10 - 2 * np.log(sizes / 1000)
+    look = 8 - 1 * np.log(sizes / 1000)
+    kind, where = crossing(sizes[:2], net[:2], look[:2])
+    assert kind == "projected" and where == pytest.approx(1000 * np.e**2, rel=1e-9)
+    assert crossing(sizes, net, look) == ("measured", 100000.0)  # already better at the largest size
+    assert crossing(sizes, look + 1, look) == ("projected", float("inf"))  # parallel: never
+    net_s, look_s = np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0])
+    ratio, low, high = ratio_ci(net_s, look_s)
+    assert (ratio, low, high) == (2.0, 2.0, 2.0)  # every resample has the same ratio
+    ratio, low, high = ratio_ci(np.array([1.0, 3.0, 2.0, 5.0]), np.array([2.0, 2.0, 2.0, 2.0]))
+    assert ratio == pytest.approx(11 / 8) and low < ratio < high
+
+
+@pytest.mark.slow
+def test_runner_scaling_rows_get_their_own_lookup(tiny_data, held_out, tmp_path):
+    from asp.experiments import run_config
+
+    config = tmp_path / "scaling.json"
+    config.write_text(
+        json.dumps(
+            {
+                "include": str(ROOT / "experiments/configs/base.json"),
+                "data_dir": str(tiny_data),
+                "model_dir": str(tmp_path / "models"),
+                "test_dir": str(held_out),
+                "latent_size": 4,
+                "baselines": ["mean"],
+                "report_samples": 0,
+                "profiles": {"small": {"epochs": 1, "patience": None, "eval_max_samples": None, "verbose": 0}},
+                "rows": [
+                    {"label": f"{n} sounds", "approach": "multi", "max_samples": n, "baselines": ["nearest"]}
+                    for n in (6, 12)
+                ],
+            }
+        )
+    )
+    out = run_config(config, "small", results=tmp_path / "results", workers=1)
+    table = (out / "table.md").read_text()
+    assert "| 6 sounds / nearest |" in table and "| 12 sounds / nearest |" in table
+    assert "network / lookup (95% CI)" in table and "| 6 |" in table and "| 12 |" in table
+    assert (out / "lsd_vs_sounds.png").is_file()
+    # each row's lookup searched only its own training sounds: the 6-sound lookup is never closer
+    with open(out / "all_samples.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r["rendered_synth"] == r["synth"]]
+    lookup = {n: {r["index"]: float(r["lsd"]) for r in rows if r["row"] == f"{n} sounds / nearest"} for n in (6, 12)}
+    assert lookup[6].keys() == lookup[12].keys() and lookup[6]
+    assert any(lookup[6][k] != lookup[12][k] for k in lookup[6])
+    bad = json.loads(config.read_text())
+    bad["rows"][0]["baselines"] = ["closest"]
+    config.write_text(json.dumps(bad))
+    with pytest.raises(ASPError, match="'baselines' names closest; use any of"):
+        run_config(config, "small", results=tmp_path / "results2", workers=1)

@@ -34,7 +34,7 @@ def plot(out: Path, table_rows: list, synths: list[str]) -> None:
         ax.set_ylabel("LSD")
         ax.set_title("LSD per approach and synth")
         fig.tight_layout()
-        _save_figure(fig, out / "lsd_boxplot.png")
+        save_figure(fig, out / "lsd_boxplot.png")
     plt.close(fig)
 
     latents = [(row.get("latent_size"), rows) for _, row, rows in table_rows if row.get("latent_size") and rows]
@@ -49,7 +49,7 @@ def plot(out: Path, table_rows: list, synths: list[str]) -> None:
         ax.legend()
         ax.set_title("LSD vs latent size")
         fig.tight_layout()
-        _save_figure(fig, out / "lsd_vs_latent.png")
+        save_figure(fig, out / "lsd_vs_latent.png")
         plt.close(fig)
 
     bins = hpss_bins([r for _, _, rows in table_rows for r in rows])
@@ -66,10 +66,10 @@ def plot(out: Path, table_rows: list, synths: list[str]) -> None:
     ax.legend(fontsize=7)
     ax.set_title("LSD per HPSS bin")
     fig.tight_layout()
-    _save_figure(fig, out / "lsd_per_hpss.png")
+    save_figure(fig, out / "lsd_per_hpss.png")
     plt.close(fig)
 
 
-def _save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png", dpi=90)

@@ -34,6 +34,9 @@ ROW_KEYS = {
     "approach": (text, "text (multi, single or synth)"),
     "train_synths": (texts, "a non-empty list of synth names"),
     "eval_synths": (texts, "a non-empty list of synth names"),
+    # baselines scored with this row's model, from its own training sounds (its max_samples): e.g.
+    # ["nearest"] for lookup in the same sounds, as a scaling curve needs
+    "baselines": (lambda v: isinstance(v, list) and all(text(x) for x in v), "a list of baseline names"),
     **{
         k: v
         for k, v in experiment_checks().items()

@@ -19,6 +19,7 @@ from asp.evaluation.plots import plot
 from asp.evaluation.results import held_out_split, read_csv
 from asp.evaluation.summary import AUDIO_METRICS, BASELINES, PARAM_METRICS
 from asp.experiments.config import load_config, resolve, slug
+from asp.experiments.scaling import plot_scaling, scaling_blocks, scaling_points
 from asp.experiments.table import _test_set_line, write_table
 from asp.files import write_json
 from asp.locks import LOCK_FILE, folder_lock
@@ -102,6 +103,11 @@ def check_rows(config: dict, settings: dict, synths: list[str]) -> None:
             f"{where}: 'param_loss' must be one of {', '.join(PARAM_LOSSES)}, not {settings['param_loss']!r}"
         )
     for k, row in enumerate(config["rows"]):
+        unknown = [b for b in row.get("baselines", []) if b not in BASELINES]
+        if unknown:
+            raise ASPError(
+                f"{where}, row {k}: 'baselines' names {', '.join(unknown)}; use any of {', '.join(BASELINES)}"
+            )
         if row["approach"] not in APPROACHES:
             raise ASPError(
                 f"{where}, row {k}: 'approach' must be one of {', '.join(APPROACHES)}, not {row['approach']!r}"
@@ -162,9 +168,11 @@ def _run(
         "metrics": [*AUDIO_METRICS, *PARAM_METRICS],
     }
     table_rows = []
+    sizes = {}  # training sounds of each row trained on every synth (the scaling curve's x)
     parts: list[Path] = []  # every evaluation folder of the model rows
     for row in config["rows"]:
         label = row.get("label") or row["approach"]
+        own_baselines = tuple(row.get("baselines", ()))
         rows_csv = []
         for synth, cfg in train_runs(settings, row, synths):
             cfg.model_dir = str(model_dir_for(cfg, fingerprint, settings.get("model_dir", "saved_models")))
@@ -172,12 +180,14 @@ def _run(
             part = out / slug(label) / (synth or "all")
             stamp = {"model": read_config(Path(cfg.model_dir) / run_name(cfg)), **evaluated}
             stamp.update({"eval_synths": row.get("eval_synths"), "profile": profile})
+            if own_baselines:
+                stamp["baselines"] = list(own_baselines)
             if not _is_current(part / "stamp.json", stamp) or not (part / PRESETS).is_file():
                 evaluate(
                     Path(cfg.model_dir) / run_name(cfg),
                     data_dir,
                     part,
-                    baselines=(),
+                    baselines=own_baselines,
                     synths=[synth] if synth else row.get("eval_synths"),
                     label=label,
                     refine=Budget(**refine) if refine else None,
@@ -186,15 +196,27 @@ def _run(
                 write_json(part / "stamp.json", stamp)
             rows_csv += read_csv(part / "samples.csv")
             parts.append(part)
+            if synth is None:
+                sizes[label] = training_size(data_dir, cfg)
         described = {**row, "latent_size": row.get("latent_size", settings.get("latent_size", 64))}
         table_rows.append((label, described, [r for r in rows_csv if r["method"] == label]))
+        for b in own_baselines:
+            table_rows.append((f"{label} / {b}", {"approach": b}, [r for r in rows_csv if r["method"] == b]))
         if refine:
             searched = [r for r in rows_csv if r["method"] == f"{label}+search"]
             table_rows.append((f"{label}+search", {**described, "search": refine}, searched))
     baseline_dir = out / "baselines"
     table_rows += _baseline_rows(settings, baseline_dir, {**evaluated, "data": fingerprint}, eval_kw)
-    _write_results(config, settings, profile, out, table_rows, synths, [*parts, baseline_dir])
+    _write_results(config, settings, profile, out, table_rows, synths, [*parts, baseline_dir], sizes=sizes)
     return out
+
+
+def training_size(data_dir: str, cfg) -> int:
+    """How many training sounds a run learns from: its ``max_samples`` rows of the training split."""
+    from data.dataset import load_split, training_rows
+
+    train = load_split(data_dir, "train")
+    return len(training_rows(train, cfg.synths or dataset_synths(data_dir), cfg.max_samples, cfg.seed))
 
 
 def _baseline_rows(settings: dict, baseline_dir: Path, evaluated: dict, eval_kw: dict) -> list[tuple]:
@@ -213,12 +235,25 @@ def _baseline_rows(settings: dict, baseline_dir: Path, evaluated: dict, eval_kw:
 
 
 def _write_results(
-    config: dict, settings: dict, profile: str, out: Path, table_rows: list, synths: list[str], parts: list[Path]
+    config: dict,
+    settings: dict,
+    profile: str,
+    out: Path,
+    table_rows: list,
+    synths: list[str],
+    parts: list[Path],
+    *,
+    sizes: dict[str, int],
 ) -> None:
     """table.md, all_samples.csv, the plots and the report page of a run config (``parts``: every
-    evaluation folder, the baselines' last)."""
-    doc = write_table(out, config, profile, table_rows, synths, test_set=_test_set_line(settings))
+    evaluation folder, the baselines' last; ``sizes``: training sounds per model row, for the
+    scaling curve when rows carry their own lookup)."""
+    points = scaling_points(table_rows, sizes)
+    doc = write_table(
+        out, config, profile, table_rows, synths, test_set=_test_set_line(settings), extra=scaling_blocks(points)
+    )
     plot(out, table_rows, synths)
+    plot_scaling(out, points)
     page = evaluation_report(
         out,
         [r for _, _, rows in table_rows for r in rows],
@@ -226,7 +261,9 @@ def _write_results(
         report_samples=settings.get("report_samples", REPORT_SAMPLES),
         title=f"{config.get('title', config['name'])} ({profile} profile)",
         documents=[(out / "table.md", doc)],
-        plots=[out / name for name in ("lsd_boxplot.png", "lsd_vs_latent.png", "lsd_per_hpss.png")],
+        plots=[
+            out / name for name in ("lsd_boxplot.png", "lsd_vs_latent.png", "lsd_per_hpss.png", "lsd_vs_sounds.png")
+        ],
         links=[p / "summary.md" for p in parts],
         reference=next((label for label, _, rows in table_rows if rows), None),
     )

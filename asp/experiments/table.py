@@ -45,7 +45,14 @@ BREAKDOWNS = "Per-synth, per-HPSS-bin and per-parameter-group breakdowns: the su
 
 
 def write_table(
-    out: Path, config: dict, profile: str, table_rows: list, synths: list[str], *, test_set: str = ""
+    out: Path,
+    config: dict,
+    profile: str,
+    table_rows: list,
+    synths: list[str],
+    *,
+    test_set: str = "",
+    extra: list | None = None,
 ) -> Document:
     """Writes ``table.md`` (one line per row: mean ± 95% CI (median) of each metric) and
     ``all_samples.csv``; returns the table's ``Document``.
@@ -55,6 +62,7 @@ def write_table(
         table_rows: (label, row config, CSV rows) per table row.
         synths: the dataset's synths, one LSD column each.
         test_set: a line saying which sounds were scored.
+        extra: blocks (``Text``, ``Table``) after the relative table, e.g. the scaling curve.
     """
     doc = Document(f"{config.get('title', config['name'])} ({profile} profile)", [Text(test_set)] if test_set else [])
     table = Table(["row", *synths, "all", *(heading for _, heading in TABLE_METRICS)])
@@ -63,7 +71,7 @@ def write_table(
     for label, _row, rows in table_rows:
         table.rows.append([label, *_row_cells(rows, synths)])
         everything += [{**r, "row": label} for r in rows]
-    doc.intro += [*relative_blocks(table_rows, synths), Text(BREAKDOWNS)]
+    doc.intro += [*relative_blocks(table_rows, synths), *(extra or []), Text(BREAKDOWNS)]
     with atomic_write(out / "table.md") as f:
         f.write(doc.markdown())
     write_csv(out / "all_samples.csv", everything)
