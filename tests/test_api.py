@@ -5,6 +5,7 @@ import ast
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 import asp
@@ -13,6 +14,7 @@ from asp.search import Budget
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_a_generated_sound_is_matched_through_the_api_in_a_few_lines(tiny_data, tiny_models, tmp_path):
     audio = asp.render("fm", note=60)  # the fm spec's default preset
     sf.write(tmp_path / "fm.wav", audio, 44100)

@@ -24,6 +24,7 @@ def test_sweep_values_cover_the_sampling_range():
     assert sweep_values(wave) == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
 
 
+@pytest.mark.slow
 def test_an_lfo_at_depth_zero_is_inaudible_and_the_cutoff_is_not():
     # va's defaults route the LFO nowhere (all three depths 0): its rate and wave cannot change the
     # sound; nor, all but, can the filter's key tracking at note 60 (261.63 Hz is its reference)
@@ -46,6 +47,7 @@ def test_the_floor_counts_only_inaudible_parameters():
     assert inaudible_floor(codec, true, loudest, prior, 0.05) == 0.0
 
 
+@pytest.mark.slow
 def test_audibility_writes_its_tables(tiny_data, tmp_path):
     results = audibility(
         tiny_data, tmp_path / "aud", split="train", train_dir=tiny_data, max_samples=3, workers=1, progress=False

@@ -15,6 +15,8 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 SHELL_BLOCKS = {"bash", "sh", "shell", "console", ""}
 EXTERNAL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")  # http:, https:, mailto:, ...
@@ -221,6 +223,7 @@ def test_the_link_checker_catches_a_broken_link(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_readme_and_docs_commands_name_scripts_and_flags_that_exist():
     commands = commands_of(ROOT)
     readme = [c for line in command_lines((ROOT / "README.md").read_text()) for c in project_commands(line)]

@@ -168,6 +168,7 @@ def tiny_run(tiny_data, tmp_path_factory):
     return models / "vae_multi_4_paper"
 
 
+@pytest.mark.slow
 def test_evaluate_writes_one_row_per_sample_and_method(tiny_data, tiny_run, tmp_path):
     from asp.evaluation.evaluate import evaluate
 
@@ -191,6 +192,7 @@ def test_evaluate_writes_one_row_per_sample_and_method(tiny_data, tiny_run, tmp_
     assert f"the test split of {tiny_data}." in summary
 
 
+@pytest.mark.slow
 def test_evaluate_refine_adds_searched_rows(tiny_data, tiny_run, tmp_path, capsys):
     from asp.evaluation.evaluate import evaluate
     from asp.evaluation.summary import comparison
@@ -277,6 +279,7 @@ def test_held_out_test_sets_must_match_the_training_data(tiny_data, held_out, tm
         attempt(held_out, baselines=("median",))
 
 
+@pytest.mark.slow
 def test_out_of_domain_renders_every_head(tiny_data, tmp_path):
     from asp.evaluation.evaluate import evaluate
     from asp.training import TrainConfig, train
@@ -306,6 +309,7 @@ def test_out_of_domain_renders_every_head(tiny_data, tmp_path):
     assert "out of domain" in (tmp_path / "ood" / "summary.md").read_text()
 
 
+@pytest.mark.slow
 def test_runner_trains_evaluates_and_reuses_checkpoints(tiny_data, held_out, tmp_path):
     from asp.experiments import run_config
 

@@ -247,6 +247,7 @@ def test_generate_refuses_counts_below_one(args, message, tmp_path):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.slow
 def test_generate_into_a_file_or_below_one(tmp_path):
     user_file = tmp_path / "notes.txt"
     user_file.write_text("mine")
@@ -260,6 +261,7 @@ def test_generate_into_a_folder_nobody_may_write(unwritable):
     assert list(unwritable.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_generate_on_a_full_disk_fails_cleanly_then_resumes_once_space_is_freed(data, tmp_path):
     with tmpfs(tmp_path / "disk", "size=8m") as disk:
         filler = disk / "filler.bin"
@@ -331,6 +333,7 @@ def test_training_flags_out_of_range_are_usage_errors(flag, value, message, caps
     assert info.value.code == 2 and err.startswith(f"error: {message}") and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_training_cli_refuses_zero_epochs_and_a_nan_learning_rate(data, tmp_path):
     for flag, value in (("--epochs", "0"), ("--lr", "nan")):
         line = error_line(run(*TRAIN, "-d", data, "--model-dir", tmp_path, flag, value))
@@ -338,6 +341,7 @@ def test_training_cli_refuses_zero_epochs_and_a_nan_learning_rate(data, tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_nan_in_a_dataset_is_refused_naming_the_file(data, tmp_path):
     bad = tmp_path / "data"
     shutil.copytree(data, bad)
@@ -356,6 +360,7 @@ def test_nan_in_a_dataset_is_refused_naming_the_file(data, tmp_path):
         train(TrainConfig(approach="multi", data_dir=str(bad), model_dir=str(tmp_path / "m"), latent_size=4, verbose=0))
 
 
+@pytest.mark.slow
 def test_truncated_or_empty_npy_is_reported_as_such_not_as_pickle(data, tmp_path):
     bad = tmp_path / "data"
     shutil.copytree(data, bad)
@@ -391,6 +396,7 @@ def test_damaged_manifest(manifest, data, tmp_path):
         (lambda c: c.update(best_loss="low"), "'best_loss' should be int or float or null"),
     ],
 )
+@pytest.mark.slow
 def test_damaged_run_config(change, message, run_dir, tmp_path):
     config = json.loads((run_dir / "config.json").read_text())
     change(config)
@@ -401,6 +407,7 @@ def test_damaged_run_config(change, message, run_dir, tmp_path):
         load_model(bad)
 
 
+@pytest.mark.slow
 def test_damaged_run_config_at_resume_is_one_line(data, run_dir, tmp_path):
     bad = copy_run(run_dir, tmp_path)
     (bad / "config.json").write_text('{"approach": "multi"')
@@ -408,6 +415,7 @@ def test_damaged_run_config_at_resume_is_one_line(data, run_dir, tmp_path):
     assert "run config" in line and "is not valid JSON" in line and "--fresh" in line
 
 
+@pytest.mark.slow
 def test_a_file_as_model_dir(data, tmp_path):
     user_file = tmp_path / "models"
     user_file.write_text("mine")
@@ -419,6 +427,7 @@ def test_a_file_as_model_dir(data, tmp_path):
 # training: checkpoints
 
 
+@pytest.mark.slow
 def test_checkpoints_are_whole_files_with_the_previous_one_kept(run_dir):
     assert sorted(p.name for p in (run_dir / "backup").iterdir()) == [
         "epoch_00001.weights.h5",
@@ -427,6 +436,7 @@ def test_checkpoints_are_whole_files_with_the_previous_one_kept(run_dir):
     assert temps(run_dir) == []
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_saving_resumes_from_the_checkpoint_before(data, run_dir, tmp_path):
     """What a save cut short leaves: a torn last checkpoint (a writer without the rename) and a
     temp file. The rerun resumes from the epoch before and clears the temp."""
@@ -447,6 +457,7 @@ def test_a_run_killed_while_saving_resumes_from_the_checkpoint_before(data, run_
     assert not stale.exists() and temps(folder) == []
 
 
+@pytest.mark.slow
 def test_a_run_whose_checkpoints_are_all_damaged_says_so_and_keeps_them(data, run_dir, tmp_path):
     folder = copy_run(run_dir, tmp_path)
     files = [backup_path(folder, 1), backup_path(folder, 2), folder / WEIGHTS]
@@ -458,6 +469,7 @@ def test_a_run_whose_checkpoints_are_all_damaged_says_so_and_keeps_them(data, ru
     assert [p.stat().st_size for p in files] == [1000, 1000, 0]  # nothing deleted
 
 
+@pytest.mark.slow
 def test_damaged_or_nan_best_weights_at_inference(run_dir, tmp_path):
     bad = copy_run(run_dir, tmp_path)
     (bad / WEIGHTS).write_bytes(b"")
@@ -470,6 +482,7 @@ def test_damaged_or_nan_best_weights_at_inference(run_dir, tmp_path):
         load_model(bad)
 
 
+@pytest.mark.slow
 def test_a_run_that_goes_nan_fails_and_keeps_its_last_good_checkpoint(data, run_dir, tmp_path, monkeypatch):
     folder = copy_run(run_dir, tmp_path)
     before = {p.name: digest(p) for p in [folder / WEIGHTS, *(folder / "backup").iterdir()]}
@@ -488,6 +501,7 @@ def test_a_run_that_goes_nan_fails_and_keeps_its_last_good_checkpoint(data, run_
     assert temps(folder) == []
 
 
+@pytest.mark.slow
 def test_training_on_a_full_disk_fails_cleanly(data, tmp_path):
     with tmpfs(tmp_path / "disk", "size=3m") as disk:  # room for config.json, not for the weights
         line = error_line(run(*TRAIN, "-d", data, "--model-dir", disk, "--epochs", "1"))
@@ -539,6 +553,7 @@ def workers_of(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 def test_two_generate_runs_on_one_folder_the_second_fails_at_once_naming_the_first(tmp_path):
     out = tmp_path / "d"
     first = spawn(*GENERATE[:-2], "--workers", "1", "--n", "200", "--out", out)  # long enough to be caught running
@@ -559,6 +574,7 @@ def test_two_generate_runs_on_one_folder_the_second_fails_at_once_naming_the_fir
     assert temps(out) == []
 
 
+@pytest.mark.slow
 def test_generate_workers_die_when_their_parent_is_killed(tmp_path):
     parent = spawn(*GENERATE[:-2], "--workers", "2", "--n", "400", "--out", tmp_path / "d")
     try:
@@ -571,6 +587,7 @@ def test_generate_workers_die_when_their_parent_is_killed(tmp_path):
     wait_for(lambda: not any(alive(pid) for pid in workers), 5, f"workers {workers} to exit after their parent")
 
 
+@pytest.mark.slow
 def test_worker_pool_workers_die_when_their_parent_is_killed():
     script = (
         "import time; from asp.parallel import WorkerPool; pool = WorkerPool(2); "
@@ -587,6 +604,7 @@ def test_worker_pool_workers_die_when_their_parent_is_killed():
     wait_for(lambda: not any(alive(pid) for pid in workers), 5, f"workers {workers} to exit after their parent")
 
 
+@pytest.mark.slow
 def test_a_second_training_run_on_one_folder_is_refused(data, run_dir, tmp_path):
     folder = copy_run(run_dir, tmp_path)
     with locks.folder_lock(folder, what="another training run"):  # this process trains there
@@ -630,6 +648,7 @@ def test_read_preset_file_reads_every_format_the_toolkit_writes(tmp_path):
         read_preset_file(load_spec("va"), tmp_path / "other.json")
 
 
+@pytest.mark.slow
 def test_render_presets_takes_a_preset_json_written_by_inference(tmp_path):
     _, preset, path = preset_files(tmp_path)["va.preset.json"]
     res = run("data_generation/render_presets.py", "--synth", "va", "--preset-file", path, "--out", tmp_path / "r")
@@ -696,6 +715,7 @@ def test_render_presets_refuses_a_nan_preset_naming_the_parameter(tmp_path):
         ({"lr": 0.01, "seed": 1}, f"lr = {TrainConfig.lr!r}, not 0.01 (--lr); seed = 0, not 1 (--seed)"),
     ],
 )
+@pytest.mark.slow
 def test_changed_settings_on_an_existing_run_are_refused_not_ignored(change, message, data, run_dir, tmp_path):
     folder = copy_run(run_dir, tmp_path)
     before = digest(folder / "config.json")
@@ -708,6 +728,7 @@ def test_changed_settings_on_an_existing_run_are_refused_not_ignored(change, mes
     assert digest(folder / "config.json") == before
 
 
+@pytest.mark.slow
 def test_changed_learning_rate_at_the_command_line_is_one_line(data, run_dir, tmp_path):
     folder = copy_run(run_dir, tmp_path)
     line = error_line(run(*TRAIN, "-d", data, "--model-dir", folder.parent, "--epochs", "2", "--lr", "0.01"))
@@ -747,6 +768,7 @@ def test_max_samples_that_leave_a_synth_without_samples(data, tmp_path):
         train(cfg)
 
 
+@pytest.mark.slow
 def test_train_synth_cli_for_a_synth_without_training_samples(no_fm_in_train, tmp_path):
     res = run("train_synth.py", "--synth", "fm", "-d", no_fm_in_train, "--model-dir", tmp_path / "m", "--epochs", "1")
     assert "has no samples of fm" in error_line(res)
@@ -846,6 +868,7 @@ def test_a_config_that_fails_leaves_no_empty_result_folder(data, tmp_path):
     assert not results.exists()
 
 
+@pytest.mark.slow
 def test_experiment_runner_cli_on_an_include_loop(tmp_path):
     config_file(tmp_path, "a", {"include": "b.json", "rows": [{"approach": "multi"}]})
     config_file(tmp_path, "b", {"include": "a.json"})

@@ -74,6 +74,7 @@ def tone(path: Path, hz: float, seconds: float = 1.0, **write) -> Path:
 # 1. a run killed while its final weights were written
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_writing_its_best_weights_finishes_the_save(data, models, tmp_path):
     """What a kill -9 leaves the moment model.weights.h5's temp file appears in epoch 1: the
     epoch's backup whole, no best weights, config.json as the run started (0 epochs), a temp
@@ -118,6 +119,7 @@ def test_cap_workers_takes_cores_and_free_memory(monkeypatch, capsys):
     assert parallel.cap_workers(8) == 1  # always one, in this process
 
 
+@pytest.mark.slow
 def test_generate_with_100000_workers_uses_what_the_machine_holds(tmp_path):
     assert hasattr(parallel, "cap_workers"), "--workers has no upper bound"  # (as below)
     res = run("data_generation/generate.py", "--synths", "va", "--presets", "random", "--n", "2", "--workers",
@@ -126,6 +128,7 @@ def test_generate_with_100000_workers_uses_what_the_machine_holds(tmp_path):
     assert re.search(r"^--workers 100000: using \d+ \(\d+ cores, [\d.]+ GB free", res.stdout, re.M), res.stdout
 
 
+@pytest.mark.slow
 def test_run_inference_with_100000_workers_uses_what_the_machine_holds(data, models, tmp_path):
     # without a cap the search would start 100000 processes until memory runs out: not tried then
     assert hasattr(parallel, "cap_workers"), "--workers has no upper bound"
@@ -152,6 +155,7 @@ def test_output_names_are_unique_and_deterministic():
     assert output_names(files) == output_names(list(files))
 
 
+@pytest.mark.slow
 def test_two_inputs_with_one_stem_get_a_folder_each(data, models, tmp_path):
     sounds = tmp_path / "sounds"
     sounds.mkdir()
@@ -170,6 +174,7 @@ def test_two_inputs_with_one_stem_get_a_folder_each(data, models, tmp_path):
 # 4. a reversed note range among others
 
 
+@pytest.mark.slow
 def test_generate_refuses_a_reversed_note_range_among_others(tmp_path):
     for notes in ("60-50,72", "60-50"):
         line = error_line(run("data_generation/generate.py", "--synths", "va", "--n", "2", "--notes", notes,
@@ -182,6 +187,7 @@ def test_generate_refuses_a_reversed_note_range_among_others(tmp_path):
 # 5. a named pipe as --input
 
 
+@pytest.mark.slow
 def test_a_named_pipe_as_input_is_refused_at_once(data, models, tmp_path):
     fifo = tmp_path / "fifo.wav"
     os.mkfifo(fifo)
@@ -201,6 +207,7 @@ def test_a_named_pipe_as_input_is_refused_at_once(data, models, tmp_path):
         ("--refine", "1e9", "at most 86400 seconds (a day) per synth"),
     ],
 )
+@pytest.mark.slow
 def test_a_search_budget_beyond_sense_is_refused(flag, value, message, data, models, tmp_path):
     wav = tone(tmp_path / "a.wav", 220)
     res = infer(data, models, "--input", wav, "--out", tmp_path / "o", flag, value, timeout=120)  # (not a search)
@@ -223,6 +230,7 @@ def test_sigterm_cleans_up_like_an_exception(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_search_leaves_no_temp_folder(data, models, tmp_path):
     wav = tone(tmp_path / "a.wav", 220)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
@@ -252,11 +260,13 @@ def test_sigterm_during_a_search_leaves_no_temp_folder(data, models, tmp_path):
         ["experiments/audibility.py", "x", "--out", "o", "--seed", "-1"],
     ],
 )
+@pytest.mark.slow
 def test_a_negative_seed_is_a_usage_error(command, tmp_path):
     assert "--seed must be >= 0, got -1" in error_line(run(*command, cwd=tmp_path))
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_out_dot_writes_into_a_named_child_of_the_current_folder(data, models, tmp_path):
     wav = tone(tmp_path / "bell.wav", 440)
     here = tmp_path / "here"
@@ -270,6 +280,7 @@ def test_out_dot_writes_into_a_named_child_of_the_current_folder(data, models, t
         pass
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_writing_sounds_is_one_line(data, models, tmp_path):
     wav = tone(tmp_path / "a.wav", 220)
     with tmpfs(tmp_path / "disk", "size=1m") as disk:  # room for target.wav (882 kB), not for the next
@@ -308,6 +319,7 @@ def short_mels(data, tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_mels_of_another_shape_are_one_line_naming_the_shape(short_mels, models, tmp_path):
     wanted = "holds 128x400 mel spectrograms, but the model takes 128x431"
     line = error_line(infer(short_mels, models, "-s", "0", "--out", tmp_path / "o"))
@@ -325,6 +337,7 @@ def test_mels_of_another_shape_are_one_line_naming_the_shape(short_mels, models,
 #    a misspelt spec key
 
 
+@pytest.mark.slow
 def test_training_on_all_zero_spectrograms_is_refused(data, tmp_path):
     blank = tmp_path / "data"
     shutil.copytree(data, blank)
@@ -379,6 +392,7 @@ def test_a_spec_with_an_unknown_key_is_refused_naming_it(tmp_path):
 # 9. messages
 
 
+@pytest.mark.slow
 def test_a_spectrogram_beyond_float_is_blamed_on_the_input(data, models, tmp_path):
     loud = tmp_path / "loud.wav"
     t = np.arange(44100) / 44100
@@ -387,6 +401,7 @@ def test_a_spectrogram_beyond_float_is_blamed_on_the_input(data, models, tmp_pat
     assert f"audio file {loud} has samples up to 1e+20" in line and ".tmp" not in line
 
 
+@pytest.mark.slow
 def test_model_not_found_names_real_runs_not_placeholders(data, models, tmp_path):
     assert "-l/--latent-size must be >= 1, got 0" in error_line(infer(data, models, "-l", "0"))
     line = error_line(infer(data, models, "-m", "foo"))
@@ -396,6 +411,7 @@ def test_model_not_found_names_real_runs_not_placeholders(data, models, tmp_path
     assert "<" not in line and "vae_single_8_paper" in line and "nor another single run of latent size 8" in line
 
 
+@pytest.mark.slow
 def test_a_symlink_loop_and_a_file_as_a_folder_are_told_apart(data, models, tmp_path):
     loop = tmp_path / "loop.wav"
     loop.symlink_to(loop)
@@ -417,6 +433,7 @@ def test_a_symlink_loop_and_a_file_as_a_folder_are_told_apart(data, models, tmp_
     assert len(set(lines.values())) == len(lines)
 
 
+@pytest.mark.slow
 def test_a_bad_refine_synth_is_refused_before_the_model_loads(data, models, tmp_path):
     wav = tone(tmp_path / "a.wav", 220)
     res = infer(data, models, "--input", wav, "--out", tmp_path / "o", "--refine-synths", "serum")

@@ -43,6 +43,7 @@ def dataset(tmp_path_factory):
     return out, summary
 
 
+@pytest.mark.slow
 def test_layout_files_dtypes_and_shapes(dataset):
     out, summary = dataset
     names = {p.name for p in out.glob("*.npy")}
@@ -129,6 +130,7 @@ def test_silent_renders_are_dropped_and_counted(tmp_path):
     assert data.params["quiet"].shape[0] == len(data)
 
 
+@pytest.mark.slow
 def test_same_arrays_whatever_the_number_of_workers(dataset, tmp_path):
     out, _ = dataset
     generate(settings(), tmp_path / "two", workers=2, progress=False)
@@ -168,6 +170,7 @@ def _mapped_apart(nbytes: int) -> bool:
 
 
 @pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="needs glibc 2.33 or later (mallinfo2)")
+@pytest.mark.slow
 def test_workers_keep_large_arrays_in_their_heap():
     # 64 MB: above glibc's largest automatic threshold (32 MB), so this process maps it apart, while
     # render workers keep such arrays in their heap for reuse (no page faults on every task)
@@ -176,6 +179,7 @@ def test_workers_keep_large_arrays_in_their_heap():
         assert pool.map(_mapped_apart, [(64 << 20,), (64 << 20,)]) == [False, False]
 
 
+@pytest.mark.slow
 def test_resume_after_stopping_gives_the_same_arrays(dataset, tmp_path):
     out, _ = dataset
     partial = generate(settings(), tmp_path / "r", workers=1, progress=False, max_shards=1)
@@ -194,6 +198,7 @@ def test_resume_after_stopping_gives_the_same_arrays(dataset, tmp_path):
     assert not (tmp_path / "r" / WORK_DIR).exists()
 
 
+@pytest.mark.slow
 def test_corrupt_shard_content_is_not_used(dataset, tmp_path):
     out, _ = dataset
     generate(settings(), tmp_path / "c", workers=1, progress=False, max_shards=1)
@@ -206,6 +211,7 @@ def test_corrupt_shard_content_is_not_used(dataset, tmp_path):
     np.testing.assert_array_equal(arrays(tmp_path / "c")["train_mels.npy"], arrays(out)["train_mels.npy"])
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_resume(dataset, tmp_path):
     out, _ = dataset
     target = tmp_path / "k"
@@ -239,6 +245,7 @@ def test_kill_9_mid_run_then_resume(dataset, tmp_path):
         np.testing.assert_array_equal(resumed[key], full[key], err_msg=key)
 
 
+@pytest.mark.slow
 def test_finished_dataset_is_kept_unless_forced(dataset, tmp_path):
     out, _ = dataset
     again = generate(settings(), out, workers=1, progress=False)
@@ -251,6 +258,7 @@ def test_finished_dataset_is_kept_unless_forced(dataset, tmp_path):
     assert read_manifest(target)["settings"]["seed"] == 9
 
 
+@pytest.mark.slow
 def test_a_dataset_of_an_earlier_dsp_is_found_stale(tmp_path):
     va = load_spec("va")
     (tmp_path / "faust").mkdir()
@@ -393,6 +401,7 @@ def test_split_all_test_makes_a_held_out_folder(tmp_path):
         (["--synths", "va", "--n", "2", "--split-all", "holdout"], "invalid choice: 'holdout'"),
     ],
 )
+@pytest.mark.slow
 def test_bad_arguments_are_one_line_errors(args, message, tmp_path):
     res = subprocess.run(
         [sys.executable, "data_generation/generate.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=120

@@ -31,6 +31,7 @@ def infer(tiny_data, tiny_models, *args):
     )
 
 
+@pytest.mark.slow
 def test_test_sample_writes_every_output(tiny_data, tiny_models, tmp_path):
     out = tmp_path / "o"
     res = infer(tiny_data, tiny_models, "-s", "0", "-a", "--out", str(out))
@@ -46,6 +47,7 @@ def test_test_sample_writes_every_output(tiny_data, tiny_models, tmp_path):
     assert rate == 44100 and target.shape == (220500,)
 
 
+@pytest.mark.slow
 def test_a_test_sample_without_an_hpss_label_shows_none(tiny_data, tiny_models, tmp_path):
     """Data made with `generate.py --no-hpss` labels every sound 0: no "hpss 0", and --hpss says why."""
     data = tmp_path / "data"
@@ -63,6 +65,7 @@ def test_a_test_sample_without_an_hpss_label_shows_none(tiny_data, tiny_models, 
     assert ", hpss " in labelled.stdout and "HPSS bin" in (tmp_path / "q" / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_written_preset_renders_the_predicted_wav(tiny_data, tiny_models, tmp_path):
     out = tmp_path / "o"
     assert infer(tiny_data, tiny_models, "-s", "1", "-a", "--out", str(out)).returncode == 0
@@ -74,6 +77,7 @@ def test_written_preset_renders_the_predicted_wav(tiny_data, tiny_models, tmp_pa
         np.testing.assert_array_equal(Renderer().render(spec, presets[0], note=note), predicted)
 
 
+@pytest.mark.slow
 def test_own_synth_only_without_all_outputs(tiny_data, tiny_models, tmp_path):
     out = tmp_path / "o"
     res = infer(tiny_data, tiny_models, "--synth", "fm", "--seed", "0", "--out", str(out))
@@ -84,6 +88,7 @@ def test_own_synth_only_without_all_outputs(tiny_data, tiny_models, tmp_path):
     assert (tmp_path / "b" / "va.wav").is_file()
 
 
+@pytest.mark.slow
 def test_stereo_22k_two_second_wav_input(tiny_data, tiny_models, tmp_path):
     t = np.arange(2 * 22050) / 22050
     tone = 0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-t)
@@ -101,6 +106,7 @@ def test_stereo_22k_two_second_wav_input(tiny_data, tiny_models, tmp_path):
     assert {p.name for p in (tmp_path / "o").glob("*.wav")} == {"target.wav", "va.wav", "fm.wav", "modal.wav"}
 
 
+@pytest.mark.slow
 def test_folder_of_wavs_in_one_process(tiny_data, tiny_models, tmp_path):
     folder = tmp_path / "sounds"
     folder.mkdir()
@@ -121,6 +127,7 @@ def _bad(res, message, out):
     assert not out.exists() and not list(out.parent.glob(f".{out.name}*"))
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_line_errors_and_leave_nothing(tiny_data, tiny_models, tmp_path):
     out = tmp_path / "o"
     _bad(infer(tiny_data, tiny_models, "-l", "32", "--out", str(out)), "no trained model vae_multi_32", out)
@@ -140,6 +147,7 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(tiny_data, tiny_models
     _bad(infer(tiny_data, tiny_models, "--input", str(tmp_path / "nope.wav"), "--out", str(out)), "does not exist", out)
 
 
+@pytest.mark.slow
 def test_refined_match_is_written_reproducible_and_never_worse(tiny_data, tiny_models, tmp_path):
     args = (
         "-s",
@@ -180,6 +188,7 @@ def test_refined_match_is_written_reproducible_and_never_worse(tiny_data, tiny_m
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_output_folders_it_did_not_make_are_never_touched(tiny_data, tiny_models, tmp_path):
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -216,6 +225,7 @@ def test_output_folders_it_did_not_make_are_never_touched(tiny_data, tiny_models
         (("-s", "-4"), "--sample must be a test sample index"),
     ],
 )
+@pytest.mark.slow
 def test_bad_search_settings_are_one_line_errors(tiny_data, tiny_models, tmp_path, args, message):
     out = tmp_path / "o"
     _bad(infer(tiny_data, tiny_models, "-s", "0", "-a", *args, "--out", str(out)), message, out)
@@ -236,6 +246,7 @@ def test_align_onset_moves_a_sound_to_the_note_start():
     np.testing.assert_array_equal(align_onset(np.zeros(10), 0.5), np.zeros(10))
 
 
+@pytest.mark.slow
 def test_a_nan_wav_in_a_folder_does_not_lose_the_good_ones(tiny_data, tiny_models, tmp_path):
     folder = tmp_path / "sounds"
     folder.mkdir()

@@ -79,6 +79,7 @@ COMMANDS = [
 
 
 @pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.slow
 def test_every_command_loads_dawdreamer_before_tensorflow(command):
     """The other order segfaults: a command's first project import is from asp (whose __init__
     imports asp.backend, DawDreamer, first), and running it loads DawDreamer before TensorFlow."""

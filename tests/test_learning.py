@@ -74,6 +74,7 @@ def run(data, folder, **loss):
     return train(cfg)
 
 
+@pytest.mark.slow
 def test_default_loss_beats_the_training_mean_on_unseen_sounds(learn_data, tmp_path):
     config = run(learn_data, tmp_path)
     assert config["beta"] == TrainConfig.beta and config["free_bits"] == TrainConfig.free_bits
@@ -87,6 +88,7 @@ def test_default_loss_beats_the_training_mean_on_unseen_sounds(learn_data, tmp_p
     assert float(last["val_param_vs_mean"]) < 0.7
 
 
+@pytest.mark.slow
 def test_the_papers_loss_does_not_learn_in_the_same_budget(learn_data, tmp_path):
     # the test above must be able to fail: the old loss (beta rising to 1, KL in nats against
     # per-element reconstruction means) stays at the mean predictor on the same data and budget

@@ -167,6 +167,7 @@ def test_preset_bundle_errors_are_one_line(tmp_path):
         lv2.plugin_ports(load_spec("amsynth"))
 
 
+@pytest.mark.slow
 def test_build_errors_name_the_fix(tmp_path):
     """Without the tools, and for a synth that is a plugin already: one line each, nothing built."""
     env = {**os.environ, "PATH": str(tmp_path)}  # no faust2lv2, no g++
@@ -209,6 +210,7 @@ def built(tmp_path_factory):
 
 
 @needs_lv2info
+@pytest.mark.slow
 def test_built_plugins_are_valid_and_follow_the_spec(built):
     for name, bundle in built.items():
         spec = load_spec(name)
@@ -233,6 +235,7 @@ def test_built_plugins_are_valid_and_follow_the_spec(built):
 
 
 @pytest.mark.parametrize("synth", BUILT_IN)
+@pytest.mark.slow
 def test_render_through_the_built_plugin_equals_the_toolkits(built, synth):
     """The known answer: 20 random presets written as preset bundles, read back, applied to the
     built plugin's ports in DawDreamer (loaded by URI) sound like the toolkit's FaustProcessor."""
@@ -249,6 +252,7 @@ def test_render_through_the_built_plugin_equals_the_toolkits(built, synth):
 
 
 @needs_lv2info
+@pytest.mark.slow
 def test_lv2info_lists_a_written_preset_with_its_plugin(built, tmp_path):
     spec = load_spec("fm")
     shutil.copytree(built["fm"], tmp_path / "fm.lv2")
@@ -260,6 +264,7 @@ def test_lv2info_lists_a_written_preset_with_its_plugin(built, tmp_path):
     assert "pluck (fm)" in presets
 
 
+@pytest.mark.slow
 def test_rendering_errors_name_the_fix(built, tmp_path, monkeypatch):
     spec = load_spec("va")
     home = tmp_path / "home"
@@ -296,6 +301,7 @@ def test_rendering_errors_name_the_fix(built, tmp_path, monkeypatch):
     assert lv2.plugin_status(spec, [home / ".lv2"]).current
 
 
+@pytest.mark.slow
 def test_install_replaces_its_own_build_only(built, tmp_path):
     dest = tmp_path / "lv2"
     installed = lv2.install_plugin(built["modal"], dest)
@@ -314,6 +320,7 @@ def test_install_replaces_its_own_build_only(built, tmp_path):
 
 
 @needs_sordi
+@pytest.mark.slow
 def test_a_match_writes_lv2_presets_listed_and_printed(tiny_data, tiny_models, tmp_path):
     out = tmp_path / "o"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", HOME=str(tmp_path / "home"))

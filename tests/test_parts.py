@@ -29,6 +29,7 @@ def test_light_modules_import_no_tensorflow(module):
     assert out.stdout.strip() == "['dawdreamer']", f"{module} pulls in {out.stdout.strip()}"
 
 
+@pytest.mark.slow
 def test_a_new_encoder_registers_trains_one_step_and_reloads_from_its_config_alone(tiny_data, tmp_path):
     import keras
     import numpy as np

@@ -43,6 +43,7 @@ def test_bank_units_match_the_plugins_own_preset_loading(tmp_path):
 
 
 @needs_amsynth
+@pytest.mark.slow
 def test_most_sampled_amsynth_presets_are_not_silent():
     spec = load_spec("amsynth")
     names, presets = human_presets(spec)
@@ -125,6 +126,7 @@ def test_mutations_change_a_few_parameters_within_range():
 
 
 @needs_calf
+@pytest.mark.slow
 def test_calf_monosynth_renders_by_uri():
     spec = load_spec("calf_monosynth")
     assert spec.backend == "lv2" and spec.source.startswith("http://")

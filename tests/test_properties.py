@@ -240,6 +240,7 @@ BASE = json.loads((CONFIGS[0].parent / "base.json").read_text())
     first=garbage | corrupted(st.sampled_from(CONFIGS).map(_shipped)),
     second=corrupted(st.just(BASE) | st.sampled_from(CONFIGS).map(_shipped)),
 )
+@pytest.mark.slow
 def test_any_config_resolves_or_is_an_asp_error(folder, first, second):
     (folder / "a.json").write_text(json.dumps(first))
     (folder / "b.json").write_text(json.dumps(second))  # what a.json includes (b.json may include itself)

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = (
     "from asp import backend\nimport keras\nkeras.ops.ones((2,))\nimport warnings\nwarnings.warn('this one matters')\n"
 )
@@ -20,6 +22,7 @@ def _stderr(**env) -> str:
     return done.stderr
 
 
+@pytest.mark.slow
 def test_tensorflow_start_up_lines_only_when_asked():
     quiet = _stderr(ASP_VERBOSE="0")
     assert "this one matters" in quiet

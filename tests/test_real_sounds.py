@@ -33,6 +33,7 @@ def test_midi_file_holds_the_note_at_the_synths_times():
 
 
 @needs_fluidsynth
+@pytest.mark.slow
 def test_a_soundfont_note_plays_its_pitch_from_the_synths_onset():
     audio = rs._fit(rs.fluidsynth_note(0, 64))  # acoustic grand piano, E4
     assert audio.shape == (int(rs.SECONDS * SAMPLE_RATE),) and audio.dtype == np.float32
@@ -43,6 +44,7 @@ def test_a_soundfont_note_plays_its_pitch_from_the_synths_onset():
 
 
 @needs_sonic_pi
+@pytest.mark.slow
 def test_sonic_pi_keeps_pitched_one_shots_at_their_note(tmp_path):
     folder = tmp_path / "samples"
     folder.mkdir()

@@ -88,6 +88,7 @@ def evaluation(tiny_data, tiny_models, tmp_path_factory):
     return out, rows, page
 
 
+@pytest.mark.slow
 def test_match_report_plays_the_target_and_every_match(matches):
     root, stdout = matches
     for name in ("low tone #1", "high"):
@@ -112,6 +113,7 @@ def test_match_report_plays_the_target_and_every_match(matches):
         assert not list(root.glob(f".{name}*"))  # written inside the match's atomic folder
 
 
+@pytest.mark.slow
 def test_index_links_every_report_of_the_folder(matches):
     root, stdout = matches
     index = root / "index.html"
@@ -122,6 +124,7 @@ def test_index_links_every_report_of_the_folder(matches):
     assert "low%20tone%20%231/report.html" in links["a"]  # quoted: the # is part of the name, not an anchor
 
 
+@pytest.mark.slow
 def test_an_index_html_it_did_not_write_is_refused(tiny_data, tiny_models, tmp_path):
     sounds, out = tmp_path / "sounds", tmp_path / "site"
     sounds.mkdir()
@@ -162,6 +165,7 @@ def test_table_data_becomes_markdown_and_page_tables():
     ]
 
 
+@pytest.mark.slow
 def test_a_test_set_without_hpss_labels_gets_no_hpss_table_plot_or_filter(tiny_data, tiny_models, tmp_path):
     from asp.evaluation.evaluate import evaluate
     from asp.evaluation.run import write_report
@@ -182,6 +186,7 @@ def test_a_test_set_without_hpss_labels_gets_no_hpss_table_plot_or_filter(tiny_d
     assert ">HPSS</th>" not in text  # nor a column of zeros
 
 
+@pytest.mark.slow
 def test_evaluation_report_renders_a_bounded_number_of_samples(tiny_data, evaluation):
     from data.dataset import load_split
     from data.encoding import Codec
@@ -214,6 +219,7 @@ def test_evaluation_report_renders_a_bounded_number_of_samples(tiny_data, evalua
     assert rate == 44100 and np.abs(played - truth).max() < 2 / 32768
 
 
+@pytest.mark.slow
 def test_evaluation_report_without_audio(evaluation, tmp_path):
     from asp.evaluation.run import write_report
 
@@ -226,6 +232,7 @@ def test_evaluation_report_without_audio(evaluation, tmp_path):
     assert not list(tmp_path.glob(".report*"))
 
 
+@pytest.mark.slow
 def test_a_damaged_presets_file_is_one_error_and_keeps_the_old_report(evaluation, tmp_path):
     from asp.errors import ASPError
     from asp.evaluation.run import write_report
@@ -320,6 +327,7 @@ def open_and_check(driver, page: Path, shot: Path) -> list:
     return [p[0] for p in players]
 
 
+@pytest.mark.slow
 def test_pages_load_every_player_and_image_in_a_browser(browser, matches, evaluation, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
@@ -343,6 +351,7 @@ def test_pages_load_every_player_and_image_in_a_browser(browser, matches, evalua
     assert len(shown) == sum(1 for r in rows if r["method"] == "multi" and r["synth"] == synth)
 
 
+@pytest.mark.slow
 def test_evaluation_page_without_javascript(evaluation, tmp_path):
     from selenium.webdriver.common.by import By
 

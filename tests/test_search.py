@@ -68,6 +68,7 @@ def test_objective_weighs_the_start_of_the_note_more():
     assert 3.5 < objective(early) / objective(late) < 5.5
 
 
+@pytest.mark.slow
 def test_finds_a_known_preset_from_a_perturbed_start(target, searcher):
     start = TRUE.copy()
     for name, shift in (("filter_cutoff", 0.2), ("amp_sustain", -0.15)):
@@ -92,6 +93,7 @@ def test_categorical_parameters_move_as_classes(target, searcher):
     assert found.distance == 0.0
 
 
+@pytest.mark.slow
 def test_sweeps_during_a_run_find_a_class_that_pays_once_the_continuous_parameters_move(target, searcher):
     # filter closed (cutoff 0): the waveforms sound alike, so the sweep before the run cannot tell
     # them apart; once CMA-ES has opened the filter, a sweep during the run finds the true one
@@ -105,6 +107,7 @@ def test_sweeps_during_a_run_find_a_class_that_pays_once_the_continuous_paramete
     assert found.distance < 0.01 * found.start_distance
 
 
+@pytest.mark.slow
 def test_one_free_coordinate(target, searcher):  # cma's step-size cap fails in one dimension
     start = _preset(filter_cutoff=0.95, amp_decay=0.4, amp_sustain=0.5, osc1_wave=0.5, filter_type=0.0)
     found = _search_free(searcher, target, "open", start, 100, "filter_cutoff")
@@ -134,6 +137,7 @@ def test_modulation_rates_read_an_lfo_off_the_sound():
 LFO_TRUE = _preset(filter_cutoff=0.45, filter_resonance=0.5, amp_sustain=0.8, lfo_rate=0.67, lfo_cutoff=0.6)
 
 
+@pytest.mark.slow
 def test_a_fast_lfo_rate_is_read_from_the_target_not_searched_for(searcher):
     """A 3.3 Hz LFO (``lfo_rate`` 0.67) a full octave deep on the cutoff: 0.002 off in the rate is
     already far. From a start at 1 Hz, CMA-ES alone does not find it; the rate read off the target
@@ -180,6 +184,7 @@ def test_fixed_parameters_stay_at_their_default(target, searcher):
     assert found.preset[i] == VA.defaults[i] and found.renders <= 40
 
 
+@pytest.mark.slow
 def test_never_worse_than_the_best_start_and_reproducible(target, searcher):
     rng = np.random.default_rng(3)
     starts = {f"random {k}": CODEC.encode(VA.snap(rng.uniform(0, 1, VA.n_params))) for k in range(3)}
@@ -194,6 +199,7 @@ def test_never_worse_than_the_best_start_and_reproducible(target, searcher):
     assert not np.array_equal(other.preset, first.preset)
 
 
+@pytest.mark.slow
 def test_the_result_is_scored_on_exact_renders(target, searcher):
     """Candidates render with the fast (vectorized) build; what the search returns is re-rendered
     with the exact one, so its distances are those of the audio every output holds."""
@@ -206,6 +212,7 @@ def test_the_result_is_scored_on_exact_renders(target, searcher):
     assert found.history[-1][1] == pytest.approx(found.distance, abs=0.005)  # the fast render's distance
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_search_as_one(target, searcher):
     start = {"s": CODEC.encode(_preset(filter_cutoff=0.8))}
     one = searcher.search(VA, target, NOTE, start, Budget(renders=30), seed=1, progress=False)

@@ -34,6 +34,7 @@ def run(script, *args):
         ("train_synth.py", ["-l", "8", "--synth", "fm"], "vae_fm_8_paper", ["fm"]),
     ],
 )
+@pytest.mark.slow
 def test_one_epoch_writes_a_checkpoint_that_reloads_to_identical_predictions(
     tiny_data, tmp_path, script, extra, folder, heads
 ):
@@ -54,6 +55,7 @@ def test_one_epoch_writes_a_checkpoint_that_reloads_to_identical_predictions(
         np.testing.assert_array_equal(a[k], b[k])
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_right_epoch(tiny_data, tmp_path):
     cfg = dict(approach="multi", data_dir=str(tiny_data), model_dir=str(tmp_path), latent_size=4, verbose=0)
     train(TrainConfig(epochs=1, **cfg))
@@ -67,6 +69,7 @@ def test_resume_continues_at_the_right_epoch(tiny_data, tmp_path):
     assert again["epochs_done"] == 3
 
 
+@pytest.mark.slow
 def test_killed_run_restarts_from_its_last_epoch(tiny_data, tmp_path):
     cmd = [
         sys.executable,
@@ -108,6 +111,7 @@ def test_killed_run_restarts_from_its_last_epoch(tiny_data, tmp_path):
     assert read_config(tmp_path / "vae_multi_4_paper")["epochs_done"] == killed_at + 2
 
 
+@pytest.mark.slow
 def test_seeded_runs_reproduce_the_same_losses(tiny_data, tmp_path):
     cfg = dict(approach="single", data_dir=str(tiny_data), latent_size=4, epochs=2, seed=5, verbose=0)
     one = train(TrainConfig(model_dir=str(tmp_path / "a"), **cfg))
@@ -123,6 +127,7 @@ def _one_line_error(res, message):
     assert "Traceback" not in res.stderr
 
 
+@pytest.mark.slow
 def test_unknown_synth_says_which_synths_the_dataset_has(tiny_data, tmp_path):
     res = run("train_serum.py", "-d", str(tiny_data), "--model-dir", str(tmp_path), "--epochs", "1")
     _one_line_error(res, "has synths va, fm, modal but no serum samples")
@@ -130,6 +135,7 @@ def test_unknown_synth_says_which_synths_the_dataset_has(tiny_data, tmp_path):
     assert not (tmp_path / "vae_serum_64_paper").exists()
 
 
+@pytest.mark.slow
 def test_runs_with_other_latent_sizes_do_not_collide(tiny_data, tmp_path):
     assert (
         run(
@@ -144,6 +150,7 @@ def test_runs_with_other_latent_sizes_do_not_collide(tiny_data, tmp_path):
         load_model(tmp_path / "vae_single_4_paper", latent_size=8)
 
 
+@pytest.mark.slow
 def test_data_errors(tiny_data, tmp_path):
     res = run("train_multi.py", "-d", str(tmp_path / "missing"), "--epochs", "1")
     _one_line_error(res, "does not exist")
@@ -165,6 +172,7 @@ def test_inference_side_errors(tmp_path):
         load_model(tmp_path / "nothing")
 
 
+@pytest.mark.slow
 def test_loss_settings_are_recorded_and_checked(tiny_data, tmp_path):
     res = run(
         "train_multi.py", "-d", str(tiny_data), "--model-dir", str(tmp_path), "--epochs", "1", "-l", "4", "--paper-loss"
@@ -193,6 +201,7 @@ def test_loss_settings_are_recorded_and_checked(tiny_data, tmp_path):
     assert not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_every_epoch_logs_how_much_the_latent_carries(tiny_data, tmp_path):
     train(TrainConfig(approach="multi", data_dir=str(tiny_data), model_dir=str(tmp_path), latent_size=4, epochs=2))
     rows = (tmp_path / "vae_multi_4_paper" / "log.csv").read_text().splitlines()
