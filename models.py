@@ -203,13 +203,24 @@ def no_spec_decoder(latent_size: int) -> None:
     return None
 
 
-def build_head(name: str, size: int, latent_size: int) -> keras.Model:
-    """z -> Dense 1024 x 3 (ReLU) -> raw parameter scores (batch, size)."""
+NOTE_CENTER, NOTE_SCALE = 60.0, 24.0  # a MIDI note as a head input: (note - 60) / 24, about [-1.5, 1.5]
+
+
+def note_feature(notes):
+    """MIDI notes (batch,) -> the heads' note input (batch, 1) float32."""
+    notes = ops.reshape(ops.cast(notes, "float32"), (-1, 1))
+    return (notes - NOTE_CENTER) / NOTE_SCALE
+
+
+def build_head(name: str, size: int, latent_size: int, note_input: bool = False) -> keras.Model:
+    """z (and, with ``note_input``, the sound's note feature) -> Dense 1024 x 3 (ReLU) -> raw
+    parameter scores (batch, size)."""
     z = keras.Input((latent_size,), name="z")
-    x = z
+    inputs = [z, keras.Input((1,), name="note")] if note_input else z
+    x = layers.Concatenate(name="z_note")(inputs) if note_input else z
     for i in range(3):
         x = layers.Dense(HEAD_UNITS, activation="relu", name=f"dense{i}")(x)
-    return keras.Model(z, layers.Dense(size, name="scores")(x), name=f"head_{safe(name)}")
+    return keras.Model(inputs, layers.Dense(size, name="scores")(x), name=f"head_{safe(name)}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,10 +298,10 @@ class ParamHead:
     joint-decoder "single" approach). The approaches are layouts of heads (``heads_for``).
     """
 
-    def __init__(self, name: str, layouts: list[Layout], latent_size: int, param_loss: str):
+    def __init__(self, name: str, layouts: list[Layout], latent_size: int, param_loss: str, note_input: bool = False):
         self.name, self.layouts, self.param_loss = name, list(layouts), param_loss
         self.size = max(lay.size for lay in self.layouts)
-        self.net = build_head(name, self.size, latent_size)
+        self.net = build_head(name, self.size, latent_size, note_input)
 
     @property
     def padded(self) -> bool:
@@ -325,11 +336,13 @@ class ParamHead:
         dense.set_weights([kernel, init.astype(bias.dtype)])
 
 
-def heads_for(approach: str, layouts: list[Layout], latent_size: int, param_loss: str) -> list[ParamHead]:
+def heads_for(
+    approach: str, layouts: list[Layout], latent_size: int, param_loss: str, note_input: bool = False
+) -> list[ParamHead]:
     """The heads of an approach: one per synth (multi, synth) or one padded head (single)."""
     if approach == "single":
-        return [ParamHead("single", layouts, latent_size, param_loss)]
-    return [ParamHead(lay.name, [lay], latent_size, param_loss) for lay in layouts]
+        return [ParamHead("single", layouts, latent_size, param_loss, note_input)]
+    return [ParamHead(lay.name, [lay], latent_size, param_loss, note_input) for lay in layouts]
 
 
 # ---------------------------------------------------------------------------------------
@@ -351,10 +364,12 @@ class SynthVAE(keras.Model):
         beta: the final KL weight.
         free_bits: nats per latent dimension left free of the KL penalty.
         param_weight: weight of the parameter loss (the spectrogram loss weighs 1).
+        note_input: the heads also take each sound's MIDI note (batches then hold ``note``).
         seed: seed of the reparameterization noise.
 
     Batches are dicts: ``mel`` (batch, 128, 431); ``params_<synth>``/``mask_<synth>`` for each
-    synth; ``params_single``/``mask_single`` for the single approach.
+    synth; ``params_single``/``mask_single`` for the single approach; ``note`` (batch,) MIDI notes
+    with ``note_input``.
     """
 
     def __init__(
@@ -370,6 +385,7 @@ class SynthVAE(keras.Model):
         beta: float = 1.0,
         free_bits: float = 0.0,
         param_weight: float = 1.0,
+        note_input: bool = False,
         seed: int = 0,
         **kwargs,
     ):
@@ -394,9 +410,10 @@ class SynthVAE(keras.Model):
         self.beta = float(beta)
         self.free_bits = float(free_bits)
         self.param_weight = float(param_weight)
+        self.note_input = bool(note_input)
         self.encoder = _part(ENCODERS, "encoder", encoder)(self.latent_size)
         self.spec_decoder = _part(SPEC_DECODERS, "spectrogram decoder", spec_decoder)(self.latent_size)
-        self._param_heads = heads_for(approach, self.layouts, self.latent_size, param_loss)
+        self._param_heads = heads_for(approach, self.layouts, self.latent_size, param_loss, self.note_input)
         self.heads = {head.name: head.net for head in self._param_heads}  # tracked by Keras: the weights
         self._head_of = {lay.name: head for head in self._param_heads for lay in head.layouts}
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -414,8 +431,19 @@ class SynthVAE(keras.Model):
         if self.spec_decoder is not None:
             self.spec_decoder(z)
         for head in self.heads.values():
-            head(z)
+            head(self._head_input(z, ops.full((1,), NOTE_CENTER)))
         self.built = True
+
+    def _head_input(self, z, notes):
+        """What the heads take: z, or [z, note feature] with ``note_input``."""
+        if not self.note_input:
+            return z
+        if notes is None:
+            raise ASPError(
+                "this model was trained with --note-input: it needs each sound's MIDI note "
+                "(pass notes=, or a batch with 'note')"
+            )
+        return [z, note_feature(notes)]
 
     def call(self, inputs, training=False):
         mel = inputs["mel"] if isinstance(inputs, dict) else inputs
@@ -425,10 +453,11 @@ class SynthVAE(keras.Model):
             z = z_mean + ops.exp(0.5 * z_log_var) * eps
         else:
             z = z_mean
+        head_input = self._head_input(z, inputs.get("note") if isinstance(inputs, dict) else None)
         out = {
             "z_mean": z_mean,
             "z_log_var": z_log_var,
-            "scores": {name: head(z, training=training) for name, head in self.heads.items()},
+            "scores": {name: head(head_input, training=training) for name, head in self.heads.items()},
         }
         if self.spec_decoder is not None:
             out["spec"] = self.spec_decoder(z, training=training)
@@ -508,11 +537,15 @@ class SynthVAE(keras.Model):
         return self._record(self.compute_losses(batch, out))
 
     # -- prediction ------------------------------------------------------------------
-    def predict_vectors(self, mels: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
+    def predict_vectors(
+        self, mels: np.ndarray, batch_size: int = 32, *, notes: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
         """Predicted parameter vectors for every synth the model knows, from z_mean.
 
         Args:
             mels: (n, 128, 431) float32.
+            notes: (n,) MIDI notes of the sounds: needed by a model trained with ``note_input``,
+                ignored by the others.
 
         Returns:
             {synth: (n, encoded size) float32}; categorical blocks hold probabilities (mixed) or
@@ -521,7 +554,9 @@ class SynthVAE(keras.Model):
         out: dict[str, list[np.ndarray]] = {lay.name: [] for lay in self.layouts}
         for start in range(0, len(mels), batch_size):
             z_mean, _ = self.encoder(np.asarray(mels[start : start + batch_size], dtype=np.float32), training=False)
-            scores = {name: head(z_mean, training=False) for name, head in self.heads.items()}
+            chunk = None if notes is None else np.asarray(notes[start : start + batch_size], dtype=np.float32)
+            head_input = self._head_input(z_mean, chunk)
+            scores = {name: head(head_input, training=False) for name, head in self.heads.items()}
             for lay in self.layouts:
                 head = self._head_of[lay.name]
                 out[lay.name].append(head.predict(scores[head.name], lay))
@@ -564,6 +599,7 @@ def build_model(config: dict) -> SynthVAE:
         beta=config.get("beta", 1.0),  # runs made before beta was an option used the paper's 1
         free_bits=config.get("free_bits", 0.0),
         param_weight=config.get("param_weight", 1.0),  # runs made before the option weighed 1
+        note_input=config.get("note_input", False),  # runs made before the option had no note input
         seed=config.get("seed", 0),
     )
     model.build()

@@ -166,6 +166,14 @@ class TrainConfig:
         what="a finite number > 0",
         help=f"weight of the parameter loss against the spectrogram loss (default {PARAM_WEIGHT:g}; the paper's 1)",
     )
+    note_input: bool = setting(
+        False,
+        flag="--note-input",
+        check=lambda v: isinstance(v, bool),
+        what="true or false",
+        help="give the parameter heads each sound's MIDI note beside z (for data at many notes; "
+        "inference then takes the sound's note, as every match already knows it)",
+    )
     epochs: int = setting(
         500,
         flag="--epochs",

@@ -165,3 +165,43 @@ def test_bad_model_arguments():
         SynthVAE(approach="multi", layouts=layouts(), latent_size=8, free_bits=float("nan"))
     with pytest.raises(ASPError, match="parameter loss weight must be"):
         SynthVAE(approach="multi", layouts=layouts(), latent_size=8, param_weight=0.0)
+
+
+def test_note_input_heads_read_the_note_and_need_it():
+    model = SynthVAE(approach="multi", layouts=layouts(), latent_size=8, note_input=True)
+    model.build()
+    mels = batch(2)["mel"]
+    with pytest.raises(ASPError, match="trained with --note-input: it needs each sound's MIDI note"):
+        model.predict_vectors(mels)
+    low, high = (model.predict_vectors(mels, notes=np.array([n, n])) for n in (36, 84))
+    assert all(low[s].shape == (2, lay.size) for s, lay in zip(SYNTHS, layouts()))
+    assert any(np.abs(low[s] - high[s]).max() > 1e-4 for s in SYNTHS)  # the note reaches the heads
+    plain = SynthVAE(approach="multi", layouts=layouts(), latent_size=8)
+    plain.build()
+    a, b = (plain.predict_vectors(mels, notes=np.array([n, n])) for n in (36, 84))
+    assert all(np.array_equal(a[s], b[s]) for s in SYNTHS)  # a model without it ignores notes
+
+
+@pytest.mark.slow
+def test_note_input_learns_what_only_the_note_tells():
+    """Every sound has the same spectrogram and a preset set by its note: only a model that is
+    given the note can beat the mean preset."""
+    rng = np.random.default_rng(0)
+    notes = rng.integers(36, 85, 64)
+    data = batch(64, owner="va")
+    data["mel"] = np.zeros_like(data["mel"])
+    data["params_va"] = np.repeat(((notes - 36) / 48.0)[:, None], data["params_va"].shape[1], 1).astype(np.float32)
+    data["note"] = notes.astype(np.float32)
+    losses = {}
+    for note_input in (False, True):
+        keras.utils.set_random_seed(0)
+        model = SynthVAE(
+            approach="multi", layouts=layouts(), latent_size=4, note_input=note_input, spec_decoder="none", beta=0.0
+        )
+        model.compile(optimizer=keras.optimizers.Adam(1e-3))
+        stream = tf.data.Dataset.from_tensor_slices(data).batch(16)
+        model.fit(stream, epochs=30, verbose=0, shuffle=False)
+        losses[note_input] = float(model.evaluate(stream, verbose=0, return_dict=True)["param_loss"])
+    mean_loss = float(np.mean((data["params_va"] - data["params_va"].mean()) ** 2))  # per value
+    assert losses[False] > 0.5 * mean_loss  # the spectrogram tells nothing
+    assert losses[True] < 0.2 * mean_loss  # the note does

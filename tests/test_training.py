@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from asp.errors import ASPError
 from asp.training import TrainConfig, collapse_warning, mean_vectors, read_config, train
 from data.dataset import load_split
 from models import load_model
@@ -234,3 +235,29 @@ def test_mean_vectors_and_the_collapse_warning_known_answers(tiny_data):
     assert "1.00x the training-mean" in collapse_warning(slow) and "collapsed" not in collapse_warning(slow)
     assert collapse_warning({"param_vs_mean": 0.7, "active_dims": 12.0, "kl_per_dim": 3.0}) is None
     assert collapse_warning({"param_vs_mean": float("nan"), "active_dims": 0.0, "kl_per_dim": 0.0}) is None
+
+
+@pytest.mark.slow
+def test_a_note_input_run_records_it_and_evaluates_exports_and_matches_with_notes(tiny_data, tmp_path):
+    import asp
+    from asp.evaluation.evaluate import evaluate
+    from asp.training.export import export
+
+    cfg = dict(approach="multi", data_dir=str(tiny_data), model_dir=str(tmp_path / "m"), latent_size=4, verbose=0)
+    train(TrainConfig(epochs=1, note_input=True, **cfg))
+    run_dir = tmp_path / "m" / "vae_multi_4_paper"
+    assert read_config(run_dir)["note_input"] is True
+    with pytest.raises(ASPError, match="other settings .*note_input = True"):  # resumed only with its own setting
+        train(TrainConfig(epochs=2, **cfg))
+    model, _ = load_model(run_dir)
+    test = load_split(tiny_data, "test")
+    mels, notes = np.asarray(test.mels), np.asarray(test.note)
+    expected = model.predict_vectors(mels, notes=notes)
+    rows = evaluate(run_dir, tiny_data, tmp_path / "ev", baselines=(), workers=1, progress=False)
+    assert len(rows) == len(test.synth) and all(np.isfinite(r["lsd"]) for r in rows)
+    export(run_dir, tiny_data, tmp_path / "export", dtype="float32")
+    exported, _ = load_model(tmp_path / "export")
+    again = exported.predict_vectors(mels, notes=notes)
+    assert all(np.allclose(expected[s], again[s], atol=1e-6) for s in expected)
+    found = asp.match(0, model=run_dir, data_dir=tiny_data, out=tmp_path / "match", workers=1, plot=False)
+    assert found.matched[0]["results"]

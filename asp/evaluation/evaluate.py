@@ -146,7 +146,7 @@ def evaluate(
     specs: dict[str, SynthSpec] = {s: known.get(s) or load_spec(s) for s in set(test.synth[rows])}
     if model is not None:
         check_mel_shape(test.mels, source / f"{split}_mels.npy")
-    vectors = model.predict_vectors(np.asarray(test.mels[rows])) if model is not None else {}
+    vectors = model.predict_vectors(np.asarray(test.mels[rows]), notes=test.note[rows]) if model is not None else {}
     train = load_split(data_dir, "train") if {"mean", "nearest"} & set(baselines) or refine else None
     work = _Work(test, rows, specs, known, method, within=trained_rows(config, train, data_dir))
     work.plan_model(vectors if model is not None else None)

@@ -164,7 +164,7 @@ class Matcher:
         out = Path(out)
         check_output_folder(out)
         start = time.perf_counter()
-        vectors = self.model.predict_vectors(target.mel[None].astype(np.float32))
+        vectors = self.model.predict_vectors(target.mel[None].astype(np.float32), notes=np.array([target.note]))
         model_seconds = time.perf_counter() - start
         with atomic_folder(out) as tmp:  # ours (check_output_folder): replaced whole, never half-written
             results, mels = self._write(target, vectors, tmp, self.synths_for(target, all_outputs))

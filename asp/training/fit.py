@@ -109,7 +109,7 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> dict:
 
 def _streams(cfg: TrainConfig, p: Plan) -> tuple:
     """The training stream (reshuffled every epoch) and the validation one (None without samples)."""
-    keys = batch_keys(cfg.approach, p.synths)
+    keys = batch_keys(cfg.approach, p.synths, cfg.note_input)
     train_stream = make_stream(p.train_split, p.train_idx, keys, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
     valid_stream = (
         make_stream(p.valid_split, p.valid_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=cfg.seed)
@@ -145,7 +145,7 @@ def _resume(
             )
         measure = streams[1]
         if measure is None:  # no validation data: the training data, in order
-            keys = batch_keys(cfg.approach, p.synths)
+            keys = batch_keys(cfg.approach, p.synths, cfg.note_input)
             measure = make_stream(p.train_split, p.train_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=0)
         checkpoints.finish(model, start, measure, validation=streams[1] is not None)
     elif start != config["epochs_done"]:

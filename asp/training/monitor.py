@@ -66,7 +66,7 @@ def latent_report(
         "kl_dims_min": float(kl_dims.min()),
         "kl_dims_max": float(kl_dims.max()),
     }
-    vectors = model.predict_vectors(mels, batch_size=batch_size)
+    vectors = model.predict_vectors(mels, batch_size=batch_size, notes=split.note[np.sort(indices)])
     owners = split.synth[np.sort(indices)]
     ratios = []
     for lay in model.layouts:

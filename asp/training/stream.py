@@ -50,8 +50,8 @@ def dataset_specs(data_dir: str | Path, split: Split) -> list[SynthSpec]:
     return specs
 
 
-def batch_keys(approach: str, synths: list[str]) -> list[str]:
-    keys = ["mel"]
+def batch_keys(approach: str, synths: list[str], note_input: bool = False) -> list[str]:
+    keys = ["mel", "note"] if note_input else ["mel"]
     for s in synths:
         keys += [f"params_{s}", f"mask_{s}"]
     if approach == "single":
@@ -73,7 +73,7 @@ def make_stream(
 
     Only one batch of rows is read at a time, so memory does not grow with the dataset.
     """
-    arrays = {"mel": split.mels}
+    arrays = {"mel": split.mels, "note": split.note}
     for s in split.synths:
         arrays[f"params_{s}"] = split.params[s]
         arrays[f"mask_{s}"] = split.masks[s]
