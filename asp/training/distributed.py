@@ -210,8 +210,12 @@ class Cluster:
         tf = tensorflow()
         names = ["settings", *values]
         mine = np.array([settings_digest(config), *values.values()], np.float64)
-        per_replica = self.strategy.run(lambda: tf.constant(mine[None, :]))
-        seen = self.strategy.gather(per_replica, axis=0).numpy()  # (replicas, values), workers in order
+
+        @tf.function  # (eagerly, the strategy warns of its overhead)
+        def gather():
+            return self.strategy.gather(self.strategy.run(lambda: tf.constant(mine[None, :])), axis=0)
+
+        seen = gather().numpy()  # (replicas, values), workers in order
         chief = seen[0]
         for i, name in enumerate(names):
             if not np.all(seen[:, i] == chief[i]):
@@ -236,7 +240,8 @@ class Cluster:
         try:
             yield
         except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as e:
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            text = re.sub(r"\{\{[^}]*\}\}\s*", "", str(e)).strip()  # TensorFlow's {{function_node ...}} prefix
+            first = text.splitlines()[0][:200] if text else type(e).__name__
             raise ASPError(
                 f"a worker of the cluster stopped or cannot be reached ({first}); start every worker again with "
                 "the same command: the run resumes from its last saved epoch"
