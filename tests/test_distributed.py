@@ -288,6 +288,7 @@ def test_two_workers_on_the_loopback_train_like_one_and_resume_after_a_kill(toy_
     loss_two, steps_two = _validation_loss(toy_data, run_dir, EPOCHS)
     loss_one, steps_one = _validation_loss(toy_data, tmp_path / "single" / "vae_multi_8_paper", EPOCHS)
     assert steps_two == steps_one == EPOCHS * 7
+    print(f"validation recon loss: 2 workers {loss_two:.4f}, one process {loss_one:.4f} (killed after {killed_at})")
     assert abs(loss_two - loss_one) <= TOLERANCE, (loss_two, loss_one)
     with open(tmp_path / "single" / "vae_multi_8_paper" / "log.csv") as f:
         after_one_epoch = float(next(csv.DictReader(f))["val_recon_loss"])
