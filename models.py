@@ -509,14 +509,30 @@ class SynthVAE(keras.Model):
             return self._torch_train_step(batch)
         import tensorflow as tf
 
+        # under tf.distribute the replicas' gradients are summed: each replica's share of the mean
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         with tf.GradientTape() as tape:
             out = self(batch, training=True)
             losses = self.compute_losses(batch, out)
+            share = losses["loss"] / replicas if replicas > 1 else losses["loss"]
         variables = self.trainable_variables
-        grads = tape.gradient(losses["loss"], variables)
+        grads = tape.gradient(share, variables)
         self.optimizer.apply_gradients(zip(grads, variables))
         self.step.assign_add(1)
-        return self._record(losses)
+        return _across_workers(self._record(losses))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras (TensorFlow backend, under a tf.distribute strategy) takes a first batch before
+        fit and evaluate to build the model from it, averaging the batch over the replicas; that
+        fails for a dict batch under MultiWorkerMirroredStrategy (keras-team/keras#20329) and
+        moves a batch between the workers. This model is built when made (``build``): only the
+        optimizer is left to build, which needs no batch."""
+        if not self.built:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+        return None
 
     def _torch_train_step(self, batch):
         import torch
@@ -534,7 +550,8 @@ class SynthVAE(keras.Model):
 
     def test_step(self, batch):
         out = self(batch, training=False)
-        return self._record(self.compute_losses(batch, out))
+        results = self._record(self.compute_losses(batch, out))
+        return _across_workers(results) if keras.backend.backend() == "tensorflow" else results
 
     # -- prediction ------------------------------------------------------------------
     def predict_vectors(
@@ -564,6 +581,22 @@ class SynthVAE(keras.Model):
             lay.name: np.concatenate(out[lay.name]) if out[lay.name] else np.zeros((0, lay.size), np.float32)
             for lay in self.layouts
         }
+
+
+def _across_workers(results: dict) -> dict:
+    """A step's figures as Keras' TensorFlow trainer can reduce them over several workers: there it
+    averages each over axis 0, which a scalar lacks, so each becomes shape (1,) (the trackers'
+    results, the same on every replica: their variables sum across replicas). Unchanged on one
+    worker."""
+    import tensorflow as tf
+
+    strategy = tf.distribute.get_strategy()
+    several = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and (
+        strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
+    )
+    if several:
+        return {name: tf.reshape(value, (1,)) for name, value in results.items()}
+    return results
 
 
 def check_mel_shape(mels: np.ndarray, where: str | Path) -> None:

@@ -26,6 +26,7 @@ from asp.errors import ASPError
 
 APPROACHES = ("multi", "single", "synth")
 PARAM_LOSSES = ("mse", "mixed")
+DISTRIBUTE = ("none", "mirrored", "multi-worker")  # asp/training/distributed.py
 DEFAULT_ENCODER = "paper"  # measured best at the demo's scale (docs/training.md); "resnet" is the other
 BUILTIN_ENCODERS = ("paper", "resnet")  # models.ENCODERS has these and any registered later
 BUILTIN_SPEC_DECODERS = ("paper", "none")
@@ -238,6 +239,25 @@ class TrainConfig:
         what="an integer >= 0",
         help="epochs of linear KL warm-up to --beta (default 0)",
     )
+    distribute: str = setting(
+        "none",
+        flag="--distribute",
+        check=lambda v: v in DISTRIBUTE,
+        what="none, mirrored or multi-worker",
+        choices=DISTRIBUTE,
+        help="train on many devices: mirrored (this machine's GPUs, or --devices) or multi-worker (the "
+        "processes or machines of the TF_CONFIG environment variable); --batch-size is then per replica "
+        "(default none: one device)",
+        learns=False,  # (the number of replicas does: see DERIVED; config.json records it with the global batch)
+    )
+    devices: str | None = setting(
+        None,
+        flag="--devices",
+        check=or_null(text),
+        what="comma-separated device names or null",
+        help="the devices of --distribute mirrored, e.g. GPU:0,GPU:1 (default every GPU; CPU:0,CPU:1 splits the CPU)",
+        learns=False,
+    )
     fresh: bool = setting(
         False,
         flag="--fresh",
@@ -267,7 +287,7 @@ class TrainConfig:
         }
 
 
-OPERATIONAL = ("model_dir", "fresh", "verbose")  # how a run is carried out, not what it is
+OPERATIONAL = ("model_dir", "fresh", "verbose", "distribute", "devices")  # how a run is carried out, not what it is
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 
@@ -359,7 +379,12 @@ def experiment_checks() -> dict[str, tuple[Callable[[object], bool], str]]:
 
 
 # config.json keys that change what a run learns but are not settings: derived from the data and code
-DERIVED = {"model_version": "the model code", "trained_synths": "--synths", "data_fingerprint": "the dataset, -d"}
+DERIVED = {
+    "model_version": "the model code",
+    "trained_synths": "--synths",
+    "data_fingerprint": "the dataset, -d",
+    "replicas": "--distribute: the devices or workers",  # with --batch-size, the global batch
+}
 
 
 def changed_settings(old: dict, new: dict) -> list[str]:
@@ -371,9 +396,9 @@ def changed_settings(old: dict, new: dict) -> list[str]:
     keys.update(DERIVED)
     keys.pop("synths", None)  # compared as trained_synths (the dataset's synths when not given)
     return [
-        f"{key} = {old.get(key, LEGACY.get(key))!r}, not {new[key]!r} ({flag})"
+        f"{key} = {old.get(key, LEGACY.get(key))!r}, not {new.get(key, LEGACY.get(key))!r} ({flag})"
         for key, flag in keys.items()
-        if old.get(key, LEGACY.get(key)) != new[key]
+        if old.get(key, LEGACY.get(key)) != new.get(key, LEGACY.get(key))
     ]
 
 
@@ -385,4 +410,5 @@ LEGACY = {
     "free_bits": 0.0,
     "kl_warmup_epochs": 100,
     "param_weight": 1.0,
+    "replicas": 1,
 }

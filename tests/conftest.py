@@ -1,7 +1,10 @@
 """Shared fixtures. Importing data_generation first loads dawdreamer before anything pulls in
 tensorflow (the other order segfaults)."""
 
+import json
+import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -88,3 +91,39 @@ def tmp_out(tmp_path):
     out.mkdir()
     yield out
     shutil.rmtree(out, ignore_errors=True)
+
+
+LEARN_SYNTH = "va_learn"
+LEARN_VARIED = ("filter_cutoff", "amp_attack", "osc1_wave")  # two continuous, one categorical (5 waves)
+
+
+@contextmanager
+def learn_dataset(root: Path, n: int, seed: int):
+    """A dataset in which the sound determines the preset: ``n`` random presets at note 60 of the
+    va synth with every parameter but LEARN_VARIED held at its default (a spec named
+    ``va_learn`` in ``root/synths``, made visible through ``ASP_SYNTH_PATH`` while the block runs).
+    Yields the npy_data folder (about 80/10/10 % train / valid / test)."""
+    from asp.builder import Settings, generate
+
+    va = load_spec("va")
+    spec = json.loads(va.path.read_text())
+    spec.update(name=LEARN_SYNTH, source=str(va.path.parent / spec["source"]), presets=[])
+    for p in spec["parameters"]:
+        if p["name"] not in LEARN_VARIED:
+            p["sample_range"] = [p["default"], p["default"]]
+    (root / "synths").mkdir(parents=True, exist_ok=True)
+    (root / "synths" / f"{LEARN_SYNTH}.json").write_text(json.dumps(spec))
+    old = os.environ.get("ASP_SYNTH_PATH")
+    os.environ["ASP_SYNTH_PATH"] = str(root / "synths")
+    try:
+        if not (root / "npy_data").is_dir():
+            settings = Settings(
+                synths=(LEARN_SYNTH,), presets={LEARN_SYNTH: ("random",)}, n=n, notes=(60,), seed=seed, hpss=False
+            )
+            generate(settings, root / "npy_data", workers=1, progress=False)
+        yield root / "npy_data"
+    finally:
+        if old is None:
+            os.environ.pop("ASP_SYNTH_PATH")
+        else:
+            os.environ["ASP_SYNTH_PATH"] = old

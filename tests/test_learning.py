@@ -7,46 +7,22 @@ clearly better than the training-mean preset (all a collapsed latent can give), 
 loss settings must not get there in the same budget.
 """
 
-import json
-import os
-
 import numpy as np
 import pytest
+from conftest import LEARN_SYNTH, learn_dataset
 
 from asp.training import PAPER_LOSS, TrainConfig, latent_report, mean_vectors, train
 from data.dataset import load_split
-from data_generation.spec import load_spec
 from models import load_model
 
-VARIED = ("filter_cutoff", "amp_attack", "osc1_wave")  # two continuous, one categorical (5 waves)
-TOY = "va_learn"
+TOY = LEARN_SYNTH
 
 
 @pytest.fixture(scope="module")
 def learn_data(tmp_path_factory):
     """200 random presets of the toy synth at note 60 (about 160 train / 20 valid / 20 test)."""
-    from asp.builder import Settings, generate
-
-    root = tmp_path_factory.mktemp("learn")
-    va = load_spec("va")
-    spec = json.loads(va.path.read_text())
-    spec.update(name=TOY, source=str(va.path.parent / spec["source"]), presets=[])
-    for p in spec["parameters"]:
-        if p["name"] not in VARIED:
-            p["sample_range"] = [p["default"], p["default"]]
-    (root / "synths").mkdir()
-    (root / "synths" / f"{TOY}.json").write_text(json.dumps(spec))
-    old = os.environ.get("ASP_SYNTH_PATH")
-    os.environ["ASP_SYNTH_PATH"] = str(root / "synths")
-    try:
-        settings = Settings(synths=(TOY,), presets={TOY: ("random",)}, n=200, notes=(60,), seed=3, hpss=False)
-        generate(settings, root / "npy_data", workers=1, progress=False)
-        yield root / "npy_data"
-    finally:
-        if old is None:
-            os.environ.pop("ASP_SYNTH_PATH")
-        else:
-            os.environ["ASP_SYNTH_PATH"] = old
+    with learn_dataset(tmp_path_factory.mktemp("learn"), n=200, seed=3) as data:
+        yield data
 
 
 def held_out_ratio(data, run_dir):

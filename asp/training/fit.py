@@ -3,7 +3,6 @@ fits it with the run's callbacks (collapse monitor, checkpoints, loggers)."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import sys
 from pathlib import Path
@@ -15,12 +14,12 @@ from asp.checkpoints import CONFIG, WEIGHTS, read_config
 from asp.config import TrainConfig
 from asp.errors import ASPError
 from asp.files import write_json
-from asp.locks import folder_lock
 from asp.runs import run_name
 from asp.training.checkpoints import Checkpoints, restore, saved_whole, trim_log
+from asp.training.distributed import Cluster, connect
 from asp.training.monitor import LatentMonitor, mean_vectors
 from asp.training.planning import Plan, check_parts, open_run, plan, run_config
-from asp.training.stream import batch_keys, make_stream
+from asp.training.stream import batch_keys
 from models import SynthVAE, build_model
 
 tf = backend.tensorflow()  # None under another Keras backend (KERAS_BACKEND=torch)
@@ -38,20 +37,6 @@ def limit_malloc_arenas() -> None:
         libc.mallopt(_M_ARENA_MAX, 2)
 
 
-def _strategy_scope():
-    """MirroredStrategy's scope over several visible GPUs, TensorFlow's default strategy's
-    otherwise; none under another backend."""
-    if tf is None:
-        return contextlib.nullcontext()
-    return _strategy().scope()
-
-
-def _strategy():
-    """MirroredStrategy over several visible GPUs, TensorFlow's default strategy otherwise."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
-
-
 def train(cfg: TrainConfig, *, callbacks: list | None = None) -> dict:
     """Trains (or resumes) one model; returns its final config dict.
 
@@ -64,52 +49,59 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> dict:
     """
     limit_malloc_arenas()
     check_parts(cfg)
+    cluster = connect(cfg)  # --distribute: the strategy, before any other TensorFlow operation
     p = plan(cfg)
     run_dir = Path(cfg.model_dir) / run_name(cfg)
-    config = run_config(cfg, p)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with folder_lock(run_dir, what="another training run", fix="choose another --model-dir"):  # held until the end
-        config = open_run(run_dir, cfg, config)
+    config = {**run_config(cfg, p), **cluster.record(cfg, len(p.train_idx))}
+    # the chief (or a single run) holds the run folder until the end; other workers write a copy
+    with cluster.run_folder(run_dir) as folder:
+        config = open_run(folder, cfg, config)
         keras.utils.set_random_seed(cfg.seed)
         if tf is not None:
             tf.config.experimental.enable_op_determinism()
-        streams = _streams(cfg, p)
+        streams = _streams(cfg, p, cluster)
         means = mean_vectors(p.train_split, p.train_idx, p.synths)
-        model = _compiled_model(cfg, config, means)
+        model = _compiled_model(cfg, config, means, cluster)
         # the total loss grows with the KL weight during warm-up, so runs are compared on reconstruction
         monitor = "val_recon_loss" if streams[1] is not None else "recon_loss"
-        checkpoints = Checkpoints(run_dir, config, monitor)
-        own = run_callbacks(cfg, p, run_dir, means, checkpoints)
-        if config["epochs_done"] >= cfg.epochs and saved_whole(run_dir, config):
-            if cfg.verbose:
+        checkpoints = Checkpoints(folder, config, monitor)
+        own = cluster.callbacks() + run_callbacks(cfg, p, folder, means, checkpoints)
+        done = config["epochs_done"] >= cfg.epochs and saved_whole(folder, config)
+        cluster.agree(config, epochs_done=config["epochs_done"], finished=done)
+        if done:
+            if cfg.verbose and cluster.chief:
                 print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
             return config
-        start = _resume(model, run_dir, config, checkpoints, cfg, p, streams)
-        if cfg.verbose:
-            print(
-                f"training {run_dir.name} on {backend.devices()}: {len(p.train_idx)} train / {len(p.valid_idx)} "
-                f"valid samples, synths {', '.join(p.synths)}, encoder {cfg.encoder}, latent {cfg.latent_size}, "
-                f"{cfg.epochs} epochs" + (f", resuming after epoch {start}" if start else "")
-            )
-        model.fit(
-            streams[0],
-            validation_data=streams[1],
-            initial_epoch=start,
-            epochs=cfg.epochs,
-            callbacks=own + list(callbacks or []),
-            verbose=cfg.verbose,
-            shuffle=False,
-        )  # the stream reshuffles itself, seeded, every epoch
-        _check_diverged(checkpoints, run_dir, config, cfg)
-        config = read_config(run_dir)
-        if cfg.verbose:
+        with cluster.lost_workers():
+            start = _resume(model, folder, config, checkpoints, cfg, p, streams, cluster)
+            cluster.agree(config, resuming_after_epoch=start)
+            if cfg.verbose:
+                resuming = f", resuming after epoch {start}" if start else ""
+                print(
+                    f"training {run_dir.name} on {cluster.describe(backend.devices())}: {len(p.train_idx)} train / "
+                    f"{len(p.valid_idx)} valid samples, synths {', '.join(p.synths)}, encoder {cfg.encoder}, "
+                    f"latent {cfg.latent_size}, {cfg.epochs} epochs{resuming}"
+                )
+            model.fit(
+                streams[0],
+                validation_data=streams[1],
+                initial_epoch=start,
+                epochs=cfg.epochs,
+                callbacks=own + list(callbacks or []),
+                verbose=cfg.verbose,
+                shuffle=False,
+            )  # the stream reshuffles itself, seeded, every epoch
+        _check_diverged(checkpoints, folder, config, cfg)
+        config = read_config(folder)
+        if cfg.verbose and cluster.chief:
             print_summary(config, run_dir, monitor, validation=bool(len(p.valid_idx)))
         return config
 
 
-def _streams(cfg: TrainConfig, p: Plan) -> tuple:
+def _streams(cfg: TrainConfig, p: Plan, cluster: Cluster) -> tuple:
     """The training stream (reshuffled every epoch) and the validation one (None without samples)."""
     keys = batch_keys(cfg.approach, p.synths, cfg.note_input)
+    make_stream = cluster.make_stream
     train_stream = make_stream(p.train_split, p.train_idx, keys, batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
     valid_stream = (
         make_stream(p.valid_split, p.valid_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=cfg.seed)
@@ -119,23 +111,32 @@ def _streams(cfg: TrainConfig, p: Plan) -> tuple:
     return train_stream, valid_stream
 
 
-def _compiled_model(cfg: TrainConfig, config: dict, means: dict) -> SynthVAE:
-    """The run's model, its heads starting at the training mean, compiled (on every visible GPU)."""
-    with _strategy_scope():
+def _compiled_model(cfg: TrainConfig, config: dict, means: dict, cluster: Cluster) -> SynthVAE:
+    """The run's model, its heads starting at the training mean, compiled (on every replica of a
+    distributed run)."""
+    with cluster.scope():
         model = build_model(config)
         model.start_at_mean(means)  # a resumed run restores its own weights over these
-        model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
+        model.compile(optimizer=keras.optimizers.Adam(config["lr_used"]))
     return model
 
 
 def _resume(
-    model: SynthVAE, run_dir: Path, config: dict, checkpoints: Checkpoints, cfg: TrainConfig, p: Plan, streams: tuple
+    model: SynthVAE,
+    run_dir: Path,
+    config: dict,
+    checkpoints: Checkpoints,
+    cfg: TrainConfig,
+    p: Plan,
+    streams: tuple,
+    cluster: Cluster,
 ) -> int:
     """Restores the newest checkpoint that loads; returns the epochs it had done (config.json and
     log.csv follow it). A save the run was killed in (the epoch's backup whole, its best weights or
     config.json not) is finished first, from that backup."""
     recorded = config["epochs_done"]
-    start = restore(model, run_dir, config)
+    with cluster.scope():  # the optimizer's variables, mirrored like the model's
+        start = restore(model, run_dir, config)
     if start > 0 and (start > recorded or not saved_whole(run_dir, config)):
         if cfg.verbose:
             print(
@@ -146,7 +147,9 @@ def _resume(
         measure = streams[1]
         if measure is None:  # no validation data: the training data, in order
             keys = batch_keys(cfg.approach, p.synths, cfg.note_input)
-            measure = make_stream(p.train_split, p.train_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=0)
+            measure = cluster.make_stream(
+                p.train_split, p.train_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=0
+            )
         checkpoints.finish(model, start, measure, validation=streams[1] is not None)
     elif start != config["epochs_done"]:
         config["epochs_done"] = start

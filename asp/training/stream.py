@@ -59,6 +59,26 @@ def batch_keys(approach: str, synths: list[str], note_input: bool = False) -> li
     return keys
 
 
+def stream_arrays(split: Split, keys: list[str]) -> dict[str, np.ndarray]:
+    """The split's arrays by batch key (memory-mapped; ``params_single``/``mask_single`` cut to
+    the widest synth of the run).
+
+    Raises:
+        ASPError: a key the split lacks (the single approach's padded files).
+    """
+    arrays = {"mel": split.mels, "note": split.note}
+    for s in split.synths:
+        arrays[f"params_{s}"] = split.params[s]
+        arrays[f"mask_{s}"] = split.masks[s]
+    single = max((split.params[s].shape[1] for s in split.synths if f"params_{s}" in keys), default=0)
+    for key in ("params_single", "mask_single"):  # padded to the largest synth of this run
+        arrays[key] = None if getattr(split, key) is None else getattr(split, key)[:, :single]
+    missing = [k for k in keys if arrays.get(k) is None]
+    if missing:
+        raise ASPError(f"the {split.name} split lacks {missing}; the single approach needs params_single/mask_single")
+    return {k: arrays[k] for k in keys}
+
+
 def make_stream(
     split: Split,
     indices: np.ndarray,
@@ -73,16 +93,7 @@ def make_stream(
 
     Only one batch of rows is read at a time, so memory does not grow with the dataset.
     """
-    arrays = {"mel": split.mels, "note": split.note}
-    for s in split.synths:
-        arrays[f"params_{s}"] = split.params[s]
-        arrays[f"mask_{s}"] = split.masks[s]
-    single = max((split.params[s].shape[1] for s in split.synths if f"params_{s}" in keys), default=0)
-    for key in ("params_single", "mask_single"):  # padded to the largest synth of this run
-        arrays[key] = None if getattr(split, key) is None else getattr(split, key)[:, :single]
-    missing = [k for k in keys if arrays.get(k) is None]
-    if missing:
-        raise ASPError(f"the {split.name} split lacks {missing}; the single approach needs params_single/mask_single")
+    arrays = stream_arrays(split, keys)
     epoch = {"n": 0}
     mapping = getattr(split.mels, "_mmap", None)  # the memory map behind the mels, if any
 
