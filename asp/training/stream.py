@@ -1,6 +1,7 @@
-"""The data a run trains on, streamed: batches of the memory-mapped npy_data arrays through
-``tf.data`` (a Keras PyDataset of the same batches under another backend; never the whole dataset
-in memory), and the checks that the files match the specs."""
+"""The data a run trains on, streamed: batches of the memory-mapped npy_data arrays (the mels
+read in place from the shard files in the sharded layout, float16 ones converted per batch; see
+``data.dataset``) through ``tf.data`` (a Keras PyDataset of the same batches under another
+backend; never the whole dataset in memory), and the checks that the files match the specs."""
 
 from __future__ import annotations
 
@@ -84,7 +85,8 @@ def make_stream(
     if missing:
         raise ASPError(f"the {split.name} split lacks {missing}; the single approach needs params_single/mask_single")
     epoch = {"n": 0}
-    mapping = getattr(split.mels, "_mmap", None)  # the memory map behind the mels, if any
+    # the memory maps behind the arrays read (the readers of data.mels drop their own pages)
+    mappings = list({id(m): m for k in keys if (m := getattr(arrays[k], "_mmap", None)) is not None}.values())
 
     def batches():
         order = indices
@@ -94,7 +96,7 @@ def make_stream(
         for start in range(0, len(order), batch_size):
             rows = np.sort(order[start : start + batch_size])
             batch = {k: np.asarray(arrays[k][rows], dtype=np.float32) for k in keys}
-            if mapping is not None:  # drop the pages just read from this process's memory
+            for mapping in mappings:  # drop the pages just read from this process's memory
                 mapping.madvise(mmap.MADV_DONTNEED)
             yield batch
 
