@@ -55,9 +55,10 @@ def fit_basis(sample: np.ndarray, dims: int = DIMS) -> tuple[np.ndarray, np.ndar
     gram = (centred @ centred.T).astype(np.float64)  # (n, n): cheaper than an SVD of (n, D)
     values, vectors = np.linalg.eigh(gram)
     order = np.argsort(values)[::-1]
-    keep = order[values[order] > values.max() * 1e-9][:dims] if len(values) else order[:0]
-    components = (centred.T @ vectors[:, keep].astype(np.float32)).T
-    components /= np.linalg.norm(components, axis=1, keepdims=True)
+    # directions of variance above float32 rounding (relative to the largest)
+    keep = order[values[order] > values.max() * 1e-6][:dims] if len(values) else order[:0]
+    components = centred.T @ vectors[:, keep].astype(np.float32)  # (D, d), orthogonal up to rounding
+    components = np.linalg.qr(components.astype(np.float64))[0].T  # orthonormal, same order
     return mean.astype(np.float32), components.astype(np.float32)
 
 

@@ -32,6 +32,7 @@ from asp.builder.plan import (
 )
 from asp.builder.run import generate
 from asp.builder.shards import read_shard, render_shard
+from asp.builder.tile import repeat_dataset
 
 __all__ = [
     "SHARDED_ABOVE",
@@ -48,4 +49,5 @@ __all__ = [
     "parse_sources",
     "read_shard",
     "render_shard",
+    "repeat_dataset",
 ]
