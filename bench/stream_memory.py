@@ -123,7 +123,7 @@ def mel_bytes(data_dir: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-d", "--data-dir", help="a sharded dataset (default: generate one of --n presets per synth)")
-    parser.add_argument("--n", type=int, default=100, help="presets per built-in synth of the generated dataset")
+    parser.add_argument("--n", type=int, default=200, help="presets per built-in synth of the generated dataset")
     parser.add_argument("--times", type=int, nargs="+", default=[1, 2, 4], help="repeats of the dataset")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--latent", type=int, default=16)

@@ -13,7 +13,7 @@ import numpy as np
 
 from asp.backend import tensorflow
 from asp.errors import ASPError
-from data.dataset import Split, read_manifest
+from data.dataset import Split, mel_file, read_manifest
 from data_generation.spec import SynthSpec, load_spec
 from models import check_mel_shape
 
@@ -40,7 +40,7 @@ def dataset_specs(data_dir: str | Path, split: Split) -> list[SynthSpec]:
                 f"{name} spec encodes {spec.encoded_size}; the files do not match the spec"
             )
         specs.append(spec)
-    check_mel_shape(split.mels, f"{data_dir}/{split.name}_mels.npy")
+    check_mel_shape(split.mels, f"{data_dir}/{mel_file(split)}")
     if split.params_single is not None:
         single = max(s.encoded_size for s in specs)
         if split.params_single.shape[1] != single:
