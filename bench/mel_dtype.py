@@ -75,7 +75,7 @@ def main() -> None:
             "float16, seed 0": losses(half, Path(tmp) / "m2", args.epochs, 0),
             "float32, seed 1": losses(data, Path(tmp) / "m3", args.epochs, 1),
         }
-        keys = ["best val_recon_loss", "val_recon_loss", "val_param_loss", "val_loss"]
+        keys = ["best val_recon_loss", "val_param_loss"]
         keys = [k for k in keys if all(k in r for r in runs.values())]
         print(
             f"multi model, {args.epochs} epochs, latent 64, batch 32 ({len(load_split(data, 'train'))} training sounds)"
