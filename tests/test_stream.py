@@ -3,6 +3,7 @@ the lookup index answers like the exact scan, and training streams shards under 
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -14,8 +15,8 @@ import pytest
 from asp.builder import Settings, generate, repeat_dataset
 from asp.errors import ASPError
 from data import lookup
-from data.dataset import SPLITS, data_fingerprint, load_split, nearest_rows, read_manifest
-from data.mels import MappedMels, ShardMels, shard_file
+from data.dataset import SPLITS, Split, data_fingerprint, load_split, nearest_rows, read_manifest
+from data.mels import MappedMels, ShardMels, npz_member, shard_file
 
 ROOT = Path(__file__).resolve().parent.parent
 CAP_MIB = 64  # what streaming a training epoch may add to a process's memory, in the memory-cap test
@@ -56,6 +57,79 @@ def shard_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in (folder / "shards").glob("shard_*.npz"))
 
 
+def write_shards(folder: Path, arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Shard files holding ``arrays`` as their ``mels`` (as the builder writes them); returns
+    (shard, offset) of every row, in order."""
+    folder.mkdir()
+    shard, offset = [], []
+    for number, mels in enumerate(arrays):
+        np.savez(folder / shard_file(number), kept=np.ones(len(mels), bool), mels=mels)
+        start, dtype, shape = npz_member(folder / shard_file(number), "mels")
+        assert (dtype, shape) == (mels.dtype, mels.shape)
+        shard += [number] * len(mels)
+        offset += [start + j * mels[0].nbytes for j in range(len(mels))]
+    return np.array(shard), np.array(offset)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_shard_mels_read_rows_in_place_like_the_array(dtype, tmp_path):
+    rng = np.random.default_rng(0)
+    whole = rng.random((9, 4, 6), dtype=np.float32).astype(dtype)
+    shard, offset = write_shards(tmp_path / "shards", [whole[:5], whole[5:]])
+    mels = ShardMels(tmp_path / "shards", shard, offset, (4, 6), dtype, "test")
+    mels.check()
+    expected = whole.astype(np.float32)
+    assert mels.shape == (9, 4, 6) and mels.dtype == np.float32 and len(mels) == 9
+    for key in (0, 8, -1, np.int64(4), slice(2, 7), slice(None, None, -2), [8, 0, 5, 0], np.arange(9) % 3 == 0):
+        np.testing.assert_array_equal(mels[key], expected[key])
+    np.testing.assert_array_equal(mels[3, 1:3, ::2], expected[3, 1:3, ::2])
+    np.testing.assert_array_equal(np.asarray(mels), expected)
+    with pytest.raises(IndexError):
+        mels[9]
+    clone = pickle.loads(pickle.dumps(mels))  # a worker process opens its own files
+    np.testing.assert_array_equal(clone[[1, 6]], expected[[1, 6]])
+    path = tmp_path / "shards" / shard_file(1)
+    with open(path, "r+b") as f:
+        f.truncate(int(offset[-1]) + 4)  # the last row cut short
+    with pytest.raises(ASPError, match=rf"{path} is truncated"):
+        ShardMels(tmp_path / "shards", shard, offset, (4, 6), dtype, "test").check()
+    with pytest.raises(ASPError, match=rf"{path} is truncated"):
+        mels[[8]]
+    path.unlink()
+    with pytest.raises(ASPError, match=rf"{path} is missing \(test reads its mels from it\)"):
+        mels.check()
+
+
+def test_the_lookup_index_answers_like_the_exact_scan(tmp_path, monkeypatch):
+    """An index fitted on all of a split spans its mels, so ranking by coordinates is ranking by the
+    exact distance (the part of a query outside the span is the same for every candidate): even
+    without re-ranking (RERANK 1) it finds the exact scan's rows."""
+    rng = np.random.default_rng(1)
+    mels = rng.random((30, 8, 10), dtype=np.float32)
+    synth = np.array(["a", "b"] * 15)
+    mean, components = lookup.fit_basis(mels.reshape(30, -1))
+    for key, array in (("", lookup.project(mels, mean, components)), ("_mean", mean), ("_components", components)):
+        np.save(tmp_path / f"train_lookup{key}.npy", array)
+    index = lookup.LookupIndex.find(tmp_path, "train", 30)
+    assert index is not None and lookup.LookupIndex.find(tmp_path, "train", 31) is None
+    split = Split("train", mels, {}, {}, None, None, synth, synth, np.zeros(30), np.zeros(30), ["a", "b"], index)
+    queries = rng.random((12, 8, 10), dtype=np.float32)
+    monkeypatch.setattr(lookup, "EXACT_MAX", 0)
+    for rerank in (1, 5):
+        monkeypatch.setattr(lookup, "RERANK", rerank)
+        for k in (1, 3):
+            exact = nearest_rows(split, queries, "a", k=k, index=False)
+            assert (synth[exact] == "a").all()
+            np.testing.assert_array_equal(nearest_rows(split, queries, "a", k=k), exact)
+    within = np.arange(1, 30, 3)  # b rows among them: 1, 7, 13, ...
+    assert (synth[within] == "b").sum() == 5
+    np.testing.assert_array_equal(
+        nearest_rows(split, queries, "b", k=2, within=within),
+        nearest_rows(split, queries, "b", k=2, within=within, index=False),
+    )
+
+
+@pytest.mark.slow
 def test_the_sharded_layout_reads_as_the_assembled_one(tiny_data, sharded):
     assert read_manifest(sharded)["layout"] == "sharded" and read_manifest(tiny_data).get("layout") == "assembled"
     assert not list(sharded.glob("*_mels.npy")) and list((sharded / "shards").glob("shard_*.npz"))
@@ -78,6 +152,7 @@ def test_the_sharded_layout_reads_as_the_assembled_one(tiny_data, sharded):
             b.mels[n]
 
 
+@pytest.mark.slow
 def test_float16_mels_take_half_the_disk_and_read_back_within_their_rounding(sharded, half):
     manifest = read_manifest(half)
     assert manifest["mel_dtype"] == "float16" and read_manifest(sharded)["mel_dtype"] == "float32"
@@ -103,7 +178,8 @@ def test_a_float16_mel_file_of_the_published_layout_reads_as_float32(tiny_data, 
     np.testing.assert_array_equal(train.mels[[3, 1]], exact[[3, 1]].astype(np.float16).astype(np.float32))
 
 
-def test_the_lookup_index_answers_like_the_exact_scan(tiny_data, sharded, monkeypatch):
+@pytest.mark.slow
+def test_the_lookup_index_of_a_generated_dataset_answers_like_the_exact_scan(tiny_data, sharded, monkeypatch):
     """The index of a training split spans its mels (23 components for 24 sounds), so ranking by
     coordinates is ranking by the exact distance (the part of a query outside the span is the same
     for every candidate): even without re-ranking (RERANK 1) it finds the exact scan's rows."""
@@ -141,6 +217,7 @@ def test_the_lookup_basis_is_orthonormal_and_its_distances_never_exceed_the_exac
     assert len(full) == 39  # 40 samples span 39 directions around their mean
 
 
+@pytest.mark.slow
 def test_a_dataset_in_another_layout_is_refused_then_replaced_with_force(tmp_path):
     s = Settings(synths=("va",), presets={"va": ("random",)}, n=3, notes=(60,), seed=1, hpss=False)
     out = tmp_path / "d"
@@ -159,6 +236,7 @@ def test_a_dataset_in_another_layout_is_refused_then_replaced_with_force(tmp_pat
     assert not (out / "shards").exists() and (out / "train_mels.npy").is_file()
 
 
+@pytest.mark.slow
 def test_a_sharded_assembly_stopped_before_its_manifest_finishes_without_rendering_again(sharded, tmp_path):
     copy = tmp_path / "data"
     shutil.copytree(sharded, copy)
@@ -172,6 +250,7 @@ def test_a_sharded_assembly_stopped_before_its_manifest_finishes_without_renderi
         )
 
 
+@pytest.mark.slow
 def test_a_missing_or_truncated_shard_is_one_line_naming_it(sharded, tmp_path):
     copy = tmp_path / "data"
     shutil.copytree(sharded, copy)
