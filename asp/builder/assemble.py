@@ -86,16 +86,16 @@ def assemble(plan: Plan, out: Path, layout: str = "assembled") -> Summary:
     synth_names = [s.name for s in plan.specs]
     counts = {}
     written: list[Path] = []
-    offsets = _mel_offsets(plan, work) if layout == "sharded" else None
+    offsets = _mel_offsets(plan, work)
     with ExitStack() as commit:  # every file is written to a temp first; all are renamed at the end
         for split_id, split in enumerate(SPLITS):
             recs = [r for r in records if r[6] == split_id]
             order = _rng(plan.settings.seed, "order", split).permutation(len(recs))
             recs = [recs[i] for i in order]
             counts[split] = len(recs)
-            written += _write_split(plan, out, split, recs, commit, offsets)
+            written += _write_split(plan, out, split, recs, commit, offsets if layout == "sharded" else None)
             if split == "train" and recs and (layout == "sharded" or len(recs) > lookup.EXACT_MAX):
-                written += _write_lookup(plan, out, recs, commit)
+                written += _write_lookup(plan, out, recs, commit, offsets)
         expected = {f for split in SPLITS for f in split_files(split, synth_names, layout)}
         assert expected <= {final.name for final in written}
         if layout == "sharded":  # the shards stay: the work folder becomes shards/, whole
@@ -119,19 +119,20 @@ def _mel_offsets(plan: Plan, work: Path) -> np.ndarray:
     return out
 
 
-def _work_mels(plan: Plan, work: Path, recs: list[tuple]) -> ShardMels:
-    """The mels of ``recs`` read in place from the work folder's shards."""
-    base = _mel_offsets(plan, work)
+def _work_mels(plan: Plan, work: Path, recs: list[tuple], base: np.ndarray) -> ShardMels:
+    """The mels of ``recs`` read in place from the work folder's shards (``base``: ``_mel_offsets``)."""
     shard = np.array([r[0] for r in recs], np.int64)
     row_bytes = int(np.prod(plan.mel_shape)) * np.dtype(plan.settings.mel_dtype).itemsize
     offset = base[shard] + np.array([r[1] for r in recs], np.int64) * row_bytes
     return ShardMels(work, shard, offset, plan.mel_shape, plan.settings.mel_dtype, str(work))
 
 
-def _write_lookup(plan: Plan, out: Path, recs: list[tuple], commit: ExitStack, chunk: int = 256) -> list[Path]:
+def _write_lookup(
+    plan: Plan, out: Path, recs: list[tuple], commit: ExitStack, offsets: np.ndarray, chunk: int = 256
+) -> list[Path]:
     """The training split's lookup index (``data.lookup``): a PCA basis fitted on a seeded sample
     of its mels, and every mel's coordinates; returns the final paths of its three files."""
-    mels = _work_mels(plan, out / WORK_DIR, recs)
+    mels = _work_mels(plan, out / WORK_DIR, recs, offsets)
     fit = np.sort(_rng(plan.settings.seed, "lookup").permutation(len(recs))[: lookup.FIT_SAMPLES])
     mean, components = lookup.fit_basis(mels.read(fit).reshape(len(fit), -1))
     paths = [out / f"train_lookup{key}.npy" for key in ("", "_mean", "_components")]
