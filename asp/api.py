@@ -310,6 +310,8 @@ def generate(
     hpss: bool = True,
     split_all: str | None = None,
     one_note: bool = False,
+    layout: str = "auto",
+    mel_dtype: str = "float32",
     workers: int | None = None,
     force: bool = False,
     max_shards: int | None = None,
@@ -326,6 +328,10 @@ def generate(
         hpss: compute the HPSS labels (False: 0).
         split_all: put every preset in this split (a held-out folder), else 80/10/10 by group.
         one_note: each preset at one note drawn from ``notes`` (seeded) instead of at every note.
+        layout: ``assembled`` (one mel file per split: the published layout), ``sharded`` (the
+            mels stay in the shard files, read in place, with a lookup index: for datasets larger
+            than memory) or ``auto`` (sharded above ``asp.builder.SHARDED_ABOVE`` bytes of mels); see docs/datasets.md.
+        mel_dtype: ``float32`` or ``float16`` (half the disk; read back as float32).
         workers: render processes (default: all cores).
         force: replace a dataset made with other settings.
         max_shards: stop after this many shards (the run resumes later).
@@ -345,5 +351,8 @@ def generate(
         hpss=hpss,
         split_all=split_all,
         one_note=one_note,
+        mel_dtype=mel_dtype,
     )
-    return build_dataset(settings, out, workers=workers, force=force, max_shards=max_shards, progress=progress)
+    return build_dataset(
+        settings, out, layout=layout, workers=workers, force=force, max_shards=max_shards, progress=progress
+    )

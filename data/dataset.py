@@ -10,8 +10,17 @@ Per split (train, valid, test), N samples:
     {split}_name.npy            (N,) unicode preset name
     {split}_hpss.npy            (N,) int16 harmonic-percentage bin 20..100 (0: not computed)
 plus two extensions of ours: {split}_note.npy (N,) int16 MIDI note, and manifest.json (synths and
-their spec hashes, encoding sizes, counts, seed, generator version). The paper's own dataset has
-neither; reading it works without them (notes default to 60, synths come from the file names).
+their spec hashes, encoding sizes, counts, seed, generator version, layout, mel dtype). The paper's
+own dataset has neither; reading it works without them (notes default to 60, synths come from the
+file names).
+
+Two storage options of ours, recorded in the manifest and read transparently (``load_split``'s
+``mels`` always index as float32 rows; see ``data.mels``):
+    "mel_dtype": "float16"   {split}_mels.npy (or the shards) hold float16: half the disk
+    "layout": "sharded"      no {split}_mels.npy: the mels stay in the renderers' shard files,
+                             shards/shard_<n>.npz, and {split}_mel_shard.npy (N,) int32 and
+                             {split}_mel_offset.npy (N,) int64 say where each sample's mel is;
+                             train_lookup*.npy hold the nearest-mel lookup's index (data.lookup)
 """
 
 from __future__ import annotations
@@ -27,18 +36,22 @@ import numpy as np
 
 from asp.errors import ASPError
 from asp.files import path_problem, read_json
+from data import lookup
 from data.encoding import Codec
+from data.mels import SHARD_FOLDER, MappedMels, ShardMels
 from data_generation.spec import SynthSpec
 
 SPLITS = ("train", "valid", "test")
 MANIFEST = "manifest.json"
 GENERATOR_VERSION = "2"  # 2: splits by group (mutations with their parent, amsynth by bank file)
+LAYOUTS = ("assembled", "sharded")  # the manifest's "layout" (absent: assembled)
 
 
-def split_files(split: str, synths: list[str]) -> list[str]:
-    """Every file name of one split, for the given synths."""
+def split_files(split: str, synths: list[str], layout: str = "assembled") -> list[str]:
+    """Every file name of one split, for the given synths, in a layout (not the lookup index)."""
+    mels = [f"{split}_mels.npy"] if layout == "assembled" else [f"{split}_mel_shard.npy", f"{split}_mel_offset.npy"]
     names = [
-        f"{split}_mels.npy",
+        *mels,
         f"{split}_params_single.npy",
         f"{split}_mask_single.npy",
         f"{split}_synth.npy",
@@ -95,6 +108,10 @@ class Split:
         params, masks: {synth: (N, encoded size)}.
         params_single, mask_single: (N, largest encoded size).
         synth, name: (N,) str. hpss, note: (N,) int.
+        lookup_index: the nearest-mel lookup's index (``data.lookup``), when the dataset has one.
+
+    ``mels`` is a ``np.memmap`` for float32 mels in ``{split}_mels.npy`` (the published layout),
+    else a ``data.mels`` reader of the same shape that returns float32 rows when indexed.
     """
 
     name: str
@@ -108,6 +125,7 @@ class Split:
     hpss: np.ndarray
     note: np.ndarray
     synths: list[str] = field(default_factory=list)
+    lookup_index: lookup.LookupIndex | None = None
 
     def __len__(self) -> int:
         return int(self.mels.shape[0])
@@ -150,7 +168,7 @@ def check_finite(split: Split, rows: np.ndarray | None = None, *, data_dir: str 
         ASPError: naming the first file holding a non-finite value, and the sample.
     """
     rows = np.arange(len(split)) if rows is None else np.sort(np.asarray(rows))
-    arrays = {f"{split.name}_mels.npy": split.mels}
+    arrays = {mel_file(split): split.mels}
     arrays.update({f"{split.name}_{s}_params.npy": split.params[s] for s in split.synths})
     if split.params_single is not None:
         arrays[f"{split.name}_params_single.npy"] = split.params_single
@@ -184,9 +202,15 @@ def check_not_blank(split: Split, rows: np.ndarray, *, data_dir: str | Path = ""
             return
     if len(rows):
         raise ASPError(
-            f"every spectrogram of the {split.name} split ({Path(data_dir) / f'{split.name}_mels.npy'}) is all "
+            f"every spectrogram of the {split.name} split ({Path(data_dir) / mel_file(split)}) is all "
             "zeros: its sounds are silent or the file is damaged; regenerate the dataset"
         )
+
+
+def mel_file(split: Split) -> str:
+    """Where a split's mels are, relative to its folder (for messages): ``{split}_mels.npy`` or,
+    in the sharded layout, ``shards/``."""
+    return f"{SHARD_FOLDER}/" if isinstance(split.mels, ShardMels) else f"{split.name}_mels.npy"
 
 
 def _plain_name(name: object) -> bool:
@@ -238,8 +262,33 @@ def dataset_synths(data_dir: str | Path, split: str = "train") -> list[str]:
     return sorted(found)
 
 
+def dataset_layout(manifest: dict | None) -> tuple[str, str]:
+    """(layout, mel dtype) a manifest records: ("assembled", "float32") for one without them and
+    for a folder without a manifest (the paper's data).
+
+    Raises:
+        ASPError: a layout or dtype this version does not know.
+    """
+    layout = (manifest or {}).get("layout", "assembled")
+    dtype = (manifest or {}).get("mel_dtype", "float32")
+    if layout not in LAYOUTS or dtype not in ("float32", "float16"):
+        raise ASPError(
+            f"the dataset manifest records layout {layout!r} and mel dtype {dtype!r}; this version reads "
+            f"layouts {', '.join(LAYOUTS)} of float32 or float16 mels: update the toolkit or regenerate the dataset"
+        )
+    return layout, dtype
+
+
+def has_split(data_dir: str | Path, split: str) -> bool:
+    """Whether ``data_dir`` holds the mels of ``split`` (in either layout)."""
+    return any((Path(data_dir) / f"{split}_{stem}.npy").is_file() for stem in ("mels", "mel_shard"))
+
+
 def load_split(data_dir: str | Path, split: str) -> Split:
     """Opens one split memory-mapped and checks that its files agree.
+
+    Either layout (``LAYOUTS``, recorded in the manifest), float32 or float16 mels: the split's
+    ``mels`` index as float32 rows, read on demand (see ``Split``).
 
     Raises:
         ASPError: for a missing folder or file, or files whose sample counts disagree.
@@ -255,16 +304,25 @@ def load_split(data_dir: str | Path, split: str) -> Split:
             f"data folder {data_dir} does not exist; generate a dataset with "
             "`make data` (or data_generation/generate.py) or pass -d/--data-dir"
         )
-    mel_path = data_dir / f"{split}_mels.npy"
+    manifest = read_manifest(data_dir)
+    layout, mel_dtype = dataset_layout(manifest)
+    mel_path = data_dir / (f"{split}_mels.npy" if layout == "assembled" else f"{split}_mel_shard.npy")
     if not mel_path.is_file():
         raise ASPError(f"{mel_path} is missing; is {data_dir} an npy_data folder?")
     synths = dataset_synths(data_dir, split)
     if not synths:
         raise ASPError(f"{data_dir} has no {split}_<synth>_params.npy files")
-    mels = _load(mel_path)
+    if layout == "assembled":
+        mels = _load(mel_path)
+        if mels.ndim != 3:
+            raise ASPError(f"{mel_path} has shape {mels.shape}; expected (N, 128, 431)")
+        if mels.dtype != np.float32:
+            if mels.dtype != np.float16:
+                raise ASPError(f"{mel_path} holds {mels.dtype} values; expected float32 or float16 mels")
+            mels = MappedMels(mels)
+    else:
+        mels = _shard_mels(data_dir, split, manifest, mel_dtype)
     n = mels.shape[0]
-    if mels.ndim != 3:
-        raise ASPError(f"{mel_path} has shape {mels.shape}; expected (N, 128, 431)")
 
     def need(file: str) -> np.ndarray:
         path = data_dir / file
@@ -306,7 +364,28 @@ def load_split(data_dir: str | Path, split: str) -> Split:
         hpss=np.asarray(optional(f"{split}_hpss.npy", np.zeros(n, np.int16))),
         note=np.asarray(optional(f"{split}_note.npy", np.full(n, 60, np.int16))),
         synths=synths,
+        lookup_index=lookup.LookupIndex.find(data_dir, split, n),
     )
+
+
+def _shard_mels(data_dir: Path, split: str, manifest: dict, mel_dtype: str) -> ShardMels:
+    """The mels of a sharded split: where each is (``{split}_mel_shard/offset.npy``), checked
+    against the shard files."""
+    shard = _load(data_dir / f"{split}_mel_shard.npy")
+    offset_path = data_dir / f"{split}_mel_offset.npy"
+    if not offset_path.is_file():
+        raise ASPError(f"{offset_path} is missing; the dataset is incomplete (regenerate it)")
+    offset = _load(offset_path)
+    if shard.ndim != 1 or offset.shape != shard.shape:
+        raise ASPError(
+            f"{offset_path} has shape {offset.shape} and {split}_mel_shard.npy {shard.shape}; they must be (N,) "
+            "alike: regenerate the dataset"
+        )
+    mel = manifest.get("mel", {})
+    shape = (int(mel.get("n_mels", 128)), int(mel.get("frames", 431)))
+    mels = ShardMels(data_dir / SHARD_FOLDER, shard, offset, shape, mel_dtype, f"the {split} split of {data_dir}")
+    mels.check()
+    return mels
 
 
 def mean_vector(split: Split, synth: str, rows: np.ndarray | None = None) -> np.ndarray | None:
@@ -367,9 +446,20 @@ def training_rows(split: Split, synths: list[str], limit: int | None, seed: int)
 
 
 def nearest_rows(
-    train: Split, mels: np.ndarray, synth: str, k: int = 1, chunk: int = 256, *, within: np.ndarray | None = None
+    train: Split,
+    mels: np.ndarray,
+    synth: str,
+    k: int = 1,
+    chunk: int = 256,
+    *,
+    within: np.ndarray | None = None,
+    index: bool = True,
 ) -> np.ndarray:
     """The training rows of ``synth`` whose mels are closest (Euclidean) to each query mel.
+
+    Over more than ``data.lookup.EXACT_MAX`` candidates of a split with a lookup index, the
+    index shortlists ``data.lookup.RERANK`` rows per query, re-ranked by the exact distance;
+    otherwise every candidate's mel is read (in chunks) and compared.
 
     Args:
         train: the split searched (its mels are read in chunks).
@@ -377,6 +467,7 @@ def nearest_rows(
         synth: only rows of this synth are candidates.
         k: how many rows per query, closest first.
         within: only these rows are candidates (default: all; e.g. the rows a run trained on).
+        index: False: the exact scan, whatever the size (``bench/lookup.py`` compares the two).
 
     Returns:
         (batch, min(k, candidates)) int64 row indices into ``train``.
@@ -390,14 +481,22 @@ def nearest_rows(
     if len(candidates) == 0:
         raise ASPError(f"the training split has no {synth} samples to look up the nearest sounds in")
     queries = np.asarray(mels, dtype=np.float32).reshape(len(mels), -1)
+    if index and train.lookup_index is not None and len(candidates) > lookup.EXACT_MAX:
+        shortlist = train.lookup_index.candidates(queries, candidates, max(k, lookup.RERANK))
+        return np.concatenate([_nearest_among(train, q[None], rows, k, chunk) for q, rows in zip(queries, shortlist)])
+    return _nearest_among(train, queries, candidates, k, chunk)
+
+
+def _nearest_among(train: Split, queries: np.ndarray, candidates: np.ndarray, k: int, chunk: int) -> np.ndarray:
+    """The exact scan: (q, min(k, n)) rows among ``candidates`` (ascending) closest to each of
+    the (q, D) float32 ``queries`` (``data.lookup.squared_distances``; ties: the lower row)."""
     k = min(k, len(candidates))
     best = np.full((len(queries), 0), np.inf)
     best_rows = np.zeros((len(queries), 0), dtype=np.int64)
-    q_norm = (queries**2).sum(1)
     for start in range(0, len(candidates), chunk):
         idx = candidates[start : start + chunk]
         block = np.asarray(train.mels[idx], dtype=np.float32).reshape(len(idx), -1)
-        dist = q_norm[:, None] + (block**2).sum(1)[None, :] - 2.0 * queries @ block.T
+        dist = lookup.squared_distances(queries, block)
         merged = np.concatenate([best, dist], axis=1)
         merged_rows = np.concatenate([best_rows, np.broadcast_to(idx, dist.shape)], axis=1)
         keep = np.argsort(merged, axis=1, kind="stable")[:, :k]

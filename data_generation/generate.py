@@ -11,6 +11,8 @@ Examples:
         --presets amsynth=human,mutate --presets random --n 2000
     python data_generation/generate.py --synths va fm modal --presets random --n 120 --seed 77 \\
         --split-all test --out npy_heldout      # a fresh held-out test folder
+    python data_generation/generate.py --synths va fm modal --n 400000 --notes 36-84 --one-note \\
+        --layout sharded --mel-dtype float16 --out npy_big   # larger than memory (docs/datasets.md)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 import asp
+from asp.builder import SHARDED_ABOVE
 from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from asp.parallel import cap_workers
 from data.dataset import SPLITS
@@ -60,6 +63,20 @@ def main() -> int:
         default=None,
         help="render at most this many shards, then stop (run again to continue)",
     )
+    parser.add_argument(
+        "--layout",
+        choices=("auto", "assembled", "sharded"),
+        default="auto",
+        help="assembled: one mel file per split (the published layout); sharded: the mels stay in the "
+        "shard files, read in place, with a lookup index (datasets larger than memory); "
+        f"auto (default): sharded above {SHARDED_ABOVE / 2**30:g} GiB of mels",
+    )
+    parser.add_argument(
+        "--mel-dtype",
+        choices=("float32", "float16"),
+        default="float32",
+        help="how the mels are stored: float16 takes half the disk (read back as float32)",
+    )
     args = parser.parse_args()
     summary = asp.generate(
         args.synths,
@@ -71,6 +88,8 @@ def main() -> int:
         hpss=not args.no_hpss,
         split_all=args.split_all,
         one_note=args.one_note,
+        layout=args.layout,
+        mel_dtype=args.mel_dtype,
         workers=cap_workers(args.workers),
         force=args.force,
         max_shards=args.max_shards,

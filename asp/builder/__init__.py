@@ -19,11 +19,23 @@ presets of amsynth bank files are grouped by bank file (when a synth has at leas
 """
 
 from asp.builder.assemble import Summary, assemble
-from asp.builder.plan import SHARD_SIZE, WORK_DIR, Plan, Settings, Shard, make_plan, parse_notes, parse_sources
+from asp.builder.plan import (
+    SHARD_SIZE,
+    SHARDED_ABOVE,
+    WORK_DIR,
+    Plan,
+    Settings,
+    Shard,
+    make_plan,
+    parse_notes,
+    parse_sources,
+)
 from asp.builder.run import generate
 from asp.builder.shards import read_shard, render_shard
+from asp.builder.tile import repeat_dataset
 
 __all__ = [
+    "SHARDED_ABOVE",
     "SHARD_SIZE",
     "WORK_DIR",
     "Plan",
@@ -37,4 +49,5 @@ __all__ = [
     "parse_sources",
     "read_shard",
     "render_shard",
+    "repeat_dataset",
 ]

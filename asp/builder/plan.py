@@ -11,11 +11,14 @@ import numpy as np
 
 from asp.builder.sampling import SOURCES, _rng, _split_groups, _synth_presets
 from asp.errors import ASPError
-from data.dataset import GENERATOR_VERSION, SPLITS
+from data.dataset import GENERATOR_VERSION, LAYOUTS, SPLITS
+from data.features import HOP, N_MELS
+from data.mels import MEL_DTYPES, shard_file
 from data_generation.spec import SynthSpec, load_spec
 
 SHARD_SIZE = 32
 WORK_DIR = ".work"  # the shards and plan of an unfinished run, inside its folder
+SHARDED_ABOVE = 16 * 2**30  # --layout auto: sharded when the planned mels take more bytes than this
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,12 @@ class Settings:
     hpss: bool = True
     split_all: str | None = None  # one of SPLITS: every preset goes there (a held-out folder)
     one_note: bool = False  # each preset at one note drawn from ``notes`` (seeded), not at all of them
+    mel_dtype: str = "float32"  # how the mels are stored (float16: half the disk)
 
     def to_json(self) -> dict:
         extra = {"one_note": True} if self.one_note else {}  # absent when off: older fingerprints hold
+        if self.mel_dtype != "float32":
+            extra["mel_dtype"] = self.mel_dtype
         return {
             **extra,
             "synths": list(self.synths),
@@ -55,10 +61,11 @@ class Shard:
     presets: np.ndarray
     notes: np.ndarray
     digest: str = ""
+    mel_dtype: str = "float32"  # what its mels are stored as
 
     @property
     def file(self) -> str:
-        return f"shard_{self.index:06d}.npz"
+        return shard_file(self.index)
 
 
 @dataclass
@@ -75,6 +82,22 @@ class Plan:
     @property
     def total(self) -> int:
         return sum(len(s.notes) for s in self.shards)
+
+    @property
+    def mel_shape(self) -> tuple[int, int]:
+        """(n_mels, frames) of one mel."""
+        return N_MELS, 1 + self.specs[0].render.num_samples // HOP
+
+    def layout(self, wanted: str) -> str:
+        """The layout a ``--layout`` value gives this plan: ``auto`` is sharded when the planned
+        mels (silent ones included) take more than ``SHARDED_ABOVE`` bytes."""
+        if wanted not in (*LAYOUTS, "auto"):
+            raise ASPError(f"--layout {wanted!r} is not a layout; use auto or one of {', '.join(LAYOUTS)}")
+        if wanted != "auto":
+            return wanted
+        n_mels, frames = self.mel_shape
+        size = self.total * n_mels * frames * np.dtype(self.settings.mel_dtype).itemsize
+        return "sharded" if size > SHARDED_ABOVE else "assembled"
 
 
 def parse_notes(text: str) -> tuple[int, ...]:
@@ -118,6 +141,8 @@ def make_plan(settings: Settings) -> Plan:
     """Everything the run will do, derived from the settings alone."""
     if settings.n <= 0:
         raise ASPError(f"--n must be a positive number of presets per synth, got {settings.n}")
+    if settings.mel_dtype not in MEL_DTYPES:
+        raise ASPError(f"--mel-dtype {settings.mel_dtype!r} is not a mel storage; use one of {', '.join(MEL_DTYPES)}")
     if settings.split_all is not None and settings.split_all not in SPLITS:
         raise ASPError(f"--split-all {settings.split_all!r} is not a split; use one of {', '.join(SPLITS)}")
     specs = [load_spec(s) for s in settings.synths]
@@ -156,8 +181,10 @@ def make_plan(settings: Settings) -> Plan:
         for start in range(0, len(rows), SHARD_SIZE):
             r = rows[start : start + SHARD_SIZE]
             shard = Shard(len(plan.shards), spec.name, r, presets[r], sample_notes[start : start + SHARD_SIZE])
+            shard.mel_dtype = settings.mel_dtype
+            dtype = b"" if settings.mel_dtype == "float32" else settings.mel_dtype.encode()  # float32: as before
             shard.digest = hashlib.sha256(
-                spec.hash.encode() + shard.presets.tobytes() + shard.notes.tobytes() + bytes([settings.hpss])
+                spec.hash.encode() + shard.presets.tobytes() + shard.notes.tobytes() + bytes([settings.hpss]) + dtype
             ).hexdigest()[:24]
             plan.shards.append(shard)
     plan.fingerprint = h.hexdigest()[:24]

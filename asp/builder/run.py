@@ -19,7 +19,8 @@ from asp.errors import ASPError
 from asp.files import remove_stale_temps, write_json
 from asp.locks import folder_lock
 from asp.parallel import run_tasks
-from data.dataset import MANIFEST, SPLITS
+from data.dataset import MANIFEST, SPLITS, dataset_layout
+from data.mels import SHARD_FOLDER
 
 
 def _check_writable(out: Path) -> None:
@@ -55,11 +56,21 @@ def _read_manifest(path: Path) -> dict | None:
 
 
 def _remove_dataset(out: Path) -> None:
-    """Removes a dataset's own files (``{split}_*.npy``, the manifest, the work folder), nothing else."""
+    """Removes a dataset's own files (``{split}_*.npy``, the manifest, the work folder, the shard
+    files and plan of ``shards/``), nothing else."""
     for p in [p for split in SPLITS for p in out.glob(f"{split}_*.npy")]:
         p.unlink()
     (out / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out / WORK_DIR, ignore_errors=True)
+    shards = out / SHARD_FOLDER
+    if shards.is_dir():
+        for p in [*shards.glob("shard_*.npz"), shards / "plan.json"]:
+            p.unlink(missing_ok=True)
+        remove_stale_temps(shards)
+        try:
+            shards.rmdir()
+        except OSError:  # it holds files the toolkit did not write: left as they are
+            pass
 
 
 def _iter_results(plan: Plan, todo: list[Shard], work: Path, workers: int) -> Iterator[dict]:
@@ -72,6 +83,7 @@ def generate(
     settings: Settings,
     out: str | Path,
     *,
+    layout: str = "auto",
     workers: int | None = None,
     force: bool = False,
     max_shards: int | None = None,
@@ -82,6 +94,10 @@ def generate(
     Args:
         settings: what to generate.
         out: output folder (the npy_data layout).
+        layout: assembled (one mel file per split, the published layout), sharded (the mels left
+            in the shard files, read in place; with a lookup index) or auto (sharded above
+            ``SHARDED_ABOVE`` bytes of mels). A finished dataset is kept in the layout it has
+            unless ``layout`` names another.
         workers: worker processes (default: all cores); 1 renders in this process.
         force: replace a dataset (finished or in progress) made with other settings.
         max_shards: stop after rendering this many shards (the run resumes later).
@@ -94,17 +110,28 @@ def generate(
     start = time.perf_counter()
     out = Path(out)
     plan = make_plan(settings)
+    plan.layout(layout)  # checks the name
     _check_writable(out)
     with folder_lock(out, what="another generate.py run", fix="choose another --out"):
-        return _generate(plan, out, start, workers=workers, force=force, max_shards=max_shards, progress=progress)
+        return _generate(
+            plan, out, start, layout=layout, workers=workers, force=force, max_shards=max_shards, progress=progress
+        )
 
 
 def _generate(
-    plan: Plan, out: Path, start: float, *, workers: int | None, force: bool, max_shards: int | None, progress: bool
+    plan: Plan,
+    out: Path,
+    start: float,
+    *,
+    layout: str,
+    workers: int | None,
+    force: bool,
+    max_shards: int | None,
+    progress: bool,
 ) -> Summary:
     """``generate``'s work, once the folder is held."""
     work = out / WORK_DIR
-    done = _take_over(plan, out, force)
+    done = _take_over(plan, out, force, layout)
     if done is not None:
         return done
     todo = [s for s in plan.shards if read_shard(work / s.file, s) is None]
@@ -128,34 +155,49 @@ def _generate(
     remaining = [s for s in plan.shards if not (work / s.file).is_file()]
     if remaining:
         return Summary(out, {}, {}, {}, time.perf_counter() - start, False, times, rendered, loop_seconds=loop_seconds)
-    summary = assemble(plan, out)
+    summary = assemble(plan, out, plan.layout(layout))
     summary.seconds = time.perf_counter() - start
     summary.times, summary.rendered, summary.loop_seconds = times, rendered, loop_seconds
     return summary
 
 
-def _take_over(plan: Plan, out: Path, force: bool) -> Summary | None:
+def _take_over(plan: Plan, out: Path, force: bool, layout: str = "auto") -> Summary | None:
     """Readies ``out`` for this plan: the Summary of the finished dataset when it already holds
     it, else None with the work folder holding this plan (what another dataset left removed, with
     ``force``).
 
     Raises:
-        ASPError: ``out`` holds another dataset, finished or not, and ``force`` is off.
+        ASPError: ``out`` holds another dataset, finished or not, and ``force`` is off; or this
+            one in another layout than an explicit ``layout``.
     """
     work = out / WORK_DIR
     manifest_path = out / MANIFEST
     plan_file = work / "plan.json"
+    shards = out / SHARD_FOLDER
+    if not manifest_path.is_file() and not work.exists() and (shards / "plan.json").is_file():
+        os.replace(shards, work)  # a sharded assembly was stopped before its manifest: finish it again
     previous = _fingerprint(plan_file)
     remove_stale_temps(out, "*.npy", MANIFEST)  # left by a run killed while assembling (only those)
     if manifest_path.is_file():
         manifest = _read_manifest(manifest_path)
         if manifest is not None and manifest.get("fingerprint") == plan.fingerprint:
+            has = dataset_layout(manifest)[0]
+            if layout not in ("auto", has):
+                if not force:
+                    raise ASPError(
+                        f"{out} holds this dataset in the {has} layout; pass --force to generate it again in the "
+                        f"{layout} layout, or choose another --out"
+                    )
+                _remove_dataset(out)
+                return _take_over(plan, out, force, layout)
             shutil.rmtree(work, ignore_errors=True)
-            return Summary(out, manifest["kept"], manifest["dropped"], manifest["counts"], 0.0, True, already=True)
+            summary = Summary(out, manifest["kept"], manifest["dropped"], manifest["counts"], 0.0, True, already=True)
+            summary.layout = has
+            return summary
         if not force:
             _refuse_finished(plan, out, manifest)
         _remove_dataset(out)
-    elif any(out.glob("*_mels.npy")) and not force and previous != plan.fingerprint:
+    elif any(out.glob("*_mel*.npy")) and not force and previous != plan.fingerprint:
         # (with this run's plan in the work folder they are this run's, from an interrupted assembly)
         raise ASPError(
             f"{out} holds npy files of another dataset; pass --force to replace them, or choose another --out"

@@ -71,8 +71,9 @@ def render_shard(shard: Shard, spec_path: str, hpss: bool, work: str) -> dict:
         t["hpss"] += time.perf_counter() - t2
     t0 = time.perf_counter()
     frames = 1 + spec.render.num_samples // HOP
+    stacked = np.stack(mels) if mels else np.zeros((0, N_MELS, frames), np.float32)
     arrays = {
-        "mels": np.stack(mels) if mels else np.zeros((0, N_MELS, frames), np.float32),
+        "mels": stacked.astype(shard.mel_dtype, copy=False),
         "kept": np.array(kept, dtype=bool),
         "hpss": np.array(labels, dtype=np.int16),
         "rms": np.array(levels, dtype=np.float32),
@@ -97,7 +98,7 @@ def read_shard(path: Path, shard: Shard) -> dict[str, np.ndarray] | None:
     digest = arrays.pop("digest")
     if not np.array_equal(digest, _content_digest(arrays)):
         return None
-    if bytes(arrays["task"]).decode(errors="replace") != shard.digest:
+    if bytes(arrays["task"]).decode(errors="replace") != shard.digest or arrays["mels"].dtype != shard.mel_dtype:
         return None
     kept = arrays["kept"]
     if len(kept) != len(shard.notes) or arrays["mels"].shape[0] != kept.sum() or len(arrays["hpss"]) != kept.sum():

@@ -50,12 +50,16 @@ def latent_report(
         ratio: 1 = no better than predicting the mean preset); ``param_vs_mean`` averages the
         ratios over synths.
     """
-    mels = np.asarray(split.mels[np.sort(indices)], dtype=np.float32)
-    z_means, z_log_vars = [], []
-    for start in range(0, len(mels), batch_size):
-        zm, zlv = model.encoder(mels[start : start + batch_size], training=False)
+    rows = np.sort(indices)
+    z_means, z_log_vars, parts = [], [], []
+    for start in range(0, len(rows), batch_size):  # one batch of mels in memory at a time, whatever the split's size
+        mels = np.asarray(split.mels[rows[start : start + batch_size]], dtype=np.float32)
+        zm, zlv = model.encoder(mels, training=False)
         z_means.append(keras.ops.convert_to_numpy(zm))
         z_log_vars.append(keras.ops.convert_to_numpy(zlv))
+        parts.append(
+            model.predict_vectors(mels, batch_size=batch_size, notes=split.note[rows[start : start + batch_size]])
+        )
     zm, zlv = np.concatenate(z_means).astype(np.float64), np.concatenate(z_log_vars).astype(np.float64)
     kl_dims = np.mean(-0.5 * (1.0 + zlv - zm**2 - np.exp(zlv)), axis=0)
     report = {
@@ -66,14 +70,14 @@ def latent_report(
         "kl_dims_min": float(kl_dims.min()),
         "kl_dims_max": float(kl_dims.max()),
     }
-    vectors = model.predict_vectors(mels, batch_size=batch_size, notes=split.note[np.sort(indices)])
-    owners = split.synth[np.sort(indices)]
+    vectors = {lay.name: np.concatenate([p[lay.name] for p in parts]) for lay in model.layouts}
+    owners = split.synth[rows]
     ratios = []
     for lay in model.layouts:
         mine = np.flatnonzero(owners == lay.name)
         if not len(mine):
             continue
-        true = np.asarray(split.params[lay.name][np.sort(indices)[mine]], dtype=np.float64)
+        true = np.asarray(split.params[lay.name][rows[mine]], dtype=np.float64)
         pred = np.mean((vectors[lay.name][mine] - true) ** 2)
         base = np.mean((means[lay.name][None, :] - true) ** 2)
         report[f"param_mse_{lay.name}"] = float(pred)

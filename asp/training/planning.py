@@ -16,7 +16,7 @@ from asp.errors import ASPError
 from asp.files import write_json
 from asp.training.checkpoints import BACKUP
 from asp.training.stream import dataset_specs
-from data.dataset import Split, check_finite, check_not_blank, data_fingerprint, load_split, training_rows
+from data.dataset import Split, check_finite, check_not_blank, data_fingerprint, has_split, load_split, training_rows
 from data_generation.spec import SynthSpec
 from models import ENCODERS, MODEL_VERSION, SPEC_DECODERS
 
@@ -96,7 +96,7 @@ def plan(cfg: TrainConfig) -> Plan:
             raise ASPError(f"{cfg.data_dir} has synths {', '.join(names)}, not {', '.join(unknown)} (--synths)")
         specs = [s for s in specs if s.name in cfg.synths]
     wanted = [s.name for s in specs]
-    valid_split = load_split(cfg.data_dir, "valid") if (Path(cfg.data_dir) / "valid_mels.npy").is_file() else None
+    valid_split = load_split(cfg.data_dir, "valid") if has_split(cfg.data_dir, "valid") else None
     if valid_split is not None:
         dataset_specs(cfg.data_dir, valid_split)
 

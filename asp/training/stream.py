@@ -1,6 +1,7 @@
-"""The data a run trains on, streamed: batches of the memory-mapped npy_data arrays through
-``tf.data`` (a Keras PyDataset of the same batches under another backend; never the whole dataset
-in memory), and the checks that the files match the specs."""
+"""The data a run trains on, streamed: batches of the memory-mapped npy_data arrays (the mels
+read in place from the shard files in the sharded layout, float16 ones converted per batch; see
+``data.dataset``) through ``tf.data`` (a Keras PyDataset of the same batches under another
+backend; never the whole dataset in memory), and the checks that the files match the specs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from asp.backend import tensorflow
 from asp.errors import ASPError
-from data.dataset import Split, read_manifest
+from data.dataset import Split, mel_file, read_manifest
 from data_generation.spec import SynthSpec, load_spec
 from models import check_mel_shape
 
@@ -39,7 +40,7 @@ def dataset_specs(data_dir: str | Path, split: Split) -> list[SynthSpec]:
                 f"{name} spec encodes {spec.encoded_size}; the files do not match the spec"
             )
         specs.append(spec)
-    check_mel_shape(split.mels, f"{data_dir}/{split.name}_mels.npy")
+    check_mel_shape(split.mels, f"{data_dir}/{mel_file(split)}")
     if split.params_single is not None:
         single = max(s.encoded_size for s in specs)
         if split.params_single.shape[1] != single:
@@ -95,7 +96,8 @@ def make_stream(
     """
     arrays = stream_arrays(split, keys)
     epoch = {"n": 0}
-    mapping = getattr(split.mels, "_mmap", None)  # the memory map behind the mels, if any
+    # the memory maps behind the arrays read (the readers of data.mels drop their own pages)
+    mappings = list({id(m): m for k in keys if (m := getattr(arrays[k], "_mmap", None)) is not None}.values())
 
     def batches():
         order = indices
@@ -105,7 +107,7 @@ def make_stream(
         for start in range(0, len(order), batch_size):
             rows = np.sort(order[start : start + batch_size])
             batch = {k: np.asarray(arrays[k][rows], dtype=np.float32) for k in keys}
-            if mapping is not None:  # drop the pages just read from this process's memory
+            for mapping in mappings:  # drop the pages just read from this process's memory
                 mapping.madvise(mmap.MADV_DONTNEED)
             yield batch
 

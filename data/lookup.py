@@ -1,0 +1,122 @@
+"""The nearest-mel lookup's one distance, and its index for large training splits.
+
+The distance between two mels is the Euclidean distance of their flattened float32 values
+(``squared_distances``); ``data.dataset.nearest_rows`` ranks training sounds by it. Over a large
+split a full scan reads every candidate mel (220 KB each) per lookup; the index avoids that:
+
+- a PCA basis of the mels (``DIMS`` components), fitted on a seeded sample of ``FIT_SAMPLES``
+  training mels when the dataset is generated, and every training mel's coordinates in it
+  (``{split}_lookup.npy``, (N, DIMS) float32: 256 bytes a sound);
+- a lookup projects the query, scans the coordinates in chunks for the ``RERANK`` closest, reads
+  those mels and re-ranks them by the exact distance: the answer is exact whenever the true
+  nearest is among those candidates (recall measured by ``bench/lookup.py``, docs/datasets.md).
+
+The projection is orthonormal, so a coordinate distance never exceeds the exact one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+DIMS = 64  # PCA components of the index
+FIT_SAMPLES = 1024  # training mels the basis is fitted on (seeded choice)
+RERANK = 64  # candidates per query re-ranked by the exact distance
+EXACT_MAX = 10_000  # at most this many candidates: the exact scan, index or not
+CHUNK = 65_536  # index rows scanned at once
+
+
+def squared_distances(queries: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """The lookup's distance: squared Euclidean between flattened mels.
+
+    Args:
+        queries: (q, D) float32. block: (n, D) float32.
+
+    Returns:
+        (q, n) float32.
+    """
+    return (queries**2).sum(1)[:, None] + (block**2).sum(1)[None, :] - 2.0 * queries @ block.T
+
+
+def fit_basis(sample: np.ndarray, dims: int = DIMS) -> tuple[np.ndarray, np.ndarray]:
+    """A PCA basis of mels.
+
+    Args:
+        sample: (n, D) float32 flattened mels.
+        dims: components wanted (fewer when the sample spans fewer).
+
+    Returns:
+        mean (D,) float32 and components (d, D) float32, orthonormal rows, largest variance first.
+    """
+    sample = np.asarray(sample, np.float32)
+    mean = sample.mean(axis=0)
+    centred = sample - mean
+    gram = (centred @ centred.T).astype(np.float64)  # (n, n): cheaper than an SVD of (n, D)
+    values, vectors = np.linalg.eigh(gram)
+    order = np.argsort(values)[::-1]
+    # directions of variance above float32 rounding (relative to the largest)
+    keep = order[values[order] > values.max() * 1e-6][:dims] if len(values) else order[:0]
+    components = centred.T @ vectors[:, keep].astype(np.float32)  # (D, d), orthogonal up to rounding
+    components = np.linalg.qr(components.astype(np.float64))[0].T  # orthonormal, same order
+    return mean.astype(np.float32), components.astype(np.float32)
+
+
+def project(mels: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """(b, ...) mels -> (b, d) float32 coordinates in the basis."""
+    flat = np.asarray(mels, np.float32).reshape(len(mels), -1)
+    return (flat - mean) @ components.T
+
+
+class LookupIndex:
+    """A split's index files, opened lazily: ``{split}_lookup.npy`` (N, d) coordinates,
+    ``{split}_lookup_mean.npy`` (D,) and ``{split}_lookup_components.npy`` (d, D)."""
+
+    def __init__(self, folder: str | Path, split: str):
+        self.paths = {key: Path(folder) / f"{split}_lookup{key}.npy" for key in ("", "_mean", "_components")}
+        self._arrays: dict[str, np.ndarray] | None = None
+
+    @classmethod
+    def find(cls, folder: str | Path, split: str, n: int) -> LookupIndex | None:
+        """The split's index when its files are there and cover its ``n`` rows, else None."""
+        index = cls(folder, split)
+        if not all(p.is_file() for p in index.paths.values()):
+            return None
+        try:
+            coords = np.load(index.paths[""], mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+        return index if coords.ndim == 2 and coords.shape[0] == n else None
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            self._arrays = {
+                key: np.load(path, mmap_mode="r" if key == "" else None, allow_pickle=False)
+                for key, path in self.paths.items()
+            }
+        return self._arrays
+
+    def candidates(self, queries: np.ndarray, rows: np.ndarray, k: int, chunk: int = CHUNK) -> np.ndarray:
+        """The ``k`` rows among ``rows`` whose coordinates are closest to each query's.
+
+        Args:
+            queries: (q, ...) mels. rows: (n,) ascending candidate rows.
+
+        Returns:
+            (q, min(k, n)) rows, ascending within each query (ties: the lower row).
+        """
+        a = self.arrays()
+        coords = a[""]
+        q = project(queries, a["_mean"], a["_components"])
+        k = min(k, len(rows))
+        best = np.full((len(q), 0), np.inf, np.float32)
+        best_rows = np.zeros((len(q), 0), np.int64)
+        for start in range(0, len(rows), chunk):
+            idx = rows[start : start + chunk]
+            dist = squared_distances(q, np.asarray(coords[idx], np.float32))
+            merged = np.concatenate([best, dist], axis=1)
+            merged_rows = np.concatenate([best_rows, np.broadcast_to(idx, dist.shape)], axis=1)
+            keep = np.argsort(merged, axis=1, kind="stable")[:, :k]
+            best = np.take_along_axis(merged, keep, axis=1)
+            best_rows = np.take_along_axis(merged_rows, keep, axis=1)
+        return np.sort(best_rows, axis=1)
