@@ -220,9 +220,15 @@ def test_a_real_sound_config_is_checked_before_anything_is_written(tmp_path, tin
 @pytest.mark.slow
 def test_real_sounds_end_to_end_on_tiny_data(tiny_data, tiny_models, tmp_path):
     """Three sounds (a training preset rendered at its note, two tones no synth made) through the
-    config runner: lookup finds the preset, every method scores every sound, the tables,
-    CSVs and pages are written, and a second run reuses every sound's scores."""
+    config runner with an exported model (the shipped form: the search starts from its own index):
+    lookup finds the preset, every method scores every sound, the tables, CSVs and pages are
+    written; a second run reuses every sound's scores, and one against another dataset scores only
+    the baselines again."""
+    from asp.builder import Settings, generate
     from asp.experiments import run_config
+    from asp.training.export import export
+
+    model = export(tiny_models / "vae_multi_8_paper", tiny_data, tmp_path / "exported")
 
     train = load_split(tiny_data, "train")
     row = 3
@@ -240,7 +246,7 @@ def test_real_sounds_end_to_end_on_tiny_data(tiny_data, tiny_models, tmp_path):
     settings = {
         "title": "tiny",
         "real_sounds": str(folder),
-        "model": str(tiny_models / "vae_multi_8_paper"),
+        "model": str(model),
         "data_dir": str(tiny_data),
         "report_samples": 2,
         "profiles": {"small": {"refine_renders": 12}},
@@ -284,3 +290,21 @@ def test_real_sounds_end_to_end_on_tiny_data(tiny_data, tiny_models, tmp_path):
     assert (out / "sounds" / "tone48" / "report.html").stat().st_mtime_ns == before  # scored once
     with open(out / "samples.csv", newline="") as f:
         assert list(csv.DictReader(f)) == rows
+    other = tmp_path / "other"
+    synths = ("va", "fm", "modal")
+    generate(Settings(synths=synths, presets={s: ("random",) for s in synths}, n=6, notes=(48,), seed=5), other)
+    config.write_text(json.dumps({**settings, "data_dir": str(other)}))
+    run_config(config, "small", results=tmp_path / "results", workers=1)
+    assert (out / "sounds" / "tone48" / "report.html").stat().st_mtime_ns == before  # not matched again
+    with open(out / "samples.csv", newline="") as f:
+        again = list(csv.DictReader(f))
+
+    def network(rs):  # the network's rows: one-shot and searched
+        return sorted(
+            (r["sound"], r["method"], r["synth"], r["lsd"]) for r in rs if r["method"] in ("one-shot", "searched")
+        )
+
+    assert network(again) == network(rows) and len(network(rows)) == 18
+    names = set(load_split(other, "train").names)
+    assert all(r["lookup_name"] in names for r in again if r["method"] == "lookup")
+    assert "not the model's own training data" in (out / "table.md").read_text()

@@ -24,8 +24,8 @@ with a paired bootstrap 95% CI, a row per synth and per source), ``sounds/<name>
 ``run_inference.py --input`` writes for the sound: report.html playing the sound and each synth's
 one-shot and searched match; plus the lookup's and best mean preset's renders and ``scores.json``),
 ``sounds/index.html`` and ``report/index.html`` (the sound and every method's match side by side).
-A sound already scored with the same model, data, budget and seed is not matched again, so a
-killed run resumes.
+A sound already matched with the same model, budget and seed is not matched again (a killed run
+resumes), and only its lookup and mean rows are scored again against another dataset.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from asp.report.pages import INDEX_PAGE, REPORT_FOLDER, render_page
 from asp.runs import find_run
 from asp.search import NEAREST_STARTS, Budget
 from data.dataset import Split, data_fingerprint, load_split, mean_vector, read_manifest
+from data.encoding import Codec
 from data.features import mel_spectrogram
 from data.sound import SAMPLE_RATE, estimate_note, load_audio
 
@@ -289,67 +290,78 @@ def evaluate_real_sounds(
     """
     from asp.evaluation.evaluate import trained_rows  # TensorFlow (the network)
     from asp.inference import Matcher
-    from data.encoding import Codec
+    from asp.training.export import INDEX
 
     out = Path(out)
     run_dir = Path(run_dir)
     matcher = Matcher(run_dir, data_dir=data_dir)
-    config = matcher.config
+    specs = matcher.specs
     train = load_split(data_dir, "train")
-    within = trained_rows(config, train, data_dir)
-    stamp = {
+    within = trained_rows(matcher.config, train, data_dir)
+    fingerprint = data_fingerprint(data_dir)
+    # what each part of a sound's scores depends on: its match (the model, and the data only where
+    # the search's nearest starts come from it: a model without its own index), and the baselines
+    match_stamp = {
         "model": hashlib.sha256((run_dir / CONFIG).read_bytes()).hexdigest()[:16],
-        "data": data_fingerprint(data_dir),
+        "starts_from": "index" if (run_dir / INDEX).is_file() else fingerprint,
         "refine": {"renders": refine.renders, "seconds": refine.seconds},
         "refine_starts": refine_starts,
         "seed": seed,
     }
+    base_stamp = {"data": fingerprint, "rows": None if within is None else len(within)}
     targets = [matcher.wav_target(s.file, s.note, name=s.name) for s in sounds]
-    cached = {}
+    saved: dict[str, list[dict]] = {}  # sound -> rows still valid
+    whole: set[str] = set()  # sounds whose rows are all valid
     for s in sounds:
-        saved = _read_scores(out / SOUNDS / s.name / SCORES)
-        if saved is not None and saved["stamp"] == {**stamp, "sound": _file_hash(s.file), "note": s.note}:
-            cached[s.name] = saved["rows"]
-    todo = [k for k, s in enumerate(sounds) if s.name not in cached]
+        scores = _read_scores(out / SOUNDS / s.name / SCORES)
+        stamp = {**match_stamp, "sound": _file_hash(s.file), "note": s.note}
+        if scores is None or scores.get("match") != stamp or not (out / SOUNDS / s.name / "match.json").is_file():
+            continue
+        saved[s.name] = [r for r in scores["rows"] if r["method"] in ("one-shot", "searched")]
+        if scores.get("baselines") == base_stamp:
+            saved[s.name] = scores["rows"]
+            whole.add(s.name)
+    todo = [k for k, s in enumerate(sounds) if s.name not in whole]  # lookup and mean still to score
     found_rows, found_distance = (np.zeros(0, np.int64), np.zeros(0))
     if todo:
         found_rows, found_distance = nearest_any(train, np.stack([targets[k].mel for k in todo]), within)
-    specs = matcher.specs
     means = {}
     for name, spec in specs.items():
-        vector = mean_vector(train, name, within)
-        means[name] = Codec(spec).decode(vector.astype(np.float32)[None])[0]
+        means[name] = Codec(spec).decode(mean_vector(train, name, within).astype(np.float32)[None])[0]
     rows: list[dict] = []
     bar = tqdm(total=len(sounds), desc="real sounds", unit="sound", disable=not progress)
     try:
         for k, (sound, target) in enumerate(zip(sounds, targets)):
-            if sound.name in cached:
-                rows += cached[sound.name]
+            folder = out / SOUNDS / sound.name
+            if sound.name in whole:
+                rows += saved[sound.name]
                 bar.update(1)
                 continue
+            mine = saved.get(sound.name)
+            if mine is None:  # match it
+                folder.parent.mkdir(parents=True, exist_ok=True)
+                matcher.match(
+                    target,
+                    folder,
+                    all_outputs=True,
+                    refine=refine,
+                    refine_synths=list(specs),
+                    refine_starts=refine_starts,
+                    workers=workers,
+                    seed=seed,
+                    progress=False,
+                )
+                mine = _score_match(sound, target, folder, specs)
             j = todo.index(k)
-            folder = out / SOUNDS / sound.name
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            matcher.match(
-                target,
-                folder,
-                all_outputs=True,
-                refine=refine,
-                refine_synths=list(specs),
-                refine_starts=refine_starts,
-                workers=workers,
-                seed=seed,
-                progress=False,
+            mine = mine + _score_baselines(
+                matcher, sound, target, folder, specs, means, train, found_rows[j], found_distance[j]
             )
-            mine = _score_sound(matcher, sound, target, folder, specs, means, train, found_rows[j], found_distance[j])
-            write_json(
-                folder / SCORES,
-                {"stamp": {**stamp, "sound": _file_hash(sound.file), "note": sound.note}, "rows": mine},
-            )
+            mark_best(mine)
+            stamp = {**match_stamp, "sound": _file_hash(sound.file), "note": sound.note}
+            write_json(folder / SCORES, {"match": stamp, "baselines": base_stamp, "rows": mine})
             rows += mine
             bar.update(1)
-            best = {r["method"]: r["lsd"] for r in mine if r["best"]}
-            bar.set_postfix({m: f"{v:.2f}" for m, v in best.items()})
+            bar.set_postfix({r["method"]: f"{r['lsd']:.2f}" for r in mine if r["best"]})
     finally:
         bar.close()
         matcher.close()
@@ -372,58 +384,65 @@ def _read_scores(path: Path) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and "stamp" in data and isinstance(data.get("rows"), list) else None
+    return data if isinstance(data, dict) and "match" in data and isinstance(data.get("rows"), list) else None
 
 
-def _score_sound(matcher, sound, target, folder: Path, specs, means, train: Split, row: int, mel_distance: float):
-    """One sound's rows: each synth's one-shot, searched and mean match, and the lookup; the
-    lookup's and the best mean preset's renders written into the sound's folder (lookup.wav,
-    mean.<synth>.wav)."""
-    from data.encoding import Codec
+def _row(sound: RealSound, method: str, synth: str, features, audio: np.ndarray, **extra) -> dict:
+    return {
+        "sound": sound.name,
+        "source": sound.source,
+        "note": sound.note,
+        "method": method,
+        "synth": synth,
+        "best": 0,
+        **distances(features, audio),
+        **extra,
+    }
 
+
+def _score_match(sound: RealSound, target, folder: Path, specs: dict) -> list[dict]:
+    """A matched sound's rows: each synth's one-shot and searched match, from the wavs
+    ``Matcher.match`` wrote into ``folder``."""
     features = metrics.AudioFeatures(target.audio, SAMPLE_RATE)
-    base = {"sound": sound.name, "source": sound.source, "note": sound.note}
+    searched = {r["synth"]: r for r in json.loads((folder / "match.json").read_text())["results"]}
     rows = []
-    summary = json.loads((folder / "match.json").read_text())
-    searched = {r["synth"]: r for r in summary["results"]}
-
-    def add(method: str, synth: str, audio: np.ndarray, **extra) -> None:
-        rows.append({**base, "method": method, "synth": synth, "best": 0, **distances(features, audio), **extra})
-
     for name in specs:
         if (folder / f"{name}.wav").is_file():
-            add("one-shot", name, sf.read(folder / f"{name}.wav", dtype="float32")[0])
+            audio = sf.read(folder / f"{name}.wav", dtype="float32")[0]
+            rows.append(_row(sound, "one-shot", name, features, audio))
         if (folder / f"{name}.refined.wav").is_file():
             info = searched.get(name, {})
-            add(
-                "searched",
-                name,
-                sf.read(folder / f"{name}.refined.wav", dtype="float32")[0],
-                search_start=info.get("search_start", ""),
-                search_renders=info.get("search_renders", ""),
-                search_seconds=info.get("search_seconds", ""),
-            )
+            audio = sf.read(folder / f"{name}.refined.wav", dtype="float32")[0]
+            extra = {k: info.get(k, "") for k in ("search_start", "search_renders", "search_seconds")}
+            rows.append(_row(sound, "searched", name, features, audio, **extra))
+    return rows
+
+
+def _score_baselines(matcher, sound, target, folder: Path, specs, means, train: Split, row: int, mel_distance: float):
+    """A sound's lookup row and each synth's mean-preset row; the lookup's and the best mean
+    preset's renders written into the sound's folder (lookup.wav, mean.<synth>.wav)."""
+    features = metrics.AudioFeatures(target.audio, SAMPLE_RATE)
     synth = str(train.synth[row])
     spec = specs[synth]
     preset = Codec(spec).decode(np.asarray(train.params[synth][row : row + 1], dtype=np.float32))[0]
     audio = matcher.renderer.render(spec, preset, note=sound.note)
     _keep(folder, "lookup", audio)
-    add(
-        "lookup",
-        synth,
-        audio,
-        lookup_row=int(row),
-        lookup_name=str(train.names[row]),
-        lookup_note=int(train.note[row]),
-        mel_distance=round(float(mel_distance), 4),
-    )
+    extra = {
+        "lookup_row": int(row),
+        "lookup_name": str(train.names[row]),
+        "lookup_note": int(train.note[row]),
+        "mel_distance": round(float(mel_distance), 4),
+    }
+    rows = [_row(sound, "lookup", synth, features, audio, **extra)]
     mean_audio = {}
     for name, preset in means.items():
         mean_audio[name] = matcher.renderer.render(specs[name], preset, note=sound.note)
-        add("mean", name, mean_audio[name])
+        rows.append(_row(sound, "mean", name, features, mean_audio[name]))
     mark_best(rows)
     best_mean = next(r["synth"] for r in rows if r["method"] == "mean" and r["best"])
-    _keep(folder, f"mean.{best_mean}", mean_audio[best_mean])  # the one the page plays
+    for old in folder.glob("mean.*"):  # one mean render: the best synth's (the page plays it)
+        old.unlink()
+    _keep(folder, f"mean.{best_mean}", mean_audio[best_mean])
     return rows
 
 
