@@ -216,11 +216,11 @@ def nearest_any(
     for start in tqdm(range(0, len(candidates), chunk), desc="lookup", unit="block", leave=False):
         idx = candidates[start : start + chunk]
         contiguous = idx[-1] - idx[0] + 1 == len(idx)
-        block = np.asarray(train.mels[idx[0] : idx[-1] + 1] if contiguous else train.mels[idx], dtype=np.float32)
+        block = np.array(train.mels[idx[0] : idx[-1] + 1] if contiguous else train.mels[idx], dtype=np.float32)
         block = block.reshape(len(idx), -1)
         if mapping is not None:
             mapping.madvise(mmap.MADV_DONTNEED)  # the block is a copy now: let the pages go
-        dist = q_norm[:, None] + (block**2).sum(1)[None, :] - 2.0 * queries @ block.T
+        dist = q_norm[:, None] + np.einsum("ij,ij->i", block, block)[None, :] - 2.0 * queries @ block.T
         k = np.argmin(dist, axis=1)
         better = dist[np.arange(len(queries)), k] < best
         best[better] = dist[np.arange(len(queries)), k][better]
