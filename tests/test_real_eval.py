@@ -147,6 +147,19 @@ def test_a_missing_or_bad_sound_folder_is_one_line(tmp_path):
     (folder / "a.wav").unlink()
     with pytest.raises(ASPError, match=r"sounds.csv, line 2: sound file .*a.wav is missing"):
         real.read_real_sounds(folder)
+    (folder / "a.wav").write_bytes((folder / "sounds.csv").read_bytes())  # any file: the name is refused first
+    with open(folder / "sounds.csv", "a") as f:
+        f.write("a.flac,test,60,60,5.0\nb.wav,test,inf,60,5.0\n")
+    (folder / "a.flac").write_bytes(b"")
+    with pytest.raises(ASPError, match=r"line 4: sound file .*b.wav is missing"):
+        real.read_real_sounds(folder)
+    (folder / "b.wav").write_bytes(b"")
+    with pytest.raises(ASPError, match=r"line 4: note 'inf' is not a MIDI note 0-127"):
+        real.read_real_sounds(folder)
+    lines = (folder / "sounds.csv").read_text().splitlines()
+    (folder / "sounds.csv").write_text("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ASPError, match=r"a.flac, a.wav share a name; rename one"):
+        real.read_real_sounds(folder)
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ASPError, match="has no sound files"):

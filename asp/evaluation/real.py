@@ -94,8 +94,8 @@ def read_real_sounds(folder: str | Path, seconds: float = 5.0) -> list[RealSound
     TensorFlow is imported, see ``data.sound``).
 
     Raises:
-        ASPError: a missing folder, one without sound files, or a list naming a missing file or a
-            note outside 0-127.
+        ASPError: a missing folder, one without sound files, files of one name (tone.wav and
+            tone.flac), or a list naming a missing file or a note outside 0-127.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -115,7 +115,7 @@ def read_real_sounds(folder: str | Path, seconds: float = 5.0) -> list[RealSound
                 file = folder / str(row.get("file") or "")
                 try:
                     note = int(float(row.get("note") or "nan"))
-                except ValueError:
+                except (ValueError, OverflowError):
                     note = -1
                 if not row.get("file") or not file.is_file():
                     raise ASPError(f"{listed}, line {k}: sound file {file} is missing; make the set again")
@@ -127,6 +127,10 @@ def read_real_sounds(folder: str | Path, seconds: float = 5.0) -> list[RealSound
         sounds = [RealSound(p, p.stem, "", estimate_note(load_audio(p, seconds))) for p in files]
     if not sounds:
         raise ASPError(f"real-sound folder {folder} has no sound files; make the set with `make real-sounds`")
+    names = [s.name.casefold() for s in sounds]
+    twice = sorted({s.file.name for s in sounds if names.count(s.name.casefold()) > 1})
+    if twice:  # each sound's output folder is named after its file's stem
+        raise ASPError(f"real-sound folder {folder}: {', '.join(twice)} share a name; rename one")
     return sounds
 
 
