@@ -30,10 +30,8 @@ import asp
 from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
 from asp.errors import ASPError
 from asp.parallel import cap_workers
-from asp.search import NEAREST_STARTS, Budget
+from asp.search import INPUT_REFINE_SECONDS, NEAREST_STARTS, Budget
 from data_generation.lv2 import install_lines
-
-INPUT_REFINE_SECONDS = 20.0  # the default search budget per refined synth for --input sounds
 
 
 def parser() -> argparse.ArgumentParser:

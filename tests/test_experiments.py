@@ -392,6 +392,9 @@ def test_shipped_configs_load_with_both_profiles():
         if path.name == "base.json":
             continue
         config = load_config(path)
+        if "real_sounds" in config:  # a real-sound config evaluates a trained model: no rows to train
+            assert "rows" not in config and resolve(config, "small")["model"] and resolve(config, "paper")
+            continue
         assert config["rows"]
         assert resolve(config, "paper")["epochs"] == 500
         assert resolve(config, "small")["epochs"] <= 30

@@ -21,16 +21,24 @@ model's presets refined by searching with the synth (``asp.search``) for that bu
 index.html plays, rendered again with every row's preset: the best, the median and the worst by the
 first row's LSD, and others between.
 
+A real-sound config (``real_sounds``: a folder of sound files, ``make real-sounds``; ``model``: a run
+folder or name; ``data_dir``: its training data; no ``rows``) measures a trained model on sounds no
+synth of ours made (``asp.evaluation.real``): per sound, the best synth's one-shot and searched
+match (``refine_renders``/``refine_seconds``; default run_inference.py's 20 s per synth), lookup
+over the whole training set and the mean presets; ``eval_max_samples`` takes a seeded subset of the
+sounds. ``experiments/configs/real_sounds.json`` is the shipped model's.
+
 Every config is checked before anything is trained or written (unknown keys, values of the wrong
 kind, missing settings, include loops, rows naming synths the dataset lacks: one line naming the
 key); a run that fails later removes the empty folders it created, and keeps finished results.
 """
 
-from asp.experiments.config import REQUIRED, ROW_KEYS, SETTINGS, load_config, resolve
+from asp.experiments.config import REAL_REQUIRED, REQUIRED, ROW_KEYS, SETTINGS, load_config, resolve
 from asp.experiments.runner import check_rows, model_dir_for, run_config, train_runs
 from asp.experiments.table import relative_table, write_table
 
 __all__ = [
+    "REAL_REQUIRED",
     "REQUIRED",
     "ROW_KEYS",
     "SETTINGS",

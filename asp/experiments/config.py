@@ -25,10 +25,14 @@ SETTINGS = {
     "refine_renders": (or_null(integer(1)), "an integer >= 1 or null"),
     "refine_seconds": (or_null(number(0, open_=True)), "a finite number > 0 or null"),
     "report_samples": (integer(0), "an integer >= 0"),
+    # a real-sound config (asp.evaluation.real): no rows; a model matched to the sounds of a folder
+    "real_sounds": (text, "a folder of real sounds (make real-sounds)"),
+    "model": (text, "a run folder, or a run name in model_dir"),
     # every training setting (asp.config.TrainConfig, by field name), for all rows; a row may override it
     **{k: v for k, v in experiment_checks().items() if k not in ("approach", "synth", "synths")},
 }
 REQUIRED = ("data_dir", "epochs", "baselines")  # after include and profile (the rest: TrainConfig's defaults)
+REAL_REQUIRED = ("real_sounds", "model", "data_dir")  # a real-sound config's
 ROW_KEYS = {
     "label": (text, "text"),
     "approach": (text, "text (multi, single or synth)"),
@@ -99,6 +103,10 @@ def load_config(path: str | Path) -> dict:
     if data["name"] in (".", "..") or "/" in data["name"] or os.sep in data["name"]:
         raise ASPError(f"{where}: 'name' must be a folder name (no path), got {data['name']!r}")
     rows = data.get("rows")
+    if "real_sounds" in data or any("real_sounds" in p for p in data.get("profiles", {}).values()):
+        if rows is not None:
+            raise ASPError(f"{where}: a real-sound config ('real_sounds') has no 'rows'; it evaluates its 'model'")
+        return data
     if not isinstance(rows, list) or not rows:
         raise ASPError(f"{where} needs 'rows': a non-empty list of table rows, each with an 'approach'")
     for k, row in enumerate(rows):
@@ -120,7 +128,7 @@ def resolve(config: dict, profile: str) -> dict:
             f"{', '.join(config.get('profiles', {})) or 'none'}"
         )
     settings = {**{k: v for k, v in config.items() if k != "profiles"}, **config["profiles"][profile]}
-    missing = [k for k in REQUIRED if k not in settings]
+    missing = [k for k in (REAL_REQUIRED if "real_sounds" in settings else REQUIRED) if k not in settings]
     if missing:
         raise ASPError(
             f"config {config['name']!r} (profile {profile}) lacks {', '.join(map(repr, missing))} "

@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from asp.checkpoints import read_config
 from asp.config import APPROACHES, EXPERIMENT_KEYS, PARAM_LOSSES, from_settings
 from asp.errors import ASPError
 from asp.evaluation.plots import plot
-from asp.evaluation.results import held_out_split, read_csv
+from asp.evaluation.results import cores, held_out_split, read_csv
 from asp.evaluation.summary import AUDIO_METRICS, BASELINES, PARAM_METRICS
 from asp.experiments.config import load_config, resolve, slug
 from asp.experiments.scaling import plot_scaling, scaling_blocks, scaling_points
@@ -25,7 +26,7 @@ from asp.files import write_json
 from asp.locks import LOCK_FILE, folder_lock
 from asp.report import PRESETS, REPORT_SAMPLES, evaluation_report
 from asp.runs import identity, run_name
-from asp.search import Budget
+from asp.search import INPUT_REFINE_SECONDS, NEAREST_STARTS, Budget
 from data.dataset import data_fingerprint, dataset_synths
 
 
@@ -70,6 +71,8 @@ def run_config(path: str | Path, profile: str, *, results: Path, workers: int | 
     """
     config = load_config(path)
     settings = resolve(config, profile)
+    if "real_sounds" in settings:
+        return _run_real_sounds(config, settings, profile, results=results, workers=workers)
     data_dir = settings["data_dir"]
     test_dir = settings.get("test_dir")
     synths = dataset_synths(data_dir)
@@ -83,6 +86,47 @@ def run_config(path: str | Path, profile: str, *, results: Path, workers: int | 
         # two runners on one config would overwrite each other's results: the second fails at once
         with folder_lock(out, what="another experiments/run.py run", fix="run it after that one ends"):
             return _run(config, settings, profile, out, synths=synths, fingerprint=fingerprint, workers=workers)
+
+
+def _run_real_sounds(config: dict, settings: dict, profile: str, *, results: Path, workers: int | None) -> Path:
+    """A real-sound config (``asp.evaluation.real``): its model matched to the sounds of a folder,
+    with lookup and the mean presets beside it; the sounds, their notes and the model-data pair
+    are checked before anything is written (and the notes estimated before TensorFlow loads)."""
+    from asp.evaluation.real import check_pair, choose_sounds, evaluate_real_sounds, model_folder, read_real_sounds
+
+    run_dir = model_folder(settings["model"], settings.get("model_dir", "saved_models"))
+    model_config = read_config(run_dir)
+    seconds = model_config["synths"][0]["render"]["duration"]
+    sounds = read_real_sounds(settings["real_sounds"], seconds)
+    seed = settings.get("seed", 0)
+    chosen = choose_sounds(sounds, settings.get("eval_max_samples"), seed)
+    data_line = check_pair(model_config, settings["data_dir"], run_dir)
+    budget = {k: settings.get(f"refine_{k}") for k in ("renders", "seconds") if settings.get(f"refine_{k}")}
+    refine = Budget(**budget) if budget else Budget(seconds=INPUT_REFINE_SECONDS)
+    size = f"{len(chosen)} of the {len(sounds)} sounds (seeded choice)" if len(chosen) < len(sounds) else "every sound"
+    about = (
+        f"Sounds: {settings['real_sounds']}, {size}. Model: {run_dir}. {data_line} Search: "
+        f"{refine.describe()} per synth "
+        f"and sound, from the network's preset and the {NEAREST_STARTS} nearest training presets."
+    )
+    out = results / config["name"]
+    with _removed_if_empty_on_failure(out):
+        out.mkdir(parents=True, exist_ok=True)
+        with folder_lock(out, what="another experiments/run.py run", fix="run it after that one ends"):
+            evaluate_real_sounds(
+                chosen,
+                run_dir,
+                settings["data_dir"],
+                out,
+                refine=refine,
+                workers=workers or cores(),
+                seed=seed,
+                report_samples=settings.get("report_samples", REPORT_SAMPLES),
+                title=f"{config.get('title', config['name'])} ({profile} profile)",
+                about=about,
+            )
+    print(f"results in {out}: table.md, table.csv, samples.csv; report: {out / 'report' / 'index.html'}")
+    return out
 
 
 def check_rows(config: dict, settings: dict, synths: list[str]) -> None:
