@@ -108,6 +108,14 @@ class RenderSettings:
     def num_samples(self) -> int:
         return int(round(self.duration * self.sample_rate))
 
+    @property
+    def onset_seconds(self) -> float:
+        """Where a rendered note's first sample lies: DawDreamer starts a MIDI note at the first
+        block boundary at or after ``note_start`` (0.2554 s for the defaults: sample 11,264 = 22
+        blocks of 512, not 11,025). Sounds from elsewhere are aligned to this."""
+        first = -(-round(self.note_start * self.sample_rate) // self.block_size) * self.block_size
+        return first / self.sample_rate
+
 
 def spec_error(where: str, what: str) -> ASPError:
     """The error for a malformed spec: ``where`` is its file."""

@@ -41,6 +41,7 @@ from asp.cli import ArgumentParser, run_cli
 from asp.errors import ASPError
 from asp.files import atomic_folder
 from data.sound import SAMPLE_RATE, align_onset, load_audio
+from data_generation.params import RenderSettings
 
 SONIC_PI = Path("/usr/share/sonic-pi/samples")
 SOUNDFONT = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -99,10 +100,11 @@ def measure_pitch(audio: np.ndarray) -> tuple[float, float, float]:
 
 
 def _fit(audio: np.ndarray) -> np.ndarray:
-    """A sound cut or padded to 5 s with its onset at 0.25 s, peak-normalized to 0.9."""
+    """A sound cut or padded to 5 s with its onset where a synth's note starts (0.25 s, rounded up
+    to a render block: ``RenderSettings.onset_seconds``), peak-normalized to 0.9."""
     n = int(SECONDS * SAMPLE_RATE)
     audio = np.pad(audio[:n], (0, max(0, n - len(audio))))
-    audio = align_onset(audio, NOTE_ON)
+    audio = align_onset(audio, RenderSettings().onset_seconds)
     return (audio * (0.9 / max(float(np.abs(audio).max()), 1e-9))).astype(np.float32)
 
 

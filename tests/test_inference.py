@@ -100,7 +100,7 @@ def test_stereo_22k_two_second_wav_input(tiny_data, tiny_models, tmp_path):
     assert "note 57" in res.stdout  # A3 = 220 Hz, estimated with pyin
     target, rate = sf.read(tmp_path / "o" / "target.wav")
     assert rate == 44100 and target.shape == (220500,)
-    start = int(0.25 * 44100)  # the onset moved to where the synths start their notes
+    start = 11264  # the onset moved to where the synths start their notes: 0.25 s rounded up to a 512-block
     assert np.abs(target[: start - 2]).max() == 0.0 and np.abs(target[start + 2]) > 0.01
     assert np.abs(target[start + 2 * 44100 + 10 :]).max() == 0.0  # zero-padded to the training length
     assert {p.name for p in (tmp_path / "o").glob("*.wav")} == {"target.wav", "va.wav", "fm.wav", "modal.wav"}
@@ -244,6 +244,22 @@ def test_align_onset_moves_a_sound_to_the_note_start():
     earlier = align_onset(audio, 0.0, sample_rate=10000)
     assert np.flatnonzero(earlier >= 0.5).tolist() == list(range(100)) and earlier[-1] == 0.0
     np.testing.assert_array_equal(align_onset(np.zeros(10), 0.5), np.zeros(10))
+
+
+def test_a_rendered_note_starts_where_sound_files_are_aligned_to():
+    """DawDreamer starts a note at the first block boundary from note_start: sound files are moved
+    there, not to note_start itself (239 samples, 5.4 ms, earlier)."""
+    from data_generation.params import RenderSettings
+    from data_generation.presets import random_presets
+    from data_generation.render import Renderer
+    from data_generation.spec import load_spec
+
+    settings = RenderSettings()
+    assert round(settings.onset_seconds * settings.sample_rate) == 11264 == 22 * 512
+    assert RenderSettings(note_start=0.5, block_size=256).onset_seconds * 44100 == 22272  # 87 blocks
+    spec = load_spec("va")
+    audio = Renderer().render(spec, random_presets(spec, 1, np.random.default_rng(1))[0], note=60)
+    assert np.flatnonzero(audio)[0] == round(spec.render.onset_seconds * spec.render.sample_rate)
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from data.dataset import load_split, nearest_rows
 from data.encoding import Codec
 from data.features import mel_spectrogram
 from data.sound import SAMPLE_RATE, align_onset
+from data_generation.params import RenderSettings
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
 
@@ -246,9 +247,9 @@ def test_real_sounds_end_to_end_on_tiny_data(tiny_data, tiny_models, tmp_path):
     train = load_split(tiny_data, "train")
     row = 3
     audio = _training_sound(tiny_data, row)
-    # read as a sound file, its onset moves to 0.25 s: the renders' notes start at the next block of
-    # 512 samples (5 ms later), so lookup's known distances are those of that shift alone
-    aligned = align_onset(audio, 0.25)
+    # read as a sound file, its onset (40 dB below its peak) moves to where the renders' notes start
+    # (the first block of 512 samples from 0.25 s): lookup's known distances are those of that shift alone
+    aligned = align_onset(audio, RenderSettings().onset_seconds)
     sounds = {
         "preset": (audio, int(train.note[row])),
         "tone48": (_harmonic_tone(48), 48),

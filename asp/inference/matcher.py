@@ -118,7 +118,7 @@ class Matcher:
         in the training sounds); its note comes from ``data.sound.estimate_note``, which must run
         before TensorFlow is imported (see data/sound.py)."""
         first = self.specs[next(iter(self.specs))].render
-        audio = align_onset(load_audio(path, self.seconds), first.note_start, first.sample_rate)
+        audio = align_onset(load_audio(path, self.seconds), first.onset_seconds, first.sample_rate)
         mel = mel_spectrogram(audio)
         if not np.isfinite(mel).all():  # the file's fault, not the presets' predicted from it
             raise ASPError(
