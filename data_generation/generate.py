@@ -11,6 +11,8 @@ Examples:
         --presets amsynth=human,mutate --presets random --n 2000
     python data_generation/generate.py --synths va fm modal --presets random --n 120 --seed 77 \\
         --split-all test --out npy_heldout      # a fresh held-out test folder
+    python data_generation/generate.py --synths va fm modal --n 100000 --out /shared/npy_big \\
+        --ray 10.0.0.1:6379                     # shards as tasks of a Ray cluster (docs/scaling.md)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 
 import asp
+from asp import cluster
 from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from data.dataset import SPLITS
 
@@ -53,20 +56,22 @@ def main() -> int:
         default=None,
         help="render at most this many shards, then stop (run again to continue)",
     )
+    cluster.add_ray_argument(parser)
     args = parser.parse_args()
-    summary = asp.generate(
-        args.synths,
-        args.n,
-        out=args.out,
-        presets=args.presets,
-        notes=args.notes,
-        seed=args.seed,
-        hpss=not args.no_hpss,
-        split_all=args.split_all,
-        workers=args.workers,
-        force=args.force,
-        max_shards=args.max_shards,
-    )
+    with cluster.session_from_args(args, shared=args.out):
+        summary = asp.generate(
+            args.synths,
+            args.n,
+            out=args.out,
+            presets=args.presets,
+            notes=args.notes,
+            seed=args.seed,
+            hpss=not args.no_hpss,
+            split_all=args.split_all,
+            workers=args.workers,
+            force=args.force,
+            max_shards=args.max_shards,
+        )
     if summary.already:
         print(f"{args.out} already holds this dataset (same arguments); nothing to do")
     elif not summary.complete:
