@@ -24,7 +24,7 @@ from tqdm import tqdm
 from asp import cluster, metrics
 from asp.cluster import run_tasks
 from asp.errors import ASPError
-from asp.evaluation.results import cores, held_out_split, warm_up, write_csv
+from asp.evaluation.results import cores, held_out_split, score_sample, warm_up, write_csv
 from asp.evaluation.summary import BASELINES, summary_document
 from asp.files import atomic_write
 from asp.report import PRESETS, write_presets
@@ -37,24 +37,6 @@ from data_generation.presets import random_presets
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec, load_spec
 from models import config_specs, load_model
-
-_RENDERER: Renderer | None = None
-
-
-def _render_and_score(spec_path: str, note: int, target: np.ndarray, predictions: list) -> list[dict]:
-    """Worker task: render the true preset and each (method, synth path, preset); score them."""
-    global _RENDERER
-    if _RENDERER is None:
-        _RENDERER = Renderer()
-    truth = metrics.AudioFeatures(_RENDERER.render(load_spec(spec_path), target, note=note))
-    out = []
-    for method, path, preset in predictions:
-        audio = _RENDERER.render(load_spec(path), preset, note=note)
-        scores = metrics.audio_metrics(truth, audio)
-        out.append(
-            {"method": method, "rendered_synth": load_spec(path).name, **{k: float(v) for k, v in scores.items()}}
-        )
-    return out
 
 
 def nearest_train_presets(test: Split, train: Split, rows: np.ndarray, synth: str) -> np.ndarray:
@@ -233,7 +215,7 @@ class _Work:
         tasks = self.tasks()
         results: dict[int, list[dict]] = {}
         bar = tqdm(total=len(tasks), desc="evaluate", unit="sample", disable=not progress)
-        for pos, scored in run_tasks(_indexed, tasks, workers=workers, initializer=warm_up):
+        for pos, scored in run_tasks(score_sample, tasks, workers=workers, initializer=warm_up):
             results[pos] = scored
             bar.update(1)
         bar.close()
@@ -320,10 +302,6 @@ def _refine(work: _Work, train, vectors, budget, refine_starts, workers, seed, p
             out[pos] = found_row(found)
             bar.set_postfix(distance=f"{found.start_distance:.2f}->{found.distance:.2f}")
     return out
-
-
-def _indexed(spec_path, note, target, predictions, pos):
-    return pos, _render_and_score(spec_path, note, target, predictions)
 
 
 def _param_scores(param_rows, test: Split, rows: np.ndarray, specs: dict) -> dict:
