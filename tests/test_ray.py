@@ -136,6 +136,24 @@ def test_a_node_killed_mid_run_costs_its_tasks_only(ray_cluster, local_dataset, 
     assert_identical(local_dataset, out)
 
 
+def test_a_driver_killed_mid_run_resumes_from_the_finished_shards(ray_cluster, local_dataset, tmp_path):
+    out = tmp_path / "data"
+    proc = start_generate(ray_cluster, out)
+    wait_for(lambda: shards_done(out) >= 3, proc, "three shards were written")
+    proc.kill()  # the driver dies (kill -9): Ray ends its tasks
+    proc.communicate()
+    deadline = time.monotonic() + 60
+    while ray_cluster.task_workers() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not ray_cluster.task_workers()  # no task of the dead driver renders on
+    done = sorted(int(p.stem.split("_")[1]) for p in (out / ".work").glob("shard_*.npz"))
+    assert 3 <= len(done) < SHARDS
+    stdout = finish(start_generate(ray_cluster, out))  # the same command again
+    sizes = ([32] * 6 + [8]) * 3  # 200 samples per synth, in shards of 32
+    assert f"rendered {600 - sum(sizes[i] for i in done)} samples" in stdout  # the finished shards were kept
+    assert_identical(local_dataset, out)
+
+
 def read_samples(path: Path) -> list[dict]:
     """samples.csv without its wall times (refine_seconds: how long each search ran)."""
     with open(path, newline="") as f:
