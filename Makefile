@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint venv venv-ray clean data heldout data-real
+.PHONY: demo test test-all lint venv venv-ray clean data heldout data-real pretrained real-sounds plugins plugins-install
 
 venv: $(VENV)/.installed
 
@@ -64,13 +64,44 @@ data-real: venv
 		--presets amsynth=human,mutate --presets calf_monosynth=random,mutate --presets va=human,mutate,random \
 		--out npy_data_real
 
+# LV2 builds of the built-in synths, from the same .dsp files (Debian: faust g++ lv2-dev libboost-dev,
+# and lilv-utils to list them), each checked against the toolkit's renders; plugins-install also
+# copies them to ~/.lv2 (or the first LV2_PATH folder). See the README's "Use a match in your DAW".
+plugins: venv
+	$(PY) data_generation/build_plugins.py --out plugins
+
+plugins-install: venv
+	$(PY) data_generation/build_plugins.py --out plugins --install
+
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports  # the layer contract in pyproject.toml
 
+# the fast tier (a few minutes: run it after every change) and everything (CI runs test-all)
 test: venv lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+test-all: venv lint
+	$(PY) -m pytest -q --durations=25
 
 clean:
 	rm -rf demo_out renders .pytest_cache .ruff_cache
+
+# the shipped model, saved_models/pretrained: 21,000 presets of each built-in synth at notes 36-84 (one
+# note each; 50,043 training sounds), the multi model trained 7 epochs, exported (float16 weights and
+# the search's start index). About 15 minutes of data and many hours of training on 2 cores; on an
+# NVIDIA GPU with PyTorch and without TensorFlow: KERAS_BACKEND=torch. Writes saved_models/pretrained
+# only when it is not there (remove it first to replace it).
+PRETRAINED_DATA ?= npy_pretrained
+pretrained: venv
+	$(PY) data_generation/generate.py --synths va fm modal --n 21000 --notes 36-84 --one-note --no-hpss \
+		--out $(PRETRAINED_DATA)
+	$(PY) train_multi.py -d $(PRETRAINED_DATA) --model-dir runs_pretrained --epochs 7 --batch-size 64 --lr 2e-4 \
+		--param-weight 10
+	$(PY) experiments/export_model.py runs_pretrained/vae_multi_64_paper -d $(PRETRAINED_DATA) \
+		--out saved_models/pretrained --command "make pretrained"
+
+# recorded and sampled notes no synth of ours made (apt: sonic-pi-samples fluidsynth timgm6mb-soundfont)
+real-sounds: venv
+	$(PY) data_generation/real_sounds.py --out real_sounds

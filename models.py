@@ -1,6 +1,6 @@
 """The paper's VAE (Keras 3 functional networks) and its three approaches.
 
-Networks (``../shared/reference/paper_facts.md``):
+Networks (the paper's; docs/paper.md, "What the code takes from the paper"):
     encoder   mel (128, 431) -> [Conv2D(8, 3) + BatchNorm + ReLU + MaxPool(2)] x 2 -> flatten
               -> Dense z_mean, Dense z_log_var (latent_size each); z = mean + exp(log_var / 2) * eps
     decoder   z -> Dense -> reshape (32, 108, 8) -> Conv2DTranspose x 2 (stride 2) -> sigmoid -> (128, 431)
@@ -12,7 +12,7 @@ Approaches:
     synth   one encoder + one head for one synth, trained on that synth's samples only (baseline)
 
 Losses: spectrogram MSE + param_weight * parameter loss + beta_t * KL (the paper's
-weight and the default is 1; 10 lets the parameters, not the spectrogram, steer the encoder: README,
+weight and the default is 1; 10 lets the parameters, not the spectrogram, steer the encoder: docs/training.md,
 "The loss"). The reconstruction terms are per-element means (~0.01-0.1 each) while the KL is in nats
 summed over the latent dimensions, so at the paper's beta = 1 ignoring z is the optimum: the
 latent collapses and every head predicts one average preset. ``beta`` is therefore a training
@@ -475,6 +475,9 @@ class SynthVAE(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def train_step(self, batch):
+        """One optimizer step; TensorFlow (the default) or PyTorch as Keras' backend."""
+        if keras.backend.backend() == "torch":
+            return self._torch_train_step(batch)
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
@@ -485,6 +488,20 @@ class SynthVAE(keras.Model):
         self.optimizer.apply_gradients(zip(grads, variables))
         self.step.assign_add(1)
         return self._record(losses)
+
+    def _torch_train_step(self, batch):
+        import torch
+
+        self.zero_grad()
+        out = self(batch, training=True)
+        losses = self.compute_losses(batch, out)
+        losses["loss"].backward()
+        variables = self.trainable_variables
+        grads = [v.value.grad for v in variables]
+        with torch.no_grad():
+            self.optimizer.apply(grads, variables)
+        self.step.assign_add(1)
+        return self._record({k: v.detach() if hasattr(v, "detach") else v for k, v in losses.items()})
 
     def test_step(self, batch):
         out = self(batch, training=False)
@@ -512,6 +529,21 @@ class SynthVAE(keras.Model):
             lay.name: np.concatenate(out[lay.name]) if out[lay.name] else np.zeros((0, lay.size), np.float32)
             for lay in self.layouts
         }
+
+
+def check_mel_shape(mels: np.ndarray, where: str | Path) -> None:
+    """Refuses mel spectrograms of another shape than the model takes, naming their file.
+
+    Raises:
+        ASPError: the shape found, the shape wanted, and the fix.
+    """
+    shape = tuple(np.shape(mels)[1:])
+    if shape != MEL_SHAPE:
+        raise ASPError(
+            f"{where} holds {'x'.join(map(str, shape))} mel spectrograms, but the model takes "
+            f"{MEL_SHAPE[0]}x{MEL_SHAPE[1]} (5 s notes at 44.1 kHz, hop 512); regenerate the dataset with "
+            "data_generation/generate.py and synth specs that render 5 s (their render duration)"
+        )
 
 
 # ---------------------------------------------------------------------------------------
@@ -553,6 +585,8 @@ def load_model(run_dir: str | Path, *, latent_size: int | None = None) -> tuple[
             f"use -l {config['latent_size']}"
         )
     weights = run_dir / WEIGHTS
+    if not weights.is_file() and (run_dir / INFERENCE_WEIGHTS).is_file():
+        weights = run_dir / INFERENCE_WEIGHTS  # an exported model (experiments/export_model.py)
     if not weights.is_file():
         raise ASPError(f"{weights} is missing: the run has not finished an epoch yet; train it first")
     model = build_model(config)
@@ -569,10 +603,46 @@ def load_model(run_dir: str | Path, *, latent_size: int | None = None) -> tuple[
     return model, config
 
 
+INFERENCE_WEIGHTS = "inference.weights.npz"  # an exported model's: encoder and heads only
+
+
+def inference_parts(model: SynthVAE) -> dict[str, keras.Model]:
+    """The parts inference uses, by name: the encoder and each parameter head (not the
+    spectrogram decoder)."""
+    return {"encoder": model.encoder, **{f"head_{name}": net for name, net in model.heads.items()}}
+
+
+def inference_variables(model: SynthVAE) -> dict[str, np.ndarray]:
+    """The variables of ``inference_parts``, keyed ``<part>/<i>`` in build order."""
+    return {
+        f"{part}/{i}": keras.ops.convert_to_numpy(v)
+        for part, net in inference_parts(model).items()
+        for i, v in enumerate(net.weights)
+    }
+
+
+def _load_inference_weights(model: SynthVAE, path: Path) -> None:
+    """Sets the encoder's and heads' variables from an exported ``inference.weights.npz`` (any
+    float dtype; cast to the model's). The spectrogram decoder keeps its initial weights."""
+    with np.load(path) as saved:
+        expected = {f"{part}/{i}": v for part, net in inference_parts(model).items() for i, v in enumerate(net.weights)}
+        if set(saved.files) != set(expected):
+            raise ValueError(f"it holds {len(saved.files)} arrays, the model has {len(expected)} variables")
+        for key, variable in expected.items():
+            value = saved[key]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise ValueError(f"{key} has shape {value.shape}, the model's is {tuple(variable.shape)}")
+            variable.assign(value.astype(np.float32))
+
+
 def load_weights(model: SynthVAE, path: Path) -> str | None:
-    """Loads a weights file into a built model; returns why it failed (one line), or None."""
+    """Loads a weights file (a Keras ``.weights.h5``, or an exported ``inference.weights.npz``)
+    into a built model; returns why it failed (one line), or None."""
     try:
-        model.load_weights(path)
+        if path.name.endswith(".npz"):
+            _load_inference_weights(model, path)
+        else:
+            model.load_weights(path)
     except Exception as err:  # h5py, Keras and TensorFlow each raise their own kinds for a bad file
         text = " ".join(str(err).split()) or type(err).__name__
         return text[:200]

@@ -12,7 +12,9 @@ synth, and says which synth gets closest.
 A sound file's closest matches are refined by searching with the synth in the loop (asp/search/) for
 20 s per synth by default (--no-refine for the network alone); a test sample's only with --refine
 or --refine-renders. Each output folder has a report.html to open in a browser (the target and every
-match, playable), and an --input folder's --out has an index.html linking them.
+match, playable), and an --input folder's --out has an index.html linking them. A sound's folder is
+named after its file (tone.wav -> tone/); files of one name (tone.wav, tone.flac) get tone-wav/ and
+tone-flac/.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other 
 
 # isort: split
 import argparse
-import os
 import sys
 import time
 
 import asp
 from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
 from asp.errors import ASPError
+from asp.parallel import cap_workers
 from asp.search import NEAREST_STARTS, Budget
+from data_generation.lv2 import install_lines
 
 INPUT_REFINE_SECONDS = 20.0  # the default search budget per refined synth for --input sounds
 
@@ -45,16 +48,22 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-s", "--sample", type=int, default=-1, help="test sample index (default -1: a random one)")
     p.add_argument(
-        "-l", "--latent-size", type=int, default=None, help="latent size of the model (default: its only one, or 64)"
+        "-l",
+        "--latent-size",
+        type=positive_int,
+        default=None,
+        help="latent size of the model (default: its only one, or 64)",
     )
     p.add_argument("--encoder", default=None, help="encoder of the model (default: its only one, or the default)")
     p.add_argument("--synth", help="pick the random test sample among this synth's")
     p.add_argument("--hpss", type=int, choices=(20, 40, 60, 80, 100), help="... and this harmonic-percentage bin")
-    p.add_argument("--seed", type=int, default=None, help="seed for the random test sample")
+    p.add_argument("--seed", type=nonnegative_int, default=None, help="seed for the random test sample")
     p.add_argument("-a", "--all-outputs", action="store_true", help="predict a preset for every synth head")
     p.add_argument("--input", help="a sound file, or a folder of .wav files, to match instead of a test sample")
     p.add_argument("--note", type=int, default=None, help="MIDI note to render at (default: estimated with pyin)")
-    p.add_argument("--out", default=None, help="output folder (default inference_out/<name>/)")
+    p.add_argument(
+        "--out", default=None, help="output folder (default inference_out/<name>/; --out . writes ./<name>/)"
+    )
     p.add_argument("--no-plot", action="store_true", help="skip compare.png")
     p.add_argument("--plugin", action="append", metavar="NAME=PATH", help="plugin path of a synth")
     p.add_argument(
@@ -110,7 +119,7 @@ def main() -> int:
         refine=refine,
         refine_synths=refine_synths,
         refine_starts=args.refine_starts,
-        workers=args.workers or os.cpu_count() or 1,
+        workers=cap_workers(args.workers) if refine else 1,
         plot=not args.no_plot,
         plugin_paths=parse_plugin_paths(args.plugin),
         on_load=print_loaded,
@@ -126,8 +135,14 @@ def main() -> int:
 
 
 def print_loaded(matcher, run_dir) -> None:
+    shipped = (
+        f", the shipped pretrained model ({matcher.config['train_samples']:,} training sounds; "
+        "a run of your own in saved_models takes its place)"
+        if "export" in matcher.config
+        else ""
+    )
     print(
-        f"model {run_dir} ({matcher.config['approach']}, latent {matcher.config['latent_size']}) loaded in "
+        f"model {run_dir} ({matcher.config['approach']}, latent {matcher.config['latent_size']}{shipped}) loaded in "
         f"{matcher.load_seconds:.1f} s"
     )
 
@@ -154,6 +169,8 @@ def print_match(target, result: dict) -> None:
     if best and len(result["results"]) > 1:
         print(f"  closest: {best['synth']}")
     print(f"  report: {result['out'] / 'report.html'}")
+    for line in install_lines(result["out"]):  # the LV2 presets, and how to use them in a DAW
+        print(f"  {line}")
 
 
 def refine_settings(args) -> tuple:

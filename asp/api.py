@@ -31,6 +31,7 @@ from asp.builder import Settings, Summary, parse_notes, parse_sources
 from asp.builder import generate as build_dataset
 from asp.checkpoints import CONFIG, read_config
 from asp.errors import ASPError
+from asp.files import path_problem
 from asp.report import check_index, write_index
 from asp.runs import find_run
 from asp.search import NEAREST_STARTS, Budget
@@ -121,10 +122,12 @@ def match(
 
     Args:
         source: a sound file (any rate, mono or stereo), a folder of sound files (each matched into
-            ``out/<name>/``, with an index.html), or the index of a test sample of ``data_dir``
-            (None or -1: a random one, of ``synth`` and ``hpss`` when given, seeded by ``seed``).
+            ``out/<name>/``, named by ``output_names``, with an index.html), or the index of a test
+            sample of ``data_dir`` (None or -1: a random one, of ``synth`` and ``hpss`` when given,
+            seeded by ``seed``).
         model: a loaded ``Matcher`` (``load_model``), a run folder, or a run name in ``model_dir``.
-        out: the output folder (default inference_out/<name>/; for a folder, the root of its matches).
+        out: the output folder (default inference_out/<name>/; ``.`` or ``..``: <that folder>/<name>/;
+            for a folder of sounds, the root of its matches).
         note: MIDI note to render at; None estimates each sound's (pyin). With a loaded ``model``
             TensorFlow is loaded already: give the note, or load the model by name here.
         all_outputs: a test sample matched by every synth head, not only its own synth's.
@@ -141,6 +144,13 @@ def match(
     matcher = model if not isinstance(model, (str, Path)) else None
     run_dir = None if matcher is not None else run_folder(model, model_dir, latent_size, encoder)
     config = matcher.config if matcher is not None else read_config(run_dir)
+    predicted = [s["name"] for s in config["synths"]]
+    unknown = [s for s in refine_synths if s not in predicted] if refine and isinstance(refine_synths, list) else []
+    if unknown:  # before the model loads (seconds)
+        raise ASPError(
+            f"cannot refine {', '.join(unknown)}: the model predicts {', '.join(predicted)}; "
+            "pick --refine-synths among them"
+        )
     is_sound = source is not None and not isinstance(source, int)
     if is_sound:  # read the sounds and estimate their notes before TensorFlow is loaded
         files, notes, found = _read_sounds(Path(source), out, config["synths"][0]["render"]["duration"], note)
@@ -167,7 +177,7 @@ def match(
         if is_sound:
             return _match_sounds(matcher, Path(source), files, notes, out, found, settings, on_match)
         target = matcher.test_target(data_dir, index)
-        folder = Path(out) if out else Path("inference_out") / target.name
+        folder = output_folder(out, target.name) if out else Path("inference_out") / target.name
         result = matcher.match(target, folder, all_outputs=all_outputs, **settings)
         if on_match is not None:
             on_match(target, result)
@@ -187,8 +197,8 @@ def _read_sounds(source: Path, out, seconds: float, note: int | None) -> tuple[l
         check_index(Path(out) if out else Path("inference_out"))  # before any work
     elif source.exists():
         files = [source]
-    else:
-        raise ASPError(f"input {source} does not exist")
+    else:  # missing, a symbolic link loop, or a file where the path needs a folder
+        raise ASPError(f"input {path_problem(source)}")
     found.sounds = len(files)
     notes: dict[Path, int] = {}
     for file in files:
@@ -207,10 +217,11 @@ def _match_sounds(matcher, source: Path, files, notes, out, found: Matches, sett
     """Matches every readable sound file; a folder's failures are recorded, a single file's raised."""
     root = Path(out) if out else Path("inference_out")
     single = len(files) == 1 and not source.is_dir()
+    names = output_names(files)  # tone.wav and tone.flac: tone-wav/ and tone-flac/
     for file in tqdm([f for f in files if f in notes], desc="match", unit="file", disable=single):
         try:
-            target = matcher.wav_target(file, notes[file])
-            folder = Path(out) if (out and single) else root / target.name
+            target = matcher.wav_target(file, notes[file], name=names[file])
+            folder = output_folder(out, target.name) if (out and single) else root / target.name
             result = matcher.match(target, folder, all_outputs=True, progress=single, **settings)
             if on_match is not None:
                 on_match(target, result)
@@ -224,6 +235,31 @@ def _match_sounds(matcher, source: Path, files, notes, out, found: Matches, sett
         entries = [{"folder": m["out"], "summary": m["summary"]} for m in found.matched]
         found.index = write_index(root, entries, found.failed)
     return found
+
+
+def output_folder(out: str | Path, name: str) -> Path:
+    """``out`` as one sound's output folder: the path given, or, where it names the current folder
+    or one above (``.``, ``..``), its child ``name``."""
+    out = Path(out)
+    return out / name if out.name in ("", ".", "..") else out
+
+
+def output_names(files: list[Path]) -> dict[Path, str]:
+    """The output folder name of each sound file of a folder, unique among them: its stem
+    (``tone.wav`` -> ``tone``), or, where files share a stem (letter case aside), the stem and the
+    suffix (``tone.wav`` -> ``tone-wav``, ``tone.flac`` -> ``tone-flac``); a name still taken gets
+    ``-2``, ``-3``, ... in the order of ``files``. The same files always get the same names."""
+    stems = [f.stem.casefold() for f in files]
+    names: dict[Path, str] = {}
+    taken: set[str] = set()
+    for file, stem in zip(files, stems):
+        name = file.stem if stems.count(stem) == 1 else f"{file.stem}-{file.suffix.lstrip('.')}"
+        unique, k = name, 2
+        while unique.casefold() in taken:
+            unique, k = f"{name}-{k}", k + 1
+        taken.add(unique.casefold())
+        names[file] = unique
+    return names
 
 
 def render(
@@ -273,6 +309,7 @@ def generate(
     seed: int = 0,
     hpss: bool = True,
     split_all: str | None = None,
+    one_note: bool = False,
     workers: int | None = None,
     force: bool = False,
     max_shards: int | None = None,
@@ -288,6 +325,7 @@ def generate(
         notes: ``60``, ``60-71`` or ``48,60,72``.
         hpss: compute the HPSS labels (False: 0).
         split_all: put every preset in this split (a held-out folder), else 80/10/10 by group.
+        one_note: each preset at one note drawn from ``notes`` (seeded) instead of at every note.
         workers: render processes (default: all cores).
         force: replace a dataset made with other settings.
         max_shards: stop after this many shards (the run resumes later).
@@ -306,5 +344,6 @@ def generate(
         seed=seed,
         hpss=hpss,
         split_all=split_all,
+        one_note=one_note,
     )
     return build_dataset(settings, out, workers=workers, force=force, max_shards=max_shards, progress=progress)

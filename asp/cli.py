@@ -1,6 +1,7 @@
 """The one way commands run and parse their arguments.
 
-run_cli(main)     runs a command: ASPError and OSError become one ``error:`` line, exit 2
+run_cli(main)     runs a command: ASPError and OSError become one ``error:`` line, exit 2; SIGTERM
+                  unwinds like Ctrl-C (temp files and folders are removed), exit 143
 ArgumentParser    argparse whose usage errors are one ``error:`` line too
 positive_int, ...  argparse ``type=`` functions that refuse zero, negatives, NaN and inf
 """
@@ -11,15 +12,30 @@ import argparse
 import math
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 from asp.errors import ASPError, os_error_line
 
 
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM (``kill``), so that ``with`` blocks and ``finally``
+    clauses run: temp files and folders are removed, worker pools shut down."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills at once
+    raise Terminated
+
+
 def run_cli(main: Callable[[], int | None]) -> None:
     """Runs a script's ``main``: an ``ASPError`` or ``OSError`` becomes one line on stderr
-    (``error: ...``) and exit status 2; Ctrl-C exits 130 with one line."""
+    (``error: ...``) and exit status 2; Ctrl-C exits 130 and SIGTERM 143, each with one line,
+    after the cleanup an exception gets."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         code = main()
     except ASPError as err:
@@ -32,6 +48,9 @@ def run_cli(main: Callable[[], int | None]) -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        sys.exit(143)
     sys.exit(code or 0)
 
 

@@ -26,12 +26,12 @@ from asp.errors import ASPError
 
 APPROACHES = ("multi", "single", "synth")
 PARAM_LOSSES = ("mse", "mixed")
-DEFAULT_ENCODER = "paper"  # measured best at the demo's scale (README, "Models as parts"); "resnet" is the other
+DEFAULT_ENCODER = "paper"  # measured best at the demo's scale (docs/training.md); "resnet" is the other
 BUILTIN_ENCODERS = ("paper", "resnet")  # models.ENCODERS has these and any registered later
 BUILTIN_SPEC_DECODERS = ("paper", "none")
-# The loss defaults, chosen on held-out sounds (README, "Training"); the paper's are PAPER_LOSS.
+# The loss defaults, chosen on held-out sounds (docs/training.md, "The loss"); the paper's are PAPER_LOSS.
 PAPER_LOSS = {"beta": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 100, "param_weight": 1.0}
-PARAM_WEIGHT = 1.0  # the parameter loss against the spectrogram loss, the paper's (README, "The loss": 10 measured)
+PARAM_WEIGHT = 1.0  # the parameter loss against the spectrogram loss, the paper's (docs/training.md: 10 measured)
 PAPER_MODEL = {
     "encoder": "paper",
     "param_loss": "mse",

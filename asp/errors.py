@@ -34,6 +34,7 @@ _FIXES = {
     errno.EEXIST: "{path} already exists and is in the way (a file where a folder should be?); "
     "choose another path or move it",
     errno.ENOENT: "{path} does not exist; check the path",
+    errno.ELOOP: "{path} is a symbolic link that loops (it leads back to itself); fix or remove the link",
     errno.ENAMETOOLONG: "{path}: the file name is too long; choose a shorter one",
     errno.EIO: "input/output error on {path}; the disk may be failing: copy your data elsewhere",
     errno.ENOMEM: "out of memory; close other programs or use smaller settings (e.g. --batch-size)",

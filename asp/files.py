@@ -4,10 +4,13 @@ atomic_write      writes a file through a temp file in the same folder, fsync, r
 atomic_path       the same for libraries that write to a path themselves (Keras, numpy)
 atomic_folder     fills a temp folder, then swaps it in for a folder the toolkit owns
 write_json, read_json, remove_stale_temps, remove_stale_folders
+write_sound       soundfile.write whose failures (a full disk) are one ASPError naming the file
+path_problem      why a path given cannot be opened: missing, a symbolic link loop, a file on the way
 """
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import json
 import os
@@ -18,7 +21,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from asp.errors import ASPError
+import soundfile as sf
+
+from asp.errors import ASPError, os_error_line
 
 TEMP_MARK = ".tmp"  # every temp file is named <name>.<pid>.tmp[<suffix>]
 
@@ -49,6 +54,52 @@ def read_json(path: str | Path, what: str, fix: str = "") -> object:
             where = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nested too deeply"
         hint = f"; {fix}" if fix else ""
         raise ASPError(f"{what} {path} is not valid JSON ({where}){hint}") from None
+
+
+def path_problem(path: str | Path) -> str | None:
+    """Why ``path`` cannot be opened, in words that name it ("... does not exist", "... is a
+    symbolic link that loops", "...: part of this path is a file, not a folder"); None where it can."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        err.filename, err.filename2 = str(path), None
+        return os_error_line(err)
+    return None
+
+
+def write_sound(
+    path: str | Path,
+    audio,
+    sample_rate: int,
+    *,
+    subtype: str | None = None,
+    format: str | None = None,  # noqa: A002  (soundfile's word)
+    shown: str | Path | None = None,
+) -> None:
+    """``soundfile.write`` to a path (never to an open file: there a full disk is an
+    ``AssertionError`` in a callback). libsndfile reports a full disk as "System error." without
+    the cause; this says it: an ``ASPError`` naming the file (``shown``, default ``path``: the
+    user's file where ``path`` is a temp one) and, when it is out of space, its disk.
+
+    Args:
+        format, subtype: as ``soundfile.write`` (default: from the file name's suffix).
+    """
+    try:
+        sf.write(path, audio, sample_rate, subtype=subtype, format=format)
+    except (sf.LibsndfileError, OSError) as err:  # LibsndfileError is a RuntimeError
+        name = str(shown or path)
+        code = err.errno if isinstance(err, OSError) else None
+        if code is None:
+            try:
+                disk = os.statvfs(Path(path).parent)
+                if disk.f_bavail * disk.f_frsize < getattr(audio, "nbytes", 0) + (1 << 20):
+                    code = errno.ENOSPC
+            except OSError:
+                pass
+        if code is not None:
+            raise ASPError(os_error_line(OSError(code, os.strerror(code), name))) from None
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ASPError(f"cannot write sound file {name} ({reason})") from None
 
 
 def temp_path(path: str | Path, suffix: str = "") -> Path:
@@ -142,9 +193,14 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     it takes the place of ``path`` (a folder there before is swapped out, then deleted), so
     readers see the old folder or the new one, never a mix; on any failure the temp folder is
     removed and ``path`` is left as it was. Only for folders the toolkit owns: what was at
-    ``path`` is deleted. Temp folders of killed writers are removed first.
+    ``path`` is deleted. Temp folders of killed writers are removed first. An ``OSError`` or
+    ``ASPError`` that names a file in the temp folder is made to name it in ``path``.
     """
     path = Path(path)
+    if path.name in ("", ".", ".."):  # the current folder, a parent or the root: not a folder to swap
+        raise ASPError(
+            f"cannot write {path} as a new folder (it is an existing folder above); name one in it, e.g. {path / 'out'}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_folders(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -157,8 +213,14 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
             old = path.with_name(f".{path.name}.{os.getpid()}.tmp.old")
             path.rename(old)
         tmp.rename(path)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            for key in ("filename", "filename2"):
+                if getattr(err, key) and str(getattr(err, key)).startswith(str(tmp)):
+                    setattr(err, key, str(path) + str(getattr(err, key))[len(str(tmp)) :])
+        elif isinstance(err, ASPError) and err.args and isinstance(err.args[0], str):
+            err.args = (err.args[0].replace(str(tmp), str(path)), *err.args[1:])
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

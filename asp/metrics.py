@@ -1,4 +1,4 @@
-"""The evaluation metrics, written once: the paper's (``../shared/reference/paper_facts.md``) and
+"""The evaluation metrics, written once: the paper's (docs/paper.md, "What the code takes from the paper") and
 the field's perceptual audio distances, all on re-rendered audio.
 
 Audio metrics take mono audio, (n,) or (batch, n) float, or its ``AudioFeatures`` (so that a

@@ -2,6 +2,9 @@
 
 Workers die with the process that started them, even when it is killed with ``kill -9`` (Linux:
 the kernel sends them SIGTERM), so an interrupted run leaves no worker rendering on.
+
+Every command's ``--workers`` goes through ``cap_workers``: no more workers than the machine's
+cores, nor than its free memory holds at ``WORKER_MEMORY`` each.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
@@ -23,6 +27,57 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
 # a worker's heap keeps up to this much freed memory instead of handing it back to the kernel
 WORKER_HEAP_SLACK = 256 * 1024 * 1024
+# what one worker process takes at its peak: Python, numpy, librosa, an engine and a synth (a search
+# worker measured ~340 MB), with some room
+WORKER_MEMORY = 400 * 1024 * 1024
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, where the platform tells)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for new processes: the kernel's MemAvailable, within this control
+    group's limit where there is one (a container); None where neither can be read."""
+    found = []
+    try:
+        with open("/proc/meminfo") as f:
+            found += [int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            found.append(int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    if not found:
+        try:
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    return max(0, min(found))
+
+
+def cap_workers(requested: int | None, *, flag: str = "--workers") -> int:
+    """The number of worker processes to start for ``requested`` (None: one per core): at most
+    one per usable core, and no more than free memory holds at ``WORKER_MEMORY`` each (at least
+    one). When that is fewer than asked, says so in one line on stdout."""
+    cores = usable_cores()
+    memory = available_memory()
+    fits = cores if memory is None else max(1, memory // WORKER_MEMORY)
+    limit = max(1, min(cores, fits))
+    wanted = cores if requested is None else max(1, int(requested))
+    if wanted <= limit:
+        return wanted
+    free = "" if memory is None else f", {memory / 1e9:.1f} GB free"
+    asked = f"{flag} {requested}" if requested is not None else f"{flag} (default: one per core)"
+    print(f"{asked}: using {limit} ({cores} cores{free}, ~{WORKER_MEMORY // 2**20} MB per worker)", flush=True)
+    return limit
 
 
 def _die_with_parent(parent: int) -> None:
@@ -41,8 +96,8 @@ def _steady_heap() -> None:
     A worker allocates and frees the same few MB per task (a render, its spectra). glibc gave
     arrays that large their own mappings and returned them on free, so every task paid page
     faults on fresh memory: one fm render and its search score took 30.7 + 12.6 ms, and 26.6 +
-    8.3 ms with the heap kept (one process, 80 renders); ``bench/search.py`` and the README's
-    30 s searches show what it gives a search. The cost is memory held at the worker's peak, up
+    8.3 ms with the heap kept (one process, 80 renders); ``bench/search.py`` and the 30 s
+    searches (docs/notes/search-tuning.md) show what it gives a search. The cost is memory held at the worker's peak, up
     to ``WORKER_HEAP_SLACK`` more. C libraries without ``mallopt`` (not glibc) are left alone.
     """
     libc = ctypes.CDLL(None) if sys.platform.startswith("linux") else None

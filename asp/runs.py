@@ -15,6 +15,20 @@ from pathlib import Path
 from asp.config import DEFAULT_ENCODER, OPERATIONAL, TrainConfig
 from asp.errors import ASPError
 
+# the model the project ships (``make pretrained`` makes it): used when no run of one's own is found
+SHIPPED = Path(__file__).resolve().parent.parent / "saved_models" / "pretrained"
+
+
+def shipped_model(model: str, latent_size: int | None = None, encoder: str | None = None) -> Path | None:
+    """The shipped pretrained model's folder when it is there and fits the request (the multi
+    model; its latent size and encoder if given), else None."""
+    if model != "multi" or not (SHIPPED / "config.json").is_file():
+        return None
+    config = json.loads((SHIPPED / "config.json").read_text())
+    if latent_size not in (None, config.get("latent_size")) or encoder not in (None, config.get("encoder")):
+        return None
+    return SHIPPED
+
 
 def run_name(cfg: TrainConfig | dict) -> str:
     """The run's folder name: ``vae_<approach or synth>_<latent>_<encoder>`` (e.g.
@@ -39,12 +53,15 @@ def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, 
     The trained runs of ``model`` (multi, single or a synth) that match the latent size and the
     encoder when they are given; of several, the one with latent size 64 and the default encoder.
     Runs named before the latent size and encoder were in every name (vae_multi_64, vae_single,
-    vae_<synth>) are found when no newer run matches.
+    vae_<synth>) are found when no newer run matches. With none of one's own in the project's
+    ``saved_models``, the multi model is the shipped pretrained one (``SHIPPED``).
 
     Raises:
         ASPError: no such run (naming the trained ones), or several and the flags do not choose.
     """
     model_dir = Path(model_dir)
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ASPError(f"model folder {model_dir} is a file, not a folder; pass the folder of trained runs with -md")
     trained = (
         sorted(p.name for p in model_dir.glob("vae_*") if (p / "config.json").is_file()) if model_dir.is_dir() else []
     )
@@ -64,6 +81,19 @@ def find_run(model_dir: str | Path, model: str, latent_size: int | None = None, 
     legacy = {"multi": f"vae_multi_{latent_size or 64}", "single": "vae_single"}.get(model, f"vae_{model}")
     if legacy in trained and encoder in (None, "paper"):
         return model_dir / legacy
-    want = f"vae_{model}_{latent_size or '<latent>'}_{encoder or '<encoder>'}"
+    default_dir = model_dir.resolve() == SHIPPED.parent  # the project's own saved_models, not another
+    shipped = shipped_model(model, latent_size, encoder) if default_dir else None
+    if shipped is not None:  # nothing of one's own in saved_models: the shipped pretrained model
+        return shipped
+    latent = 64 if latent_size is None else latent_size
+    want = f"vae_{model}_{latent}_{encoder or DEFAULT_ENCODER} in {model_dir}"  # what training names it by default
+    if latent_size is None or encoder is None:  # any run of the model would have done
+        given = (f" of latent size {latent_size}" if latent_size is not None else "") + (
+            f" with encoder {encoder}" if encoder is not None else ""
+        )
+        want += f", nor another {model} run{given}"
     hint = f"trained runs there: {', '.join(trained)}" if trained else "train one first, e.g. `python train_multi.py`"
-    raise ASPError(f"no trained model {want} in {model_dir} ({hint})")
+    of_model = [n for n in trained if n == f"vae_{model}" or n.startswith(f"vae_{model}_")]
+    if model not in ("multi", "single") and not of_model:
+        hint += "; -m takes multi, single or the synth of a trained baseline"
+    raise ASPError(f"no trained model {want} ({hint})")

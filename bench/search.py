@@ -22,9 +22,10 @@ import time
 
 import numpy as np
 
+from asp.cli import positive_int
 from asp.errors import ASPError
 from asp.metrics import log_spectral_distance
-from asp.parallel import WorkerPool
+from asp.parallel import WorkerPool, cap_workers
 from asp.search import NEAREST_STARTS, Budget, Searcher
 from data.dataset import load_split, nearest_rows
 from data.encoding import Codec
@@ -113,7 +114,7 @@ def main() -> None:
     p.add_argument("--sounds", type=int, default=3, help="target sounds per synth for the curve (default 3)")
     p.add_argument("--max-renders", type=int, default=max(BUDGETS), help="cut the curve at this budget")
     p.add_argument("--data-dir", default="npy_data", help="training presets to start from (default npy_data)")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=positive_int, default=2)
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-quality", action="store_true")
     args = p.parse_args()
@@ -132,7 +133,7 @@ def main() -> None:
             throughput(spec, args.renders)
     if not args.skip_quality:
         for spec in specs:
-            quality(spec, args.sounds, budgets, args.data_dir, args.workers)
+            quality(spec, args.sounds, budgets, args.data_dir, cap_workers(args.workers))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from asp.errors import ASPError
-from asp.files import read_json
+from asp.files import path_problem, read_json
 from data.encoding import Codec
 from data_generation.spec import SynthSpec
 
@@ -171,6 +171,24 @@ def check_finite(split: Split, rows: np.ndarray | None = None, *, data_dir: str 
                 )
 
 
+def check_not_blank(split: Split, rows: np.ndarray, *, data_dir: str | Path = "", chunk: int = 256) -> None:
+    """Refuses a split whose spectrograms (of ``rows``) are all zeros: silent renders, or a damaged
+    file; a model would learn nothing from it. Stops reading at the first chunk with a non-zero value.
+
+    Raises:
+        ASPError: naming the split and its file.
+    """
+    rows = np.sort(np.asarray(rows))
+    for start in range(0, len(rows), chunk):
+        if np.any(split.mels[rows[start : start + chunk]]):
+            return
+    if len(rows):
+        raise ASPError(
+            f"every spectrogram of the {split.name} split ({Path(data_dir) / f'{split.name}_mels.npy'}) is all "
+            "zeros: its sounds are silent or the file is damaged; regenerate the dataset"
+        )
+
+
 def _plain_name(name: object) -> bool:
     """A synth name that can be part of a file name (no folder, not empty)."""
     return isinstance(name, str) and bool(name) and "/" not in name and "\0" not in name and name not in (".", "..")
@@ -229,7 +247,10 @@ def load_split(data_dir: str | Path, split: str) -> Split:
     data_dir = Path(data_dir)
     if split not in SPLITS:
         raise ASPError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if not data_dir.is_dir():
+    problem = None if data_dir.is_dir() else (path_problem(data_dir) or f"{data_dir} is a file, not a folder")
+    if problem is not None and "does not exist" not in problem:  # a file, a symbolic link loop
+        raise ASPError(f"data folder {problem}; pass the dataset's folder with -d/--data-dir")
+    if problem is not None:
         raise ASPError(
             f"data folder {data_dir} does not exist; generate a dataset with "
             "`make data` (or data_generation/generate.py) or pass -d/--data-dir"
@@ -336,7 +357,18 @@ def pick_test_index(data_dir: str | Path, sample: int, *, synth: str | None, hps
     return int(np.random.default_rng(seed).choice(candidates))
 
 
-def nearest_rows(train: Split, mels: np.ndarray, synth: str, k: int = 1, chunk: int = 256) -> np.ndarray:
+def training_rows(split: Split, synths: list[str], limit: int | None, seed: int) -> np.ndarray:
+    """The rows of a training split that a run trains on: the samples of its synths, at most
+    ``limit`` of them (a seeded choice: how ``--max-samples`` takes them), ascending."""
+    idx = np.flatnonzero(np.isin(split.synth, synths))
+    if limit is not None and len(idx) > limit:
+        idx = np.sort(np.random.default_rng(seed).permutation(idx)[:limit])
+    return idx
+
+
+def nearest_rows(
+    train: Split, mels: np.ndarray, synth: str, k: int = 1, chunk: int = 256, *, within: np.ndarray | None = None
+) -> np.ndarray:
     """The training rows of ``synth`` whose mels are closest (Euclidean) to each query mel.
 
     Args:
@@ -344,6 +376,7 @@ def nearest_rows(train: Split, mels: np.ndarray, synth: str, k: int = 1, chunk: 
         mels: (batch, 128, 431) query mels.
         synth: only rows of this synth are candidates.
         k: how many rows per query, closest first.
+        within: only these rows are candidates (default: all; e.g. the rows a run trained on).
 
     Returns:
         (batch, min(k, candidates)) int64 row indices into ``train``.
@@ -352,6 +385,8 @@ def nearest_rows(train: Split, mels: np.ndarray, synth: str, k: int = 1, chunk: 
         ASPError: the split has no sample of ``synth``.
     """
     candidates = np.flatnonzero(train.synth == synth)
+    if within is not None:
+        candidates = np.intersect1d(candidates, within)
     if len(candidates) == 0:
         raise ASPError(f"the training split has no {synth} samples to look up the nearest sounds in")
     queries = np.asarray(mels, dtype=np.float32).reshape(len(mels), -1)

@@ -18,16 +18,26 @@ from asp.errors import ASPError
 SAMPLE_RATE = 44100
 MIN_SECONDS = 0.1
 SILENT_PEAK = 1e-4
+# samples beyond this are not a sound but a damaged or mis-scaled file: a float wav's lie within
+# about -1..1, and values near 1e15 overflow the spectrogram's power to infinity
+MAX_PEAK = 1e3
 
 
 def load_audio(path: str | Path, seconds: float) -> np.ndarray:
     """Any sound file -> mono float32 at 44.1 kHz, trimmed or zero-padded to ``seconds``.
 
+    A file that is silent once its DC offset (its mean) is taken away is refused like an all-zero
+    one: a constant offset is no sound to match.
+
     Raises:
-        ASPError: for an unreadable, empty, too short or silent file, or one holding NaN or
-            infinite samples (a float wav can).
+        ASPError: for a path that is not a regular file (reading a named pipe would wait for a
+            writer forever), an unreadable, empty, too short or silent file, or one holding NaN
+            or infinite samples (a float wav can), or samples beyond ``MAX_PEAK``.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "a named pipe, socket or device"
+        raise ASPError(f"audio file {path} is not a regular file ({kind}); give a sound file")
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
@@ -43,8 +53,14 @@ def load_audio(path: str | Path, seconds: float) -> np.ndarray:
     mono = audio.mean(axis=1)
     if len(mono) / rate < MIN_SECONDS:
         raise ASPError(f"audio file {path} is too short ({len(mono) / rate:.3f} s); give at least {MIN_SECONDS} s")
-    if np.abs(mono).max() < SILENT_PEAK:
-        raise ASPError(f"audio file {path} is silent; give a file with sound in it")
+    if np.abs(mono).max() > MAX_PEAK:
+        raise ASPError(
+            f"audio file {path} has samples up to {np.abs(mono).max():.3g}, far beyond a sound file's -1..1; "
+            "it is damaged or mis-scaled: normalize it"
+        )
+    if np.abs(mono - mono.mean(dtype=np.float64)).max() < SILENT_PEAK:  # silence, or a constant offset
+        offset = f" (only a constant offset of {mono.mean():.3g})" if np.abs(mono).max() >= SILENT_PEAK else ""
+        raise ASPError(f"audio file {path} is silent{offset}; give a file with sound in it")
     if rate != SAMPLE_RATE:
         mono = librosa.resample(mono, orig_sr=rate, target_sr=SAMPLE_RATE)
     n = int(round(seconds * SAMPLE_RATE))

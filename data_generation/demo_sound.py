@@ -15,7 +15,7 @@ import soundfile as sf
 
 from asp.cli import ArgumentParser, positive_float, run_cli
 from asp.errors import ASPError
-from asp.files import atomic_write
+from asp.files import atomic_path, write_sound
 
 RATE = 22050
 
@@ -53,8 +53,8 @@ def main() -> int:
         raise ASPError(f"{path}: give a sound file name ending in .wav, .flac or .ogg")
     mono = pluck(args.note, args.seconds)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path, "wb") as f:
-        sf.write(f, np.stack([mono, 0.9 * mono], axis=1), RATE, format=path.suffix[1:].upper())
+    with atomic_path(path) as tmp:
+        write_sound(tmp, np.stack([mono, 0.9 * mono], axis=1), RATE, format=path.suffix[1:].upper(), shown=path)
     print(f"wrote {path}: plucked string, note {args.note}, {args.seconds} s, stereo {RATE} Hz")
     return 0
 

@@ -22,6 +22,7 @@ import argparse
 import asp
 from asp import cluster
 from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from asp.parallel import cap_workers
 from data.dataset import SPLITS
 
 
@@ -38,6 +39,12 @@ def main() -> int:
     )
     parser.add_argument("--n", type=positive_int, required=True, help="presets per synth")
     parser.add_argument("--notes", default="60", help="MIDI notes per preset: 60, 60-71 (the paper's) or 48,60,72")
+    parser.add_argument(
+        "--one-note",
+        action="store_true",
+        help="render each preset at one note drawn from --notes (seeded) instead of at every note: "
+        "pitch variety without multiplying the renders",
+    )
     parser.add_argument("--seed", type=nonnegative_int, default=0)
     parser.add_argument("--out", default="npy_data", help="output folder (default npy_data)")
     parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
@@ -68,7 +75,8 @@ def main() -> int:
             seed=args.seed,
             hpss=not args.no_hpss,
             split_all=args.split_all,
-            workers=args.workers,
+            one_note=args.one_note,
+            workers=cap_workers(args.workers),
             force=args.force,
             max_shards=args.max_shards,
         )

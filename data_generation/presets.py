@@ -14,7 +14,7 @@ import numpy as np
 
 from asp.errors import ASPError
 from asp.files import read_json, write_json
-from data_generation import amsynth
+from data_generation import amsynth, lv2
 from data_generation.spec import SynthSpec
 
 
@@ -28,7 +28,7 @@ def resolve_path(spec: SynthSpec, path: str) -> Path:
 
 PRESET_FORMATS = (
     "a preset file (.faust.json: 'presets' in native units), a <synth>.preset.json ('normalized' values), "
-    "a .params.json ('normalized_parameters') or an amsynth .bank"
+    "a .params.json ('normalized_parameters'), an amsynth .bank or an LV2 preset bundle (.lv2 folder)"
 )
 
 
@@ -42,7 +42,8 @@ def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.n
     - ``<synth>.params.json``: ``{"synth", "plugin", "normalized_parameters": [{"index", "name",
       "value"}]}`` (a parameter found by its index where the name agrees, else by its name);
       named after the file;
-    - an amsynth ``.bank`` (by suffix, or a first line ``amSynth``), in the spec's ``units``.
+    - an amsynth ``.bank`` (by suffix, or a first line ``amSynth``), in the spec's ``units``;
+    - an LV2 preset bundle (a ``.lv2`` folder, ``lv2.write_preset_bundle``) in the plugin's units.
 
     Parameters a file leaves out take their defaults.
 
@@ -52,9 +53,14 @@ def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.n
 
     Raises:
         ASPError: for an unreadable or malformed file, a file for another synth, an unknown
-            parameter, or a value that is NaN, infinite or out of its range (naming it).
+            parameter, or a value that is NaN, infinite, out of its range or, for a categorical
+            parameter, between two classes (``osc1_wave: 1.5``: refused, not snapped to one;
+            the message lists the values it takes).
     """
     path = Path(path)
+    if path.suffix == ".lv2" or (path / "manifest.ttl").is_file():  # an LV2 preset bundle (a folder)
+        name, preset = lv2.preset_from_bundle(spec, path)
+        return [name], preset[None]
     if path.suffix == ".bank" or _starts_with(path, amsynth.BANK_HEADER):
         return _read_bank_file(spec, path)
     data = read_json(path, "preset file", f"give {PRESET_FORMATS}")

@@ -262,7 +262,11 @@ class Renderer:
             proc = self._plugin_processor(spec)
             with quiet_native_output():  # some plugins (Calf) print on every activation
                 for p, value in zip(spec.params, native, strict=True):
-                    proc.set_parameter(p.index, float(value))
+                    if spec.backend == "lv2":  # DawDreamer 0.9's LV2 host drops set_parameter values
+                        n = int(round(length * r.sample_rate)) + 2 * r.block_size
+                        proc.set_automation(p.index, np.full(n, value, dtype=np.float32))
+                    else:
+                        proc.set_parameter(p.index, float(value))
                 proc.clear_midi()
                 proc.add_midi_note(note, velocity, start, held)
                 engine.load_graph([(proc, [])])

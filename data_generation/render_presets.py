@@ -16,13 +16,12 @@ import re
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
 import asp
-from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, run_cli
+from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
 from asp.errors import ASPError
-from asp.files import atomic_write
+from asp.files import atomic_path, write_sound
 from data_generation.presets import human_presets, random_presets, read_preset_file
 from data_generation.render import rms
 from data_generation.spec import load_spec
@@ -39,10 +38,10 @@ def main() -> int:
     parser.add_argument(
         "--preset-file",
         help="a preset file to render: .faust.json, <synth>.preset.json, .params.json (as run_inference.py "
-        "writes them) or an amsynth .bank (default: the synth's human presets)",
+        "writes them), an amsynth .bank or an LV2 preset bundle (.lv2 folder) (default: the synth's human presets)",
     )
     parser.add_argument(
-        "--random", type=nonnegative_int, default=0, metavar="N", help="render N random presets instead"
+        "--random", type=positive_int, default=None, metavar="N", help="render N random presets instead"
     )
     parser.add_argument("--seed", type=nonnegative_int, default=0, help="seed for --random")
     parser.add_argument("--limit", type=nonnegative_int, default=0, help="render at most this many presets (0: all)")
@@ -56,7 +55,7 @@ def main() -> int:
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise ASPError(f"--out {args.out} is a file, not a folder; choose another --out")
     spec = load_spec(args.synth)
-    if args.random:
+    if args.random is not None:
         presets = random_presets(spec, args.random, np.random.default_rng(args.seed))
         names = [f"random_{i:03d}" for i in range(args.random)]
     elif args.preset_file:
@@ -75,8 +74,8 @@ def main() -> int:
     for i, (name, preset) in enumerate(tqdm(list(zip(names, presets)), desc=f"render {spec.name}", unit="preset")):
         audio = asp.render(spec, preset, note=args.note, plugin_paths=plugin_paths)
         path = out / f"{i:03d}_{safe_name(name)}.wav"
-        with atomic_write(path, "wb") as f:  # a killed run leaves whole files only
-            sf.write(f, audio, spec.render.sample_rate, format="WAV", subtype="FLOAT")
+        with atomic_path(path) as tmp:  # a killed run leaves whole files only
+            write_sound(tmp, audio, spec.render.sample_rate, format="WAV", subtype="FLOAT", shown=path)
         rows.append((path.name, float(rms(audio)), float(np.abs(audio).max())))
     for file, level, peak in rows:
         print(f"{file:<40} rms {level:.3f}  peak {peak:.3f}" + ("  (silent)" if level <= 0.01 else ""))

@@ -30,104 +30,25 @@ import numpy as np
 
 from asp.errors import ASPError
 from asp.files import read_json, write_json
+from data_generation.params import (  # noqa: F401  (re-exported: a spec's parts)
+    DEFAULT_RENDER,
+    GROUPS,
+    PARAM_KEYS,
+    RANGE_TOLERANCE,
+    RENDER_KEYS,
+    Param,
+    RenderSettings,
+    is_int,
+    parse_param,
+    parse_render,
+    spec_error,
+)
 
 SYNTH_DIR = Path(__file__).resolve().parent / "synths"
 BACKENDS = ("faust", "vst", "vst3", "lv2")
-GROUPS = ("vol", "osc", "env", "fil", "lfo", "mod", "fx", "pitch")
-RANGE_TOLERANCE = 1e-6  # a value this far (normalized) outside its range is rounding, not an error
-RENDER_KEYS = ("sample_rate", "block_size", "note", "velocity", "note_start", "note_duration", "duration")
-DEFAULT_RENDER = {
-    "sample_rate": 44100,
-    "block_size": 512,
-    "note": 60,
-    "velocity": 127,
-    "note_start": 0.25,
-    "note_duration": 3.0,
-    "duration": 5.0,
-}
-
-
-@dataclass(frozen=True)
-class Param:
-    """One synth parameter.
-
-    Attributes:
-        name: unique identifier (snake_case for generated specs).
-        index: the plugin's parameter index (Faust: position in DawDreamer's parameter list).
-        classes: 0 for continuous, n >= 2 for categorical with n classes.
-        group: role for per-group errors, one of ``GROUPS``.
-        default: normalized default value.
-        sample_range: normalized (low, high) sampled when generating random presets.
-        native_range: (low, high) sent to DawDreamer: native = low + value * (high - low).
-        units: optional (low, high) in the synth's own units, linear in the normalized value.
-        rate_hz: optional (low, high): the parameter sets a modulation rate (an LFO's), low Hz
-            at 0 and high Hz at 1, exponential in between. The search reads the target's
-            modulation rate and tries it (see ``search``): a fast LFO's rate is a needle.
-        fixed: not learned: always rendered at ``default`` and left out of encodings.
-        label: the plugin's own name for the parameter, when it differs from ``name``.
-        choices: optional names of the classes of a categorical parameter.
-    """
-
-    name: str
-    index: int
-    classes: int
-    group: str
-    default: float
-    sample_range: tuple[float, float] = (0.0, 1.0)
-    native_range: tuple[float, float] = (0.0, 1.0)
-    units: tuple[float, float] | None = None
-    rate_hz: tuple[float, float] | None = None
-    fixed: bool = False
-    label: str | None = None
-    choices: tuple[str, ...] | None = None
-
-    @property
-    def categorical(self) -> bool:
-        return self.classes >= 2
-
-    @property
-    def width(self) -> int:
-        """Length of this parameter in an encoded vector."""
-        return max(1, self.classes)
-
-    def to_json(self) -> dict:
-        out = {
-            "name": self.name,
-            "index": self.index,
-            "classes": self.classes,
-            "group": self.group,
-            "default": self.default,
-            "sample_range": list(self.sample_range),
-            "native_range": list(self.native_range),
-        }
-        if self.units is not None:
-            out["units"] = list(self.units)
-        if self.rate_hz is not None:
-            out["rate_hz"] = list(self.rate_hz)
-        if self.fixed:
-            out["fixed"] = True
-        if self.label is not None:
-            out["label"] = self.label
-        if self.choices is not None:
-            out["choices"] = list(self.choices)
-        return out
-
-
-@dataclass(frozen=True)
-class RenderSettings:
-    """How one note is rendered (the paper's defaults: note 60, on at 0.25 s, held 3 s, 5 s long)."""
-
-    sample_rate: int = 44100
-    block_size: int = 512
-    note: int = 60
-    velocity: int = 127
-    note_start: float = 0.25
-    note_duration: float = 3.0
-    duration: float = 5.0
-
-    @property
-    def num_samples(self) -> int:
-        return int(round(self.duration * self.sample_rate))
+CLASS_TOLERANCE = 1e-3  # a categorical value this far (in classes) from a class is rounding, not between classes
+# the keys a spec file may hold at its top (a parameter's: PARAM_KEYS): any other is a misspelling
+SPEC_KEYS = ("name", "description", "backend", "source", "num_voices", "render", "presets", "parameters")
 
 
 @dataclass(frozen=True)
@@ -223,7 +144,8 @@ class SynthSpec:
             values: parameter values, normalized, or native slider units with ``native=True``.
             native: interpret values in ``native_range`` units (Faust sliders, class numbers).
             strict: refuse a value outside the parameter's range (normalized: [0, 1]) instead
-                of clipping it (what a preset file must hold).
+                of clipping it, and a categorical value between two classes (``osc1_wave: 1.5``)
+                instead of snapping it to one: what a preset file must hold.
 
         Returns:
             (n_params,) float64 normalized preset.
@@ -255,6 +177,15 @@ class SynthSpec:
                 raise ASPError(
                     f"parameter {name!r} of {self.name!r} has value {value:g}, outside its range "
                     f"[{min(lo, hi):g}, {max(lo, hi):g}]" + (" (native units)" if native else " (normalized)")
+                )
+            step = normalized * (p.classes - 1)
+            if strict and p.categorical and abs(step - round(step)) > CLASS_TOLERANCE:
+                allowed = [lo + k * (hi - lo) / (p.classes - 1) for k in range(p.classes)]
+                names = f" ({', '.join(p.choices)})" if p.choices else ""
+                raise ASPError(
+                    f"parameter {name!r} of {self.name!r} has value {value:g}, between two of its classes; it takes "
+                    f"{', '.join(f'{v:.6g}' for v in allowed)}{names}"
+                    + (" (native units)" if native else " (normalized)")
                 )
             out[index[name]] = normalized
         return self.snap(out)
@@ -337,160 +268,60 @@ class SynthSpec:
 
 
 # ---------------------------------------------------------------------------------------
-# loading and validation
+# loading and validation (each parameter's and the render settings' checks: data_generation.params)
 
 
-def _fail(where: str, what: str) -> ASPError:
-    return ASPError(f"malformed synth spec {where}: {what}")
-
-
-def _pair(value, where: str, key: str) -> tuple[float, float]:
-    if (
-        not isinstance(value, (list, tuple))
-        or len(value) != 2
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    ):
-        raise _fail(where, f"{key} must be a [low, high] pair of numbers, got {value!r}")
-    try:
-        pair = float(value[0]), float(value[1])
-    except OverflowError:  # an integer beyond any float
-        pair = (float("inf"), float("inf"))
-    if not all(np.isfinite(pair)):
-        raise _fail(where, f"{key} must be a pair of finite numbers, got {value!r}")
-    return pair
-
-
-def _is_int(value, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _parse_param(raw: dict, k: int, where: str) -> Param:
-    if not isinstance(raw, dict):
-        raise _fail(where, f"parameter {k} must be an object, got {raw!r}")
-    for key in ("name", "index", "classes", "group", "default"):
-        if key not in raw:
-            raise _fail(where, f"parameter {k} ({raw.get('name', '?')}) lacks {key!r}")
-    name = raw["name"]
-    if not isinstance(name, str) or not name:
-        raise _fail(where, f"parameter {k} has no valid name")
-    classes = raw["classes"]
-    if not isinstance(classes, int) or isinstance(classes, bool) or classes < 0 or classes == 1:
-        raise _fail(where, f"parameter {name!r}: classes must be 0 (continuous) or an integer >= 2, got {classes!r}")
-    if raw["group"] not in GROUPS:
-        raise _fail(where, f"parameter {name!r}: group {raw['group']!r} is not one of {', '.join(GROUPS)}")
-    if not _is_int(raw["index"], 0):
-        raise _fail(where, f"parameter {name!r}: index must be an integer >= 0, got {raw['index']!r}")
-    default = raw["default"]
-    if not _is_number(default) or not 0.0 <= default <= 1.0:
-        raise _fail(where, f"parameter {name!r}: default must be a normalized number in [0, 1], got {default!r}")
-    sample_range = _pair(raw.get("sample_range", [0.0, 1.0]), where, f"parameter {name!r} sample_range")
-    if not 0.0 <= sample_range[0] <= sample_range[1] <= 1.0:
-        raise _fail(where, f"parameter {name!r}: sample_range must lie in [0, 1] with low <= high")
-    native = _pair(raw.get("native_range", [0.0, 1.0]), where, f"parameter {name!r} native_range")
-    if native[0] == native[1]:
-        raise _fail(where, f"parameter {name!r}: native_range must not be empty")
-    units = _pair(raw["units"], where, f"parameter {name!r} units") if raw.get("units") is not None else None
-    if units is not None and units[0] == units[1]:
-        raise _fail(where, f"parameter {name!r}: units must not be empty")
-    rate_hz = _pair(raw["rate_hz"], where, f"parameter {name!r} rate_hz") if raw.get("rate_hz") is not None else None
-    if rate_hz is not None and (classes or not 0 < rate_hz[0] < rate_hz[1]):
-        raise _fail(
-            where,
-            f"parameter {name!r}: rate_hz must be [low, high] Hz with 0 < low < high, on a continuous parameter",
-        )
-    if not isinstance(raw.get("fixed", False), bool):
-        raise _fail(where, f"parameter {name!r}: fixed must be true or false, got {raw['fixed']!r}")
-    if not isinstance(raw.get("label"), (str, type(None))):
-        raise _fail(where, f"parameter {name!r}: label must be text, got {raw['label']!r}")
-    choices = raw.get("choices")
-    if choices is not None:
-        if not isinstance(choices, list) or len(choices) != classes:
-            raise _fail(where, f"parameter {name!r}: choices must list exactly {classes} class names")
-        choices = tuple(str(c) for c in choices)
-    return Param(
-        name=name,
-        index=int(raw["index"]),
-        classes=classes,
-        group=raw["group"],
-        default=float(default),
-        sample_range=sample_range,
-        native_range=native,
-        units=units,
-        rate_hz=rate_hz,
-        fixed=raw.get("fixed", False),
-        label=raw.get("label"),
-        choices=choices,
-    )
-
-
-MAX_DURATION = 600.0  # seconds: a longer render is a mistake, not a preset
-
-
-def _render_settings(raw: object, where: str) -> RenderSettings:
-    """A spec's ``render`` object checked: known keys, each a number in its range."""
-    if not isinstance(raw, dict):
-        raise _fail(where, f"'render' must be an object of settings ({', '.join(RENDER_KEYS)})")
-    unknown = set(raw) - set(RENDER_KEYS)
+def _check_keys(data: object, where: str) -> None:
+    """Refuses a key a spec file may not hold (a misspelt one would be ignored), naming the known ones."""
+    if not isinstance(data, dict):
+        return  # spec_from_json says what is wrong
+    unknown = [k for k in data if k not in SPEC_KEYS]
     if unknown:
-        raise _fail(where, f"unknown render settings {sorted(unknown)}; known: {', '.join(RENDER_KEYS)}")
-    render = {**DEFAULT_RENDER, **raw}
-    checks = {
-        "sample_rate": (_is_int(render["sample_rate"], 1000) and render["sample_rate"] <= 384000, "1000-384000 (Hz)"),
-        "block_size": (_is_int(render["block_size"], 1) and render["block_size"] <= 65536, "an integer 1-65536"),
-        "note": (_is_int(render["note"], 0) and render["note"] <= 127, "a MIDI note 0-127"),
-        "velocity": (_is_int(render["velocity"], 1) and render["velocity"] <= 127, "a velocity 1-127"),
-    }
-    for key in ("note_start", "note_duration", "duration"):
-        value = render[key]
-        low_ok = _is_number(value) and (value >= 0 if key == "note_start" else value > 0)
-        checks[key] = (low_ok and value <= MAX_DURATION, f"seconds, at most {MAX_DURATION:g}")
-    for key, (ok, what) in checks.items():
-        if not ok:
-            raise _fail(where, f"render setting {key!r} must be {what}, got {render[key]!r}")
-    settings = RenderSettings(**render)
-    if settings.num_samples < settings.block_size:
-        raise _fail(where, "render: the duration must hold at least one block of samples")
-    return settings
+        raise spec_error(where, f"unknown key {unknown[0]!r}; a spec holds {', '.join(SPEC_KEYS)}")
+    for k, raw in enumerate(data.get("parameters") if isinstance(data.get("parameters"), list) else []):
+        unknown = [key for key in raw if key not in PARAM_KEYS] if isinstance(raw, dict) else []
+        if unknown:
+            raise spec_error(
+                where,
+                f"parameter {k} ({raw.get('name', '?')}) has an unknown key {unknown[0]!r}; a parameter holds "
+                f"{', '.join(PARAM_KEYS)}",
+            )
 
 
 def spec_from_json(data: dict, *, path: Path | None = None) -> SynthSpec:
     """Validates a spec dict (as read from JSON) and builds the ``SynthSpec``."""
     where = str(path) if path else "(in memory)"
     if not isinstance(data, dict):
-        raise _fail(where, "the file must hold a JSON object")
+        raise spec_error(where, "the file must hold a JSON object")
     for key in ("name", "backend", "parameters"):
         if key not in data:
-            raise _fail(where, f"missing key {key!r}")
+            raise spec_error(where, f"missing key {key!r}")
     if not isinstance(data["name"], str) or not data["name"]:
-        raise _fail(where, f"'name' must be the synth's name (text), got {data['name']!r}")
+        raise spec_error(where, f"'name' must be the synth's name (text), got {data['name']!r}")
     if data["backend"] not in BACKENDS:
-        raise _fail(where, f"backend {data['backend']!r} is not one of {', '.join(BACKENDS)}")
+        raise spec_error(where, f"backend {data['backend']!r} is not one of {', '.join(BACKENDS)}")
     if not isinstance(data.get("source"), (str, type(None))):
-        raise _fail(where, f"'source' must be a path or URI (text), got {data['source']!r}")
-    if not _is_int(data.get("num_voices", 0), 0):
-        raise _fail(where, f"'num_voices' must be an integer >= 0, got {data['num_voices']!r}")
+        raise spec_error(where, f"'source' must be a path or URI (text), got {data['source']!r}")
+    if not is_int(data.get("num_voices", 0), 0):
+        raise spec_error(where, f"'num_voices' must be an integer >= 0, got {data['num_voices']!r}")
     if not isinstance(data["parameters"], list) or not data["parameters"]:
-        raise _fail(where, "'parameters' must be a non-empty list")
-    params = tuple(_parse_param(raw, k, where) for k, raw in enumerate(data["parameters"]))
+        raise spec_error(where, "'parameters' must be a non-empty list")
+    params = tuple(parse_param(raw, k, where) for k, raw in enumerate(data["parameters"]))
     names = [p.name for p in params]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
-        raise _fail(where, f"duplicate parameter names {dupes}")
+        raise spec_error(where, f"duplicate parameter names {dupes}")
     indexes = [p.index for p in params]
     if indexes != sorted(indexes) or len(set(indexes)) != len(indexes):
-        raise _fail(where, "parameters must be listed in increasing plugin index order")
-    settings = _render_settings(data.get("render", {}), where)
+        raise spec_error(where, "parameters must be listed in increasing plugin index order")
+    settings = parse_render(data.get("render", {}), where)
     if not settings.note_start + settings.note_duration <= settings.duration:
-        raise _fail(where, "render: the note must end within the render duration")
+        raise spec_error(where, "render: the note must end within the render duration")
     if data["backend"] == "faust" and not data.get("source"):
-        raise _fail(where, "a faust synth needs 'source', the path of its .dsp file")
+        raise spec_error(where, "a faust synth needs 'source', the path of its .dsp file")
     presets = data.get("presets", [])
     if not isinstance(presets, list) or not all(isinstance(p, dict) and "kind" in p for p in presets):
-        raise _fail(where, "'presets' must be a list of objects with a 'kind'")
+        raise spec_error(where, "'presets' must be a list of objects with a 'kind'")
     return SynthSpec(
         name=str(data["name"]),
         backend=data["backend"],
@@ -543,6 +374,7 @@ def load_spec(name_or_path: str | Path) -> SynthSpec:
     if not path.is_file():
         raise ASPError(f"synth spec file {path} not found")
     data = read_json(path, "synth spec", "fix the file or regenerate it with view_parameters.py --write-spec")
+    _check_keys(data, str(path))
     spec = spec_from_json(data, path=path.resolve())
     _CACHE[key] = spec
     return spec

@@ -32,8 +32,9 @@ import argparse
 from pathlib import Path
 
 from asp import cluster
-from asp.cli import ArgumentParser, positive_float, positive_int, run_cli
+from asp.cli import ArgumentParser, nonnegative_int, positive_float, positive_int, run_cli
 from asp.evaluation.audibility import THRESHOLD, audibility
+from asp.parallel import cap_workers
 
 
 def main() -> int:
@@ -53,7 +54,7 @@ def main() -> int:
         help=f"LSD under which a parameter is inaudible (default {THRESHOLD})",
     )
     p.add_argument("--workers", type=positive_int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     cluster.add_ray_argument(p)
     args = p.parse_args()
     with cluster.session_from_args(args):  # each sound a task on a Ray cluster (--ray)
@@ -65,7 +66,7 @@ def main() -> int:
             synths=args.synths,
             max_samples=args.max_samples,
             threshold=args.threshold,
-            workers=args.workers,
+            workers=cap_workers(args.workers),
             seed=args.seed,
         )
     print((Path(args.out) / "summary.md").read_text().split("\n## ")[0])

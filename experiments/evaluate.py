@@ -32,6 +32,7 @@ from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from asp.errors import ASPError
 from asp.evaluation.run import run_evaluation
 from asp.evaluation.summary import BASELINES
+from asp.parallel import cap_workers
 from asp.report import REPORT_SAMPLES
 from asp.search import NEAREST_STARTS, Budget
 
@@ -50,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--synths", nargs="+", help="evaluate these synths' sounds (out of domain if the model lacks one)")
     p.add_argument("--max-samples", type=positive_int, default=None)
     p.add_argument("--workers", type=positive_int, default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=nonnegative_int, default=0)
     p.add_argument(
         "--refine",
         type=float,
@@ -103,7 +104,7 @@ def main() -> int:
             baselines=baselines,
             synths=args.synths,
             max_samples=args.max_samples,
-            workers=args.workers,
+            workers=cap_workers(args.workers),
             seed=args.seed,
             refine=refine,
             refine_starts=args.refine_starts,

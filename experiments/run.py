@@ -36,6 +36,7 @@ from pathlib import Path
 
 from asp.cli import ArgumentParser, positive_int, run_cli
 from asp.experiments import run_config
+from asp.parallel import cap_workers
 
 
 def main() -> int:
@@ -48,7 +49,7 @@ def main() -> int:
     )
     args = p.parse_args()
     for path in args.configs:
-        run_config(path, args.profile, results=Path(args.results), workers=args.workers)
+        run_config(path, args.profile, results=Path(args.results), workers=cap_workers(args.workers))
     return 0
 
 

@@ -74,6 +74,7 @@ COMMANDS = [
     "run_inference.py",
     *(f"experiments/{name}.py" for name in ("evaluate", "run", "audibility")),
     *(f"data_generation/{name}.py" for name in ("generate", "render_presets", "view_parameters", "demo_sound")),
+    "data_generation/build_plugins.py",
 ]
 
 

@@ -133,5 +133,7 @@ def test_calf_monosynth_renders_by_uri():
     assert audio.shape == (220500,) and rms(audio) > 0.01
     np.testing.assert_array_equal(renderer.render(spec), audio)
     presets = random_presets(spec, 20, np.random.default_rng(0))
-    assert (rms(renderer.render_batch(spec, presets)) > 0.01).mean() >= 0.8
+    # 14 of these 20 are audible (RMS > 0.01); until the renderer automated LV2 values, every preset
+    # rendered Calf's default sound (tests/test_lv2.py::test_calf_presets_reach_the_plugin)
+    assert (rms(renderer.render_batch(spec, presets)) > 0.01).mean() >= 0.6
     assert all(p.fixed for p in spec.params if p.name == "midi_channel")

@@ -29,9 +29,12 @@ class Settings:
     seed: int
     hpss: bool = True
     split_all: str | None = None  # one of SPLITS: every preset goes there (a held-out folder)
+    one_note: bool = False  # each preset at one note drawn from ``notes`` (seeded), not at all of them
 
     def to_json(self) -> dict:
+        extra = {"one_note": True} if self.one_note else {}  # absent when off: older fingerprints hold
         return {
+            **extra,
             "synths": list(self.synths),
             "presets": {k: list(v) for k, v in self.presets.items()},
             "n": self.n,
@@ -80,7 +83,11 @@ def parse_notes(text: str) -> tuple[int, ...]:
     try:
         for part in text.split(","):
             lo, sep, hi = part.strip().partition("-")
+            if sep and int(hi) < int(lo):  # range() would drop it without a word
+                raise ASPError(f"--notes {text!r}: the range {part.strip()} runs backwards; write it {hi}-{lo}")
             notes += list(range(int(lo), int(hi) + 1)) if sep else [int(lo)]
+    except ASPError:
+        raise
     except ValueError:
         raise ASPError(f"--notes {text!r} is not a note list; use e.g. 60, 60-71 or 48,60,72") from None
     if not notes or any(not 0 <= n <= 127 for n in notes):
@@ -140,8 +147,12 @@ def make_plan(settings: Settings) -> Plan:
             plan.splits[spec.name] = _split_groups(groups, _rng(settings.seed, spec.name, "split"))
         h.update(presets.tobytes())
         notes = np.array(settings.notes, dtype=np.int16)
-        rows = np.repeat(np.arange(len(names)), len(notes))
-        sample_notes = np.tile(notes, len(names))
+        if settings.one_note:
+            rows = np.arange(len(names))
+            sample_notes = _rng(settings.seed, spec.name, "note").choice(notes, size=len(names))
+        else:
+            rows = np.repeat(np.arange(len(names)), len(notes))
+            sample_notes = np.tile(notes, len(names))
         for start in range(0, len(rows), SHARD_SIZE):
             r = rows[start : start + SHARD_SIZE]
             shard = Shard(len(plan.shards), spec.name, r, presets[r], sample_notes[start : start + SHARD_SIZE])

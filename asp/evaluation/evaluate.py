@@ -31,28 +31,43 @@ from asp.report import PRESETS, write_presets
 from asp.search import NEAREST_STARTS, Budget, Searcher
 from asp.search.fanout import search_sound
 from asp.search.fanout import warm_up as search_warm_up
-from data.dataset import Split, load_split, mean_vector, nearest_rows
+from data.dataset import Split, load_split, mean_vector, nearest_rows, read_manifest, training_rows
 from data.encoding import Codec
 from data_generation.presets import random_presets
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec, load_spec
-from models import config_specs, load_model
+from models import check_mel_shape, config_specs, load_model
 
 
-def nearest_train_presets(test: Split, train: Split, rows: np.ndarray, synth: str) -> np.ndarray:
-    """For each test row, the encoded preset of the training sample of ``synth`` with the closest
-    mel (``data.dataset.nearest_rows``): (len(rows), encoded size)."""
-    nearest = nearest_rows(train, np.asarray(test.mels[rows]), synth, k=1)[:, 0]
+def nearest_train_presets(
+    test: Split, train: Split, rows: np.ndarray, synth: str, within: np.ndarray | None = None
+) -> np.ndarray:
+    """For each test row, the encoded preset of the training sample of ``synth`` (among the rows
+    ``within``, default all) with the closest mel (``data.dataset.nearest_rows``): (len(rows),
+    encoded size)."""
+    nearest = nearest_rows(train, np.asarray(test.mels[rows]), synth, k=1, within=within)[:, 0]
     return np.asarray(train.params[synth][nearest], dtype=np.float32)
 
 
-def mean_train_vector(train: Split, synth: str) -> np.ndarray:
-    """The training-mean encoded vector of ``synth`` (``data.dataset.mean_vector``): (encoded size,)
-    float32."""
-    vector = mean_vector(train, synth)
+def mean_train_vector(train: Split, synth: str, within: np.ndarray | None = None) -> np.ndarray:
+    """The training-mean encoded vector of ``synth`` (``data.dataset.mean_vector``, over the rows
+    ``within``, default all): (encoded size,) float32."""
+    vector = mean_vector(train, synth, within)
     if vector is None:
         raise ASPError(f"the training split has no {synth} samples for the mean baseline")
     return vector.astype(np.float32)
+
+
+def trained_rows(config: dict | None, train: Split | None, data_dir: str | Path) -> np.ndarray | None:
+    """The rows of ``data_dir``'s training split that a run trained on, when it took a subset
+    (``--max-samples``) of this very dataset: the baselines then draw from the same sounds as the
+    model. None: all rows."""
+    if config is None or train is None or not config.get("max_samples"):
+        return None
+    manifest = read_manifest(data_dir)
+    if manifest is None or manifest.get("fingerprint") != config.get("data_fingerprint"):
+        return None
+    return training_rows(train, config["trained_synths"], config["max_samples"], config.get("seed", 0))
 
 
 def evaluate(
@@ -113,9 +128,11 @@ def evaluate(
     if len(rows) == 0:
         raise ASPError(f"the {split} split of {source} has no samples of {', '.join(wanted)}")
     specs: dict[str, SynthSpec] = {s: known.get(s) or load_spec(s) for s in set(test.synth[rows])}
+    if model is not None:
+        check_mel_shape(test.mels, source / f"{split}_mels.npy")
     vectors = model.predict_vectors(np.asarray(test.mels[rows])) if model is not None else {}
     train = load_split(data_dir, "train") if {"mean", "nearest"} & set(baselines) or refine else None
-    work = _Work(test, rows, specs, known, method)
+    work = _Work(test, rows, specs, known, method, within=trained_rows(config, train, data_dir))
     work.plan_model(vectors if model is not None else None)
     work.plan_baselines(baselines, train, seed)
     refined = {}
@@ -154,6 +171,7 @@ class _Work:
     specs: dict[str, SynthSpec]
     known: dict[str, SynthSpec]
     method: str | None
+    within: np.ndarray | None = None  # the training rows baselines draw from (None: all)
     plans: list[list] = field(default_factory=list)
     param_rows: list[tuple[int, str, str, np.ndarray]] = field(default_factory=list)
 
@@ -186,10 +204,10 @@ class _Work:
                     presets = random_presets(spec, len(mine), rng)
                     predicted = codec.encode(presets)
                 elif baseline == "mean":
-                    predicted = np.repeat(mean_train_vector(train, synth)[None], len(mine), axis=0)
+                    predicted = np.repeat(mean_train_vector(train, synth, self.within)[None], len(mine), axis=0)
                     presets = codec.decode(predicted)
                 else:
-                    predicted = nearest_train_presets(self.test, train, self.rows[mine], synth)
+                    predicted = nearest_train_presets(self.test, train, self.rows[mine], synth, self.within)
                     presets = codec.decode(predicted)
                 for k, pos in enumerate(mine):
                     self.plans[pos].append((baseline, str(spec.path), presets[k]))
@@ -271,7 +289,8 @@ def _refine(work: _Work, train, vectors, budget, refine_starts, workers, seed, p
         synth = str(test.synth[row])
         starts = {} if vectors is None else {"model": np.asarray(vectors[synth][pos])}
         if refine_starts > 0:
-            near = nearest_rows(train, np.asarray(test.mels[row : row + 1]), synth, k=refine_starts)[0]
+            mel = np.asarray(test.mels[row : row + 1])
+            near = nearest_rows(train, mel, synth, k=refine_starts, within=work.within)[0]
             starts.update({f"nearest{k + 1}": np.asarray(train.params[synth][r]) for k, r in enumerate(near)})
         true = Codec(specs[synth]).decode(np.asarray(test.params[synth][row]))
         return specs[synth], true, int(test.note[row]), starts

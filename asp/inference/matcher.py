@@ -8,22 +8,23 @@ import time
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 from asp.errors import ASPError
-from asp.files import atomic_folder
+from asp.files import atomic_folder, write_sound
 from asp.inference.outputs import SAMPLE_RATE, SUMMARY, check_output_folder, plot_comparison, write_preset_outputs
 from asp.inference.target import Target
 from asp.metrics import log_spectral_distance, multi_resolution_spectral_distance
 from asp.report import write_match_report
 from asp.search import NEAREST_STARTS, Budget, Searcher, SearchObjective
+from asp.training.export import INDEX
 from data.dataset import load_split, nearest_rows
 from data.encoding import Codec
 from data.features import mel_spectrogram
 from data.sound import align_onset, load_audio
+from data_generation.lv2 import write_match_bundle
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
-from models import config_specs, load_model
+from models import check_mel_shape, config_specs, load_model
 
 
 class Matcher:
@@ -45,7 +46,9 @@ class Matcher:
         self.load_seconds = time.perf_counter() - start
         self.seconds = self.specs[next(iter(self.specs))].render.duration
         self.data_dir = data_dir
+        self.run_dir = Path(run_dir)
         self._train = None
+        self._index = None
         self._searcher: Searcher | None = None
 
     def close(self) -> None:
@@ -63,8 +66,37 @@ class Matcher:
                 self.data_dir = None  # no dataset here: the search starts from the network alone
         return self._train
 
+    def index(self) -> dict | None:
+        """The exported run's start index (``asp.training.export``: per synth the z_mean, encoded
+        preset and note of every training sound), or None for a run without one."""
+        if self._index is None and (self.run_dir / INDEX).is_file():
+            with np.load(self.run_dir / INDEX) as saved:
+                self._index = {k: saved[k] for k in saved.files}
+        return self._index
+
+    def nearest_starts(self, target: Target, synth: str, k: int) -> dict[str, np.ndarray]:
+        """The ``k`` training presets of ``synth`` nearest the target, named: by the network's latent
+        in the run's own index when it has one (a shipped model), else by mel in ``data_dir``'s
+        training split; none without either."""
+        index = self.index()
+        if index is not None and f"z_{synth}" in index and len(index[f"z_{synth}"]):
+            z_mean, _ = self.model.encoder(target.mel[None].astype(np.float32), training=False)
+            z = np.asarray(z_mean, dtype=np.float32)[0]
+            distance = np.sum((index[f"z_{synth}"].astype(np.float32) - z) ** 2, axis=1)
+            rows = np.argsort(distance, kind="stable")[:k]
+            return {
+                f"nearest {j + 1} (index row {r})": index[f"params_{synth}"][r].astype(np.float32)
+                for j, r in enumerate(rows)
+            }
+        train = self.train_split()
+        if train is None or synth not in train.synths or not np.any(train.synth == synth):
+            return {}
+        rows = nearest_rows(train, target.mel[None], synth, k=k)[0]
+        return {f"nearest {j + 1} ({train.names[r]})": np.asarray(train.params[synth][r]) for j, r in enumerate(rows)}
+
     def test_target(self, data_dir: str | Path, index: int) -> Target:
         split = load_split(data_dir, "test")
+        check_mel_shape(split.mels, Path(data_dir) / "test_mels.npy")
         synth = str(split.synth[index])
         spec = self.specs.get(synth) or load_spec(synth)  # a sound of a synth the model never saw works too
         vector = np.asarray(split.params[synth][index], dtype=np.float32)
@@ -80,13 +112,20 @@ class Matcher:
             {"preset": str(split.names[index]), "hpss": int(split.hpss[index])},
         )
 
-    def wav_target(self, path: str | Path, note: int) -> Target:
-        """A sound file as a target, its onset moved to where the synths start their notes (as
+    def wav_target(self, path: str | Path, note: int, *, name: str | None = None) -> Target:
+        """A sound file as a target named ``name`` (default: the file's stem; ``asp.api.output_names``
+        tells apart files of one stem), its onset moved to where the synths start their notes (as
         in the training sounds); its note comes from ``data.sound.estimate_note``, which must run
         before TensorFlow is imported (see data/sound.py)."""
         first = self.specs[next(iter(self.specs))].render
         audio = align_onset(load_audio(path, self.seconds), first.note_start, first.sample_rate)
-        return Target(Path(path).stem, mel_spectrogram(audio), audio, note, info={"input": str(path)})
+        mel = mel_spectrogram(audio)
+        if not np.isfinite(mel).all():  # the file's fault, not the presets' predicted from it
+            raise ASPError(
+                f"the spectrogram of {path} holds NaN or infinite values (its samples peak at "
+                f"{np.abs(audio).max():.3g}); normalize the file to -1..1"
+            )
+        return Target(name or Path(path).stem, mel, audio, note, info={"input": str(path)})
 
     def synths_for(self, target: Target, all_outputs: bool) -> list[str]:
         if target.synth is None or all_outputs:
@@ -143,7 +182,7 @@ class Matcher:
         return {"model_seconds": model_seconds, "results": results, "out": out, "summary": summary}
 
     def _write(self, target: Target, vectors: dict, folder: Path, synths: list[str]) -> tuple[list[dict], dict]:
-        sf.write(folder / "target.wav", target.audio, SAMPLE_RATE, subtype="FLOAT")
+        write_sound(folder / "target.wav", target.audio, SAMPLE_RATE, subtype="FLOAT")
         results, mels = [], {}
         for name in synths:
             spec = self.specs[name]
@@ -151,13 +190,14 @@ class Matcher:
             # render exactly what the written preset file holds, so loading it reproduces the wav
             predicted = Codec(spec).decode(vectors[name][0])
             preset = write_preset_outputs(folder, spec, predicted, f"{target.name} ({name})")
+            write_match_bundle(folder, spec, preset, target.name, name)  # an LV2 preset, for a DAW
             try:
                 audio = self.renderer.render(spec, preset, note=target.note)
             except ASPError as err:  # a synth this machine cannot render (Serum without its plugin)
                 row["error"] = str(err)
                 results.append(row)
                 continue
-            sf.write(folder / f"{name}.wav", audio, SAMPLE_RATE, subtype="FLOAT")
+            write_sound(folder / f"{name}.wav", audio, SAMPLE_RATE, subtype="FLOAT")
             row["lsd"] = float(log_spectral_distance(target.audio, audio))
             row["mrsd"] = float(multi_resolution_spectral_distance(target.audio, audio))
             mels[name] = mel_spectrogram(audio)
@@ -183,10 +223,8 @@ class Matcher:
         name = row["synth"]
         spec = self.specs[name]
         starts = {"network": np.asarray(vectors[name][0])}
-        train = self.train_split() if refine_starts > 0 else None
-        if train is not None and name in train.synths and np.any(train.synth == name):
-            for k, r in enumerate(nearest_rows(train, target.mel[None], name, k=refine_starts)[0]):
-                starts[f"nearest {k + 1} ({train.names[r]})"] = np.asarray(train.params[name][r])
+        if refine_starts > 0:
+            starts.update(self.nearest_starts(target, name, refine_starts))
         if self._searcher is None or self._searcher.workers != workers:
             self.close()
             self._searcher = Searcher(workers=workers, plugin_paths=self.plugin_paths)
@@ -195,9 +233,10 @@ class Matcher:
         # wav is rendered from the preset file written, so loading the file gives the same sound
         title = f"{target.name} ({name}, refined)"
         written = write_preset_outputs(folder, spec, found.preset, title, stem=f"{name}.refined")
+        write_match_bundle(folder, spec, written, target.name, f"{name}.refined")
         audio = self.renderer.render(spec, written, note=target.note)
         distance = SearchObjective(target.audio, spec.render.sample_rate)(audio)
-        sf.write(folder / f"{name}.refined.wav", audio, SAMPLE_RATE, subtype="FLOAT")
+        write_sound(folder / f"{name}.refined.wav", audio, SAMPLE_RATE, subtype="FLOAT")
         row.update(
             refined_lsd=float(log_spectral_distance(target.audio, audio)),
             refined_mrsd=float(multi_resolution_spectral_distance(target.audio, audio)),

@@ -27,13 +27,20 @@ def check_output_folder(out: Path) -> None:
     if not out.is_dir() or out.is_symlink():
         raise ASPError(f"output path {out} exists and is not a folder; choose another --out")
     entries = list(out.iterdir())
-    ours = (out / SUMMARY).is_file() and all(e.is_file() and e.suffix in OUTPUT_SUFFIXES for e in entries)
+    ours = (out / SUMMARY).is_file() and all(_written_by_match(e) for e in entries)
     if entries and not ours:
         older = " (an output of an older version has no match.json: delete it yourself)"
         raise ASPError(
             f"output folder {out} already exists and was not made by run_inference (no {SUMMARY}, or other files "
             f"in it); choose a new --out, nothing was changed{older if (out / 'target.wav').is_file() else ''}"
         )
+
+
+def _written_by_match(entry: Path) -> bool:
+    """A file a match writes, or one of its LV2 preset bundles (a ``.lv2`` folder of ``.ttl`` files)."""
+    if entry.is_dir() and not entry.is_symlink() and entry.suffix == ".lv2":
+        return all(f.is_file() and f.suffix == ".ttl" for f in entry.iterdir())
+    return entry.is_file() and entry.suffix in OUTPUT_SUFFIXES
 
 
 def write_preset_outputs(

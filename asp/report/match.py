@@ -38,7 +38,12 @@ def write_match_report(folder: Path, summary: dict, mels: dict[str, np.ndarray])
                     "png": f"{stem}.mel.png",
                     "lsd": row.get(f"{prefix}lsd"),
                     "mrsd": row.get(f"{prefix}mrsd"),
-                    "files": [f"{stem}{s}" for s in PRESET_FILES if (folder / f"{stem}{s}").is_file()],
+                    "files": [f"{stem}{s}" for s in PRESET_FILES if (folder / f"{stem}{s}").is_file()]
+                    + [  # the LV2 preset bundle's preset file (a link to a folder would not open everywhere)
+                        f"{t.parent.name}/{t.name}"
+                        for t in sorted(folder.glob(f"*.{stem}.lv2/*.ttl"))
+                        if t.name != "manifest.ttl"
+                    ],
                 }
             )
         matches.append({"rank": rank, "synth": synth, "row": row, "versions": versions})

@@ -10,9 +10,8 @@ from urllib.parse import quote
 
 import jinja2
 import numpy as np
-import soundfile as sf
 
-from asp.files import atomic_write
+from asp.files import atomic_write, write_sound
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 MATCH_PAGE = "report.html"
@@ -21,6 +20,7 @@ REPORT_FOLDER = "report"  # <evaluation out>/report/index.html and its audio
 PRESETS = "presets.npz"
 REPORT_SAMPLES = 12  # samples an evaluation report renders again by default
 PRESET_FILES = (".bank", ".faust.json", ".params.json", ".preset.json")  # links per match, in this order
+# ... then the match's LV2 preset bundle, <target>.<stem>.lv2/ (data_generation/lv2.py)
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 GENERATOR = "multi-task-asp report.py"  # every page's <meta name="generator">: our mark (kept as it was: older pages)
 _ENV = None
@@ -95,7 +95,7 @@ def write_audio(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > 1.0:
         audio = audio / peak
-    sf.write(path, audio, sample_rate, subtype="PCM_16")
+    write_sound(path, audio, sample_rate, subtype="PCM_16")
 
 
 def _relative(path: Path, start: Path) -> str:

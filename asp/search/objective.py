@@ -117,7 +117,7 @@ def modulation_rates(audio: np.ndarray, sample_rate: int, start: float, end: flo
     held note). Only rates in ``MODULATION_RATES`` are read; a second within 2% of the first is
     left out.
 
-    On the 17 held-out va sounds of the README's table, the first or the second is within 0.3%
+    On the 17 held-out va sounds of the 30 s table (docs/inference.md), the first or the second is within 0.3%
     of the LFO's true rate on each of the 4 with an LFO faster than 1 Hz and more than an octave
     deep on the cutoff; on shallower ones, beating between detuned oscillators or pulse-width
     modulation can win instead (or twice the rate), so each rate is only tried.

@@ -13,12 +13,18 @@ from asp.errors import ASPError
 from data.encoding import Codec
 from data_generation.spec import SynthSpec
 
+# the most a search may be given per synth: a million renders already take hours on a few cores
+# (a render and its score take ~20-40 ms per worker), a day of seconds is more than any use
+MAX_RENDERS = 1_000_000
+MAX_SECONDS = 86_400.0
+
 
 @dataclass(frozen=True)
 class Budget:
     """How much a search may spend per synth: renders (reproducible) and/or seconds.
 
-    The search stops at whichever comes first; at least one must be given.
+    The search stops at whichever comes first; at least one must be given, and neither may
+    exceed ``MAX_RENDERS`` or ``MAX_SECONDS``.
     """
 
     renders: int | None = None
@@ -33,6 +39,15 @@ class Budget:
             raise ASPError(f"the search budget must be at least 1 render, got {self.renders}")
         if self.seconds is not None and not (math.isfinite(self.seconds) and self.seconds > 0):
             raise ASPError(f"the search budget must be a positive number of seconds, got {self.seconds}")
+        if self.renders is not None and self.renders > MAX_RENDERS:
+            raise ASPError(
+                f"the search budget must be at most {MAX_RENDERS} renders per synth (a million renders already take "
+                f"hours), got {self.renders}"
+            )
+        if self.seconds is not None and self.seconds > MAX_SECONDS:
+            raise ASPError(
+                f"the search budget must be at most {MAX_SECONDS:g} seconds (a day) per synth, got {self.seconds:g}"
+            )
 
     def describe(self) -> str:
         parts = ([f"{self.renders} renders"] if self.renders is not None else []) + (

@@ -99,14 +99,34 @@ class Checkpoints(keras.callbacks.Callback):
             old[0].unlink(missing_ok=True)
         for legacy in ("latest.weights.h5", "training_metadata.json"):  # Keras BackupAndRestore's, older runs
             (self.run_dir / BACKUP / legacy).unlink(missing_ok=True)
+        self.record(done, logs)
+
+    def record(self, done: int, logs: dict, *, best_missing: bool = False) -> None:
+        """The end of an epoch's save, after its backup: the best weights when the monitored loss
+        improved (or ``best_missing``: there are none), then the progress in config.json."""
         value = logs.get(self.monitor)
         best = self.config.get("best_loss")
-        if value is not None and (best is None or value < best):
+        if value is not None and (best is None or value < best or best_missing):
             save_weights(self.model, self.run_dir / WEIGHTS)
             self.config["best_loss"], self.config["best_epoch"] = float(value), done
         self.config["epochs_done"] = done
         self.config["last_losses"] = {k: float(v) for k, v in logs.items()}
         write_json(self.run_dir / CONFIG, self.config)
+
+    def finish(self, model: keras.Model, done: int, stream, *, validation: bool) -> None:
+        """Finishes the save of epoch ``done`` that a run stopped midway (killed while writing
+        the best weights or config.json: its backup is whole, and loaded into ``model``): the
+        monitored loss measured again on ``stream`` (the validation data, else the training
+        data), then ``record``."""
+        self.set_model(model)
+        losses = model.evaluate(stream, return_dict=True, verbose=0)
+        logs = {(f"val_{k}" if validation else k): float(v) for k, v in losses.items()}
+        self.record(done, logs, best_missing=not (self.run_dir / WEIGHTS).is_file())
+
+
+def saved_whole(run_dir: Path, config: dict) -> bool:
+    """Whether a run's last save finished: its best weights are there and config.json names them."""
+    return (run_dir / WEIGHTS).is_file() and config.get("best_epoch") is not None
 
 
 _BACKUP_NAME = re.compile(r"^epoch_(\d+)\.weights\.h5$")

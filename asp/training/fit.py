@@ -3,12 +3,12 @@ fits it with the run's callbacks (collapse monitor, checkpoints, loggers)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import sys
 from pathlib import Path
 
 import keras
-import tensorflow as tf
 
 from asp import backend
 from asp.checkpoints import CONFIG, WEIGHTS, read_config
@@ -17,11 +17,13 @@ from asp.errors import ASPError
 from asp.files import write_json
 from asp.locks import folder_lock
 from asp.runs import run_name
-from asp.training.checkpoints import Checkpoints, restore, trim_log
+from asp.training.checkpoints import Checkpoints, restore, saved_whole, trim_log
 from asp.training.monitor import LatentMonitor, mean_vectors
 from asp.training.planning import Plan, check_parts, open_run, plan, run_config
 from asp.training.stream import batch_keys, make_stream
 from models import SynthVAE, build_model
+
+tf = backend.tensorflow()  # None under another Keras backend (KERAS_BACKEND=torch)
 
 # glibc gives every thread that allocates its own malloc arena; tf.data's threads moving 7 MB
 # batches then held ~4 GB of freed memory. Two arenas keep the peak near 1.4 GB (bench/training.py).
@@ -36,7 +38,15 @@ def limit_malloc_arenas() -> None:
         libc.mallopt(_M_ARENA_MAX, 2)
 
 
-def _strategy() -> tf.distribute.Strategy:
+def _strategy_scope():
+    """MirroredStrategy's scope over several visible GPUs, TensorFlow's default strategy's
+    otherwise; none under another backend."""
+    if tf is None:
+        return contextlib.nullcontext()
+    return _strategy().scope()
+
+
+def _strategy():
     """MirroredStrategy over several visible GPUs, TensorFlow's default strategy otherwise."""
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
@@ -61,7 +71,8 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> dict:
     with folder_lock(run_dir, what="another training run", fix="choose another --model-dir"):  # held until the end
         config = open_run(run_dir, cfg, config)
         keras.utils.set_random_seed(cfg.seed)
-        tf.config.experimental.enable_op_determinism()
+        if tf is not None:
+            tf.config.experimental.enable_op_determinism()
         streams = _streams(cfg, p)
         means = mean_vectors(p.train_split, p.train_idx, p.synths)
         model = _compiled_model(cfg, config, means)
@@ -69,11 +80,11 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> dict:
         monitor = "val_recon_loss" if streams[1] is not None else "recon_loss"
         checkpoints = Checkpoints(run_dir, config, monitor)
         own = run_callbacks(cfg, p, run_dir, means, checkpoints)
-        if config["epochs_done"] >= cfg.epochs:
+        if config["epochs_done"] >= cfg.epochs and saved_whole(run_dir, config):
             if cfg.verbose:
                 print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
             return config
-        start = _resume(model, run_dir, config)
+        start = _resume(model, run_dir, config, checkpoints, cfg, p, streams)
         if cfg.verbose:
             print(
                 f"training {run_dir.name} on {backend.devices()}: {len(p.train_idx)} train / {len(p.valid_idx)} "
@@ -110,18 +121,34 @@ def _streams(cfg: TrainConfig, p: Plan) -> tuple:
 
 def _compiled_model(cfg: TrainConfig, config: dict, means: dict) -> SynthVAE:
     """The run's model, its heads starting at the training mean, compiled (on every visible GPU)."""
-    with _strategy().scope():
+    with _strategy_scope():
         model = build_model(config)
         model.start_at_mean(means)  # a resumed run restores its own weights over these
         model.compile(optimizer=keras.optimizers.Adam(cfg.lr))
     return model
 
 
-def _resume(model: SynthVAE, run_dir: Path, config: dict) -> int:
+def _resume(
+    model: SynthVAE, run_dir: Path, config: dict, checkpoints: Checkpoints, cfg: TrainConfig, p: Plan, streams: tuple
+) -> int:
     """Restores the newest checkpoint that loads; returns the epochs it had done (config.json and
-    log.csv follow it)."""
+    log.csv follow it). A save the run was killed in (the epoch's backup whole, its best weights or
+    config.json not) is finished first, from that backup."""
+    recorded = config["epochs_done"]
     start = restore(model, run_dir, config)
-    if start != config["epochs_done"]:
+    if start > 0 and (start > recorded or not saved_whole(run_dir, config)):
+        if cfg.verbose:
+            print(
+                f"the run was stopped while saving epoch {start}: finishing its save (best weights, config.json) "
+                f"from the checkpoint of epoch {start}",
+                flush=True,
+            )
+        measure = streams[1]
+        if measure is None:  # no validation data: the training data, in order
+            keys = batch_keys(cfg.approach, p.synths)
+            measure = make_stream(p.train_split, p.train_idx, keys, batch_size=cfg.batch_size, shuffle=False, seed=0)
+        checkpoints.finish(model, start, measure, validation=streams[1] is not None)
+    elif start != config["epochs_done"]:
         config["epochs_done"] = start
         write_json(run_dir / CONFIG, config)
     trim_log(run_dir / "log.csv", start)
@@ -153,8 +180,9 @@ def run_callbacks(cfg: TrainConfig, p: Plan, run_dir: Path, means: dict, checkpo
         latent_monitor,
         checkpoints,
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
-        keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False),
     ]
+    if tf is not None:
+        out.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), write_graph=False))
     if cfg.patience:
         out.append(keras.callbacks.EarlyStopping(monitor=checkpoints.monitor, patience=cfg.patience, mode="min"))
     return out

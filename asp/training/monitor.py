@@ -8,11 +8,13 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from asp.backend import tensorflow
 from asp.training.checkpoints import bad_losses
 from data.dataset import Split, mean_vector
 from models import SynthVAE
+
+tf = tensorflow()  # None under another Keras backend: no TensorBoard histograms then
 
 ACTIVE_VARIANCE = 0.01  # a latent dimension is active when Var_x[E[z|x]] exceeds this (Burda et al. 2016)
 MONITOR_SAMPLES = 512
@@ -94,20 +96,21 @@ class LatentMonitor(keras.callbacks.Callback):
         if len(indices) > MONITOR_SAMPLES:
             indices = np.sort(np.random.default_rng(seed).permutation(indices)[:MONITOR_SAMPLES])
         self.split, self.indices, self.means, self.verbose = split, indices, means, verbose
-        self.writer = tf.summary.create_file_writer(str(log_dir / "latent"))
+        self.writer = tf.summary.create_file_writer(str(log_dir / "latent")) if tf is not None else None
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is None or not len(self.indices) or bad_losses(logs):  # a diverged epoch: nothing to measure
             return
         report = latent_report(self.model, self.split, self.indices, self.means)
-        with self.writer.as_default(step=epoch):
-            for key, value in report.items():
-                if key.startswith("_"):
-                    tf.summary.histogram(f"latent/{key[1:]}", value)
-                else:
-                    logs[f"val_{key}"] = value
-                    tf.summary.scalar(f"latent/{key}", value)
-        self.writer.flush()
+        logs.update({f"val_{key}": value for key, value in report.items() if not key.startswith("_")})
+        if self.writer is not None:
+            with self.writer.as_default(step=epoch):
+                for key, value in report.items():
+                    if key.startswith("_"):
+                        tf.summary.histogram(f"latent/{key[1:]}", value)
+                    else:
+                        tf.summary.scalar(f"latent/{key}", value)
+            self.writer.flush()
         message = collapse_warning(report)
         if self.verbose and message:
             print(f"warning: epoch {epoch + 1}: {message}", flush=True)

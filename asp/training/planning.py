@@ -16,7 +16,7 @@ from asp.errors import ASPError
 from asp.files import write_json
 from asp.training.checkpoints import BACKUP
 from asp.training.stream import dataset_specs
-from data.dataset import Split, check_finite, data_fingerprint, load_split
+from data.dataset import Split, check_finite, check_not_blank, data_fingerprint, load_split, training_rows
 from data_generation.spec import SynthSpec
 from models import ENCODERS, MODEL_VERSION, SPEC_DECODERS
 
@@ -100,19 +100,17 @@ def plan(cfg: TrainConfig) -> Plan:
     if valid_split is not None:
         dataset_specs(cfg.data_dir, valid_split)
 
-    def pick(split: Split, limit: int | None) -> np.ndarray:
-        idx = np.flatnonzero(np.isin(split.synth, wanted))
-        if limit is not None and len(idx) > limit:
-            idx = np.sort(np.random.default_rng(cfg.seed).permutation(idx)[:limit])
-        return idx
-
     available = {s: int((train_split.synth == s).sum()) for s in wanted}
-    train_idx = pick(train_split, cfg.max_samples)
-    valid_idx = pick(valid_split, cfg.max_samples) if valid_split is not None else np.zeros(0, int)
+    train_idx = training_rows(train_split, wanted, cfg.max_samples, cfg.seed)
+    valid_idx = (
+        training_rows(valid_split, wanted, cfg.max_samples, cfg.seed) if valid_split is not None else np.zeros(0, int)
+    )
     _check_every_synth_has_samples(cfg, available, train_split.synth[train_idx])
     check_finite(train_split, train_idx, data_dir=cfg.data_dir)  # NaN in, NaN weights out
+    check_not_blank(train_split, train_idx, data_dir=cfg.data_dir)  # silence in, nothing learnt
     if len(valid_idx):
         check_finite(valid_split, valid_idx, data_dir=cfg.data_dir)
+        check_not_blank(valid_split, valid_idx, data_dir=cfg.data_dir)
     return Plan(specs, train_split, train_idx, valid_split, valid_idx)
 
 

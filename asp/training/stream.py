@@ -1,18 +1,22 @@
 """The data a run trains on, streamed: batches of the memory-mapped npy_data arrays through
-``tf.data`` (never the whole dataset in memory), and the checks that the files match the specs."""
+``tf.data`` (a Keras PyDataset of the same batches under another backend; never the whole dataset
+in memory), and the checks that the files match the specs."""
 
 from __future__ import annotations
 
 import mmap
 from pathlib import Path
 
+import keras
 import numpy as np
-import tensorflow as tf
 
+from asp.backend import tensorflow
 from asp.errors import ASPError
 from data.dataset import Split, read_manifest
 from data_generation.spec import SynthSpec, load_spec
-from models import MEL_SHAPE
+from models import check_mel_shape
+
+tf = tensorflow()
 
 
 def dataset_specs(data_dir: str | Path, split: Split) -> list[SynthSpec]:
@@ -35,10 +39,7 @@ def dataset_specs(data_dir: str | Path, split: Split) -> list[SynthSpec]:
                 f"{name} spec encodes {spec.encoded_size}; the files do not match the spec"
             )
         specs.append(spec)
-    if tuple(split.mels.shape[1:]) != MEL_SHAPE:
-        raise ASPError(
-            f"{data_dir}/{split.name}_mels.npy holds {split.mels.shape[1:]} spectrograms; the model takes {MEL_SHAPE}"
-        )
+    check_mel_shape(split.mels, f"{data_dir}/{split.name}_mels.npy")
     if split.params_single is not None:
         single = max(s.encoded_size for s in specs)
         if split.params_single.shape[1] != single:
@@ -66,8 +67,9 @@ def make_stream(
     batch_size: int,
     shuffle: bool,
     seed: int,
-) -> tf.data.Dataset:
-    """Batches of the memory-mapped arrays as a ``tf.data.Dataset`` (reshuffled every epoch).
+) -> tf.data.Dataset | keras.utils.PyDataset:
+    """Batches of the memory-mapped arrays as a ``tf.data.Dataset`` (reshuffled every epoch), or
+    a ``keras.utils.PyDataset`` of the same batches in the same order under another backend.
 
     Only one batch of rows is read at a time, so memory does not grow with the dataset.
     """
@@ -96,7 +98,32 @@ def make_stream(
                 mapping.madvise(mmap.MADV_DONTNEED)
             yield batch
 
+    if tf is None:
+        return BatchSequence(batches, int(np.ceil(len(indices) / batch_size)))
     signature = {k: tf.TensorSpec((None, *arrays[k].shape[1:]), tf.float32) for k in keys}
     n_batches = int(np.ceil(len(indices) / batch_size))
     stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
     return stream.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+class BatchSequence(keras.utils.PyDataset):
+    """One generator of ``batches()`` per epoch as a Keras PyDataset (for backends other than
+    TensorFlow), read in order: the batches and their order are the tf.data stream's."""
+
+    def __init__(self, batches, n_batches: int):
+        super().__init__(workers=1, use_multiprocessing=False, max_queue_size=4)
+        self.batches, self.n_batches, self.it, self.next = batches, n_batches, None, 0
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __getitem__(self, index: int) -> dict:
+        if self.it is None or index != self.next:  # a new epoch (or out of order: start over there)
+            self.it = self.batches()
+            for _ in range(index):
+                next(self.it)
+        self.next = index + 1
+        batch = next(self.it)
+        if self.next == self.n_batches:
+            self.it = None
+        return batch

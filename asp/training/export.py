@@ -1,0 +1,79 @@
+"""The shipped form of a trained run: the weights inference needs (no optimizer state, no
+spectrogram decoder), float16 or float32, and the search's start index (every training sound's
+z_mean, encoded preset and note), so that matching needs neither the dataset nor the checkpoint.
+
+``models.load_model`` loads an exported folder like a run folder.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from asp.checkpoints import CONFIG
+from asp.errors import ASPError
+from asp.files import atomic_folder, write_json
+from data.dataset import load_split, training_rows
+from models import INFERENCE_WEIGHTS, inference_variables, load_model
+
+INDEX = "index.npz"
+DTYPES = ("float16", "float32")
+
+
+def latent_index(model, data_dir: str | Path, config: dict, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """z_mean, encoded preset and note of every training sound the run trained on, per synth."""
+    train = load_split(data_dir, "train")
+    rows = training_rows(train, config["trained_synths"], config.get("max_samples"), config.get("seed", 0))
+    z = np.zeros((len(rows), model.latent_size), np.float32)
+    for start in tqdm(range(0, len(rows), batch_size), desc="index", unit="batch"):
+        chunk = rows[start : start + batch_size]
+        z_mean, _ = model.encoder(np.asarray(train.mels[chunk], dtype=np.float32), training=False)
+        z[start : start + len(chunk)] = keras.ops.convert_to_numpy(z_mean)
+    out = {}
+    for synth in config["trained_synths"]:
+        mine = train.synth[rows] == synth
+        out[f"params_{synth}"] = np.asarray(train.params[synth][rows[mine]], dtype=np.float32)
+        out[f"z_{synth}"] = z[mine]
+        out[f"note_{synth}"] = np.asarray(train.note[rows[mine]], dtype=np.int16)
+    return out
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def export(run_dir: str | Path, data_dir: str | Path, out: str | Path, *, dtype: str = "float16", command: str = ""):
+    """Writes the shipped form of a run (see the module docstring) to ``out``."""
+    if dtype not in DTYPES:
+        raise ASPError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    out = Path(out)
+    if out.exists():
+        raise ASPError(f"{out} exists; choose a new --out folder (an export is written whole)")
+    model, config = load_model(run_dir)
+    variables = {k: v.astype(dtype) for k, v in inference_variables(model).items()}
+    index = {
+        k: (v.astype(dtype) if v.dtype == np.float32 else v) for k, v in latent_index(model, data_dir, config).items()
+    }
+    config = dict(config)
+    config["export"] = {
+        "dtype": dtype,
+        "data_fingerprint": config.get("data_fingerprint"),
+        "index_samples": int(sum(len(index[f"note_{s}"]) for s in config["trained_synths"])),
+        "command": command,
+        "git_revision": git_revision(),
+    }
+    with atomic_folder(out) as tmp:
+        np.savez(tmp / INFERENCE_WEIGHTS, **variables)
+        np.savez(tmp / INDEX, **index)
+        write_json(tmp / CONFIG, config)
+    return out

@@ -1,0 +1,156 @@
+"""Data at many pitches, baselines drawn from a run's own training sounds, and the exported
+(shipped) form of a model: its weights and the search's start index."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from asp.builder import Settings, make_plan
+from asp.errors import ASPError
+from data.dataset import load_split, nearest_rows, training_rows
+
+
+def _settings(**kw):
+    base = dict(synths=("va", "fm"), presets={"va": ("random",), "fm": ("random",)}, n=30, notes=(60,), seed=3)
+    return Settings(**{**base, **kw})
+
+
+def test_one_note_renders_each_preset_once_at_a_seeded_note():
+    notes = tuple(range(36, 85))
+    plan = make_plan(_settings(notes=notes, one_note=True))
+    assert plan.total == 60  # one sample per preset, not one per note
+    drawn = np.concatenate([s.notes for s in plan.shards])
+    assert set(drawn.tolist()) <= set(notes) and len(set(drawn.tolist())) > 10
+    again = np.concatenate([s.notes for s in make_plan(_settings(notes=notes, one_note=True)).shards])
+    assert np.array_equal(drawn, again)
+    every = make_plan(_settings(notes=(48, 60)))
+    assert every.total == 120  # without it, every preset at every note
+
+
+def test_one_note_off_keeps_the_fingerprint_of_older_datasets():
+    assert "one_note" not in _settings().to_json()
+    assert make_plan(_settings()).fingerprint != make_plan(_settings(one_note=True)).fingerprint
+
+
+def test_nearest_rows_within_takes_only_those_candidates(tiny_data):
+    train = load_split(tiny_data, "train")
+    va = np.flatnonzero(train.synth == "va")
+    query = np.asarray(train.mels[va[:1]])
+    assert nearest_rows(train, query, "va", k=1)[0, 0] == va[0]  # itself
+    within = va[1:]
+    found = nearest_rows(train, query, "va", k=2, within=within)[0]
+    assert va[0] not in found and set(found) <= set(within)
+
+
+def test_training_rows_are_the_runs_own(tiny_data, tiny_models):
+    from asp.evaluation.evaluate import trained_rows
+
+    train = load_split(tiny_data, "train")
+    config = json.loads((tiny_models / "vae_multi_8_paper" / "config.json").read_text())
+    assert trained_rows(config, train, tiny_data) is None  # trained on all of them
+    subset = {**config, "max_samples": 5}
+    rows = trained_rows(subset, train, tiny_data)
+    assert np.array_equal(rows, training_rows(train, config["trained_synths"], 5, config["seed"]))
+    assert len(rows) == 5
+    other = {**subset, "data_fingerprint": "another dataset"}
+    assert trained_rows(other, train, tiny_data) is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_exported_model_predicts_as_the_run(tiny_data, tiny_models, tmp_path, dtype):
+    from asp.training.export import export
+    from models import load_model
+
+    run = tiny_models / "vae_multi_8_paper"
+    out = export(run, tiny_data, tmp_path / "exported", dtype=dtype, command="test")
+    assert not (out / "model.weights.h5").exists()
+    model, config = load_model(run)
+    shipped, shipped_config = load_model(out)
+    assert shipped_config["export"]["dtype"] == dtype and shipped_config["export"]["command"] == "test"
+    test = load_split(tiny_data, "test")
+    mels = np.asarray(test.mels[:4])
+    a, b = model.predict_vectors(mels), shipped.predict_vectors(mels)
+    tol = 0 if dtype == "float32" else 0.02
+    for synth in a:
+        assert np.abs(a[synth] - b[synth]).max() <= tol
+    with np.load(out / "index.npz") as index:
+        train = load_split(tiny_data, "train")
+        for synth in config["trained_synths"]:
+            mine = np.flatnonzero(train.synth == synth)
+            assert index[f"params_{synth}"].shape == (len(mine), train.params[synth].shape[1])
+            assert index[f"z_{synth}"].shape == (len(mine), config["latent_size"])
+            assert np.array_equal(index[f"note_{synth}"], train.note[mine])
+            z, _ = model.encoder(np.asarray(train.mels[mine[:2]]), training=False)
+            assert np.allclose(index[f"z_{synth}"][:2], np.asarray(z), atol=0.01 * (1 + np.abs(np.asarray(z)).max()))
+
+
+def test_export_refuses_an_existing_folder_and_a_damaged_file(tiny_data, tiny_models, tmp_path):
+    from asp.training.export import export
+    from models import load_model
+
+    with pytest.raises(ASPError, match="exists"):
+        export(tiny_models / "vae_multi_8_paper", tiny_data, tmp_path)
+    out = export(tiny_models / "vae_multi_8_paper", tiny_data, tmp_path / "x", command="test")
+    with np.load(out / "inference.weights.npz") as saved:
+        arrays = {k: saved[k] for k in saved.files}
+    arrays.pop(next(iter(arrays)))
+    np.savez(out / "inference.weights.npz", **arrays)
+    with pytest.raises(ASPError, match="cannot be loaded"):
+        load_model(out)
+
+
+SHIPPED_PREDICTION = {  # the shipped model's first six values per head for va's defaults at note 48
+    "va": [0.31432, 0.48362, 0.42979, 0.67417, 0.32006, 0.47901],
+    "fm": [0.15355, 0.08464, 0.0922, 0.108, 0.2469, 0.09335],
+    "modal": [0.47499, 0.58249, 0.42409, 0.47461, 0.36288, 0.08562],
+}
+
+
+def test_the_shipped_model_loads_and_reproduces_its_known_prediction():
+    from asp.runs import SHIPPED, find_run
+    from data.features import mel_spectrogram
+    from data_generation.render import render
+    from models import load_model
+
+    model, config = load_model(SHIPPED)
+    assert config["export"]["command"] == "make pretrained" and config["train_samples"] > 50_000
+    size = sum(p.stat().st_size for p in SHIPPED.iterdir())
+    assert size < 40 * 2**20
+    mel = mel_spectrogram(render("va", note=48))
+    vectors = model.predict_vectors(mel[None].astype(np.float32))
+    for synth, expected in SHIPPED_PREDICTION.items():
+        assert np.allclose(vectors[synth][0, :6], expected, atol=2e-4), synth
+    with np.load(SHIPPED / "index.npz") as index:
+        assert sum(len(index[f"note_{s}"]) for s in config["trained_synths"]) == config["train_samples"]
+        notes = np.concatenate([index[f"note_{s}"] for s in config["trained_synths"]])
+        assert notes.min() == 36 and notes.max() == 84  # the pitch range it was trained on
+    assert find_run(SHIPPED.parent, "multi") == SHIPPED  # nothing of one's own: the shipped model
+
+
+def test_a_run_of_ones_own_takes_the_shipped_models_place(tiny_models, tmp_path):
+    from asp.runs import find_run
+
+    with pytest.raises(ASPError, match="no trained model"):
+        find_run(tmp_path, "multi")  # another --model-dir: no fallback
+    assert find_run(tiny_models, "multi") == tiny_models / "vae_multi_8_paper"
+
+
+def test_search_starts_from_the_shipped_index(tmp_path):
+    from asp.inference import Matcher
+    from asp.runs import SHIPPED
+    from data_generation.render import render
+
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, render("fm", note=64), 44100)
+    matcher = Matcher(SHIPPED, data_dir=None)
+    target = matcher.wav_target(wav, 64)
+    starts = matcher.nearest_starts(target, "fm", 3)
+    assert len(starts) == 3 and all("index row" in name for name in starts)
+    with np.load(SHIPPED / "index.npz") as index:
+        z, _ = matcher.model.encoder(target.mel[None].astype(np.float32), training=False)
+        nearest = int(np.argmin(np.sum((index["z_fm"].astype(np.float32) - np.asarray(z)[0]) ** 2, axis=1)))
+        assert np.array_equal(next(iter(starts.values())), index["params_fm"][nearest].astype(np.float32))
