@@ -79,3 +79,21 @@ def test_a_shard_task_run_again_keeps_what_its_first_try_wrote(tmp_path):
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
     assert {k: again[k] for k in ("index", "samples", "kept")} == {k: first[k] for k in ("index", "samples", "kept")}
     assert read_shard(path, shard) is not None
+
+
+@pytest.mark.slow
+def test_without_ray_installed_the_local_pool_runs_as_before(tmp_path, tmp_out):
+    """Ray is imported only for --ray: a command without it runs where Ray is not installed."""
+    hidden = tmp_path / "no_ray" / "ray"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('No module named ray')\n")
+    res = subprocess.run(
+        [sys.executable, "data_generation/generate.py", "--synths", "va", "--n", "2", "--out", str(tmp_out / "d")],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(hidden.parent), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "rendered 2 samples" in res.stdout and (tmp_out / "d" / "manifest.json").exists()

@@ -22,7 +22,7 @@ except ImportError:
 
 from asp.localcluster import LocalCluster
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]  # a few minutes in all: make test-all and CI run them
 
 ROOT = Path(__file__).resolve().parent.parent
 # 600 sounds of the three built-in synths: 21 shards
