@@ -31,7 +31,7 @@ import asp.builder.run
 from asp import cluster
 from asp.builder import Settings, generate
 from asp.builder.shards import _warm_up
-from asp.localcluster import LocalCluster, _cmdline, descendants
+from asp.localcluster import LocalCluster, _children, _cmdline, descendants
 
 FAUST = ("va", "fm", "modal")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -47,34 +47,40 @@ def _own_session() -> None:
 
 
 class Sampler:
-    """Every 0.2 s: the CPU seconds each process of ``pids()`` has used (its own, not its
-    children's), and the largest resident memory of any process of ``workers()``."""
+    """Every 0.2 s: the CPU seconds each process of ``pids(children)`` has used (its own, not its
+    children's), and the largest resident memory of any process of ``workers(children)``
+    (``children``: one scan of /proc per sample). ``own``: the CPU seconds this sampling took in
+    the driver (its thread), which ``run`` takes off the driver's."""
 
     def __init__(self, pids, workers):
         self.pids, self.workers, self.cpu, self.base, self.peak = pids, workers, {}, {}, 0
+        self.own = 0.0
         self.seen: set[int] = set()  # every pid ``workers()`` named
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self):
-        for pid in self.pids():
+        children = _children()
+        for pid in self.pids(children):
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue
             self.cpu[pid] = (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
-        for pid in self.workers():
+        for pid in self.workers(children):
             self.seen.add(pid)
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:
                 continue
-            kb = int(next(x for x in status.splitlines() if x.startswith("VmRSS:")).split()[1])
-            self.peak = max(self.peak, kb * 1024)
+            rss = [x for x in status.splitlines() if x.startswith("VmRSS:")]  # none: a zombie
+            if rss:
+                self.peak = max(self.peak, int(rss[0].split()[1]) * 1024)
 
     def _run(self):
         while not self._stop.wait(0.2):
             self._sample()
+        self.own = time.thread_time()  # this thread's CPU since it started
 
     def used(self, *, workers: bool | None = None) -> float:
         """CPU seconds since the start: of every process, or of the workers only, or of the others."""
@@ -101,8 +107,8 @@ def self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def pool_workers() -> list[int]:
-    return [p for p in descendants(os.getpid()) if "multiprocessing" in _cmdline(p)]
+def pool_workers(children) -> list[int]:
+    return [p for p in descendants(os.getpid(), children) if "multiprocessing" in _cmdline(p)]
 
 
 def run(settings: Settings, workers: int, ray_cluster: LocalCluster | None):
@@ -116,16 +122,16 @@ def run(settings: Settings, workers: int, ray_cluster: LocalCluster | None):
                 summary = generate(settings, out, workers=workers, progress=False)
         else:
 
-            def everything():
-                return [p for n in ray_cluster.nodes for p in [n.process.pid, *descendants(n.process.pid)]]
+            def everything(children):
+                return [p for n in ray_cluster.nodes for p in [n.process.pid, *descendants(n.process.pid, children)]]
 
-            def task_workers():
-                return [p for pids in ray_cluster.task_workers().values() for p in pids]
+            def task_workers(children):  # Ray workers running a task of the toolkit's now
+                return [p for p in everything(children) if _cmdline(p).startswith("ray::_run_task")]
 
             with Sampler(everything, task_workers) as sampler, cluster.ray_session(ray_cluster.address, shared=out):
                 summary = generate(settings, out, progress=False)
         seconds = time.perf_counter() - start
-        driver = self_cpu() - cpu0
+        driver = self_cpu() - cpu0 - sampler.own  # the sampling is the bench's, not the run's
         cpu = driver + sampler.used()
     print(
         f"        CPU-s: driver {driver:.1f}, workers {sampler.used(workers=True):.1f}, "
