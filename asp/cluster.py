@@ -140,9 +140,11 @@ def ray_session(address: str | None = None, *, shared: str | Path | None = None)
         ) from None
     token = os.urandom(8).hex()
     probe = None
+    created: list[Path] = []  # the folders made for the probe, deepest first
     try:
         if shared is not None:
             folder = Path(shared).absolute()
+            created = [p for p in (folder, *folder.parents) if not p.exists()]
             folder.mkdir(parents=True, exist_ok=True)
             remove_stale_temps(folder, _PROBE)  # a killed driver's
             probe = temp_path(folder / _PROBE)
@@ -154,6 +156,11 @@ def ray_session(address: str | None = None, *, shared: str | Path | None = None)
         _SESSION = None
         if probe is not None:
             probe.unlink(missing_ok=True)
+        for made in created:  # made for the probe, and the run wrote nothing there (it failed at once)
+            try:
+                made.rmdir()
+            except OSError:
+                break
         ray.shutdown()
 
 

@@ -208,3 +208,19 @@ def test_audibility_on_ray_gives_the_same_sweeps(ray_cluster, tiny_data, tmp_pat
     assert on_ray.returncode == 0, on_ray.stderr[-3000:]
     expected = (tmp_path / "pool" / "sweeps.csv").read_text()
     assert expected.count("\n") > 10 and (tmp_path / "ray" / "sweeps.csv").read_text() == expected
+
+
+def test_a_run_that_fails_at_once_on_ray_is_one_line_and_leaves_no_folder(ray_cluster, tmp_path):
+    out = tmp_path / "new" / "data"
+    res = subprocess.run(
+        [*GENERATE[:3], "nosuch", "--n", "2", "--out", str(out), "--ray", ray_cluster.address],
+        cwd=ROOT,
+        env={**os.environ, **ray_cluster.env},
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown synth 'nosuch'"), lines
+    assert not out.parent.exists()  # the folders made for the probe file are gone again
