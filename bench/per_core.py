@@ -59,7 +59,8 @@ def generation(n: int, hpss: bool) -> None:
         line = (
             f"generation, hpss {hpss}: {summary.rendered / cpu:5.1f} sounds per CPU-second end to end (wall: "
             f"{summary.rendered / summary.loop_seconds:5.1f}/s while rendering, "
-            f"{summary.rendered / summary.seconds:5.1f}/s end to end; {summary.rendered} sounds); disk per "
+            f"{summary.rendered / summary.seconds:5.1f}/s end to end; {summary.rendered} sounds; outside the render "
+            f"loop (plan, assembly) {summary.seconds - summary.loop_seconds:.1f} s); disk per "
             f"sound: {published / kept / 1e3:.1f} kB published ({mels / kept / 1e3:.1f} kB of it mels)"
         )
         if not hpss:  # the shards as the workers leave them: all but the last one, not assembled
