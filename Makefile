@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-all lint venv clean data heldout heldout-pitch data-real pretrained real-sounds plugins plugins-install
+.PHONY: demo test test-all lint venv venv-ray clean data heldout heldout-pitch data-real pretrained real-sounds plugins plugins-install
 
 venv: $(VENV)/.installed
 
@@ -15,6 +15,13 @@ $(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS)
 	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# Ray, for the commands' --ray (docs/scaling.md): only to scale out (CI installs it for the Ray tests)
+venv-ray: $(VENV)/.installed-ray
+
+$(VENV)/.installed-ray: $(VENV)/.installed requirements-ray.txt
+	$(PY) -m pip install --quiet -r requirements-ray.txt
 	touch $@
 
 # the main job on the built-in synths: dataset -> multi-task model -> how it compares with the

@@ -13,6 +13,8 @@ Examples:
         --split-all test --out npy_heldout      # a fresh held-out test folder
     python data_generation/generate.py --synths va fm modal --n 400000 --notes 36-84 --one-note \\
         --layout sharded --mel-dtype float16 --out npy_big   # larger than memory (docs/datasets.md)
+    python data_generation/generate.py --synths va fm modal --n 100000 --out /shared/npy_big \\
+        --ray 10.0.0.1:6379                     # shards as tasks of a Ray cluster (docs/scaling.md)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 
 import asp
+from asp import cluster
 from asp.builder import SHARDED_ABOVE
 from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from asp.parallel import cap_workers
@@ -77,23 +80,25 @@ def main() -> int:
         default="float32",
         help="how the mels are stored: float16 takes half the disk (read back as float32)",
     )
+    cluster.add_ray_argument(parser)
     args = parser.parse_args()
-    summary = asp.generate(
-        args.synths,
-        args.n,
-        out=args.out,
-        presets=args.presets,
-        notes=args.notes,
-        seed=args.seed,
-        hpss=not args.no_hpss,
-        split_all=args.split_all,
-        one_note=args.one_note,
-        layout=args.layout,
-        mel_dtype=args.mel_dtype,
-        workers=cap_workers(args.workers),
-        force=args.force,
-        max_shards=args.max_shards,
-    )
+    with cluster.session_from_args(args, shared=args.out):
+        summary = asp.generate(
+            args.synths,
+            args.n,
+            out=args.out,
+            presets=args.presets,
+            notes=args.notes,
+            seed=args.seed,
+            hpss=not args.no_hpss,
+            split_all=args.split_all,
+            one_note=args.one_note,
+            layout=args.layout,
+            mel_dtype=args.mel_dtype,
+            workers=cap_workers(args.workers),
+            force=args.force,
+            max_shards=args.max_shards,
+        )
     if summary.already:
         print(f"{args.out} already holds this dataset (same arguments); nothing to do")
     elif not summary.complete:

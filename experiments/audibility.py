@@ -31,6 +31,7 @@ from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other 
 import argparse
 from pathlib import Path
 
+from asp import cluster
 from asp.cli import ArgumentParser, nonnegative_int, positive_float, positive_int, run_cli
 from asp.evaluation.audibility import THRESHOLD, audibility
 from asp.parallel import cap_workers
@@ -54,18 +55,20 @@ def main() -> int:
     )
     p.add_argument("--workers", type=positive_int, default=None)
     p.add_argument("--seed", type=nonnegative_int, default=0)
+    cluster.add_ray_argument(p)
     args = p.parse_args()
-    audibility(
-        args.data_dir,
-        args.out,
-        split=args.split,
-        train_dir=args.train_dir,
-        synths=args.synths,
-        max_samples=args.max_samples,
-        threshold=args.threshold,
-        workers=cap_workers(args.workers),
-        seed=args.seed,
-    )
+    with cluster.session_from_args(args):  # each sound a task on a Ray cluster (--ray)
+        audibility(
+            args.data_dir,
+            args.out,
+            split=args.split,
+            train_dir=args.train_dir,
+            synths=args.synths,
+            max_samples=args.max_samples,
+            threshold=args.threshold,
+            workers=cap_workers(args.workers),
+            seed=args.seed,
+        )
     print((Path(args.out) / "summary.md").read_text().split("\n## ")[0])
     print(f"per sound and parameter: {Path(args.out) / 'sweeps.csv'}")
     return 0

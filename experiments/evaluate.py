@@ -27,6 +27,7 @@ from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other 
 # isort: split
 import argparse
 
+from asp import cluster
 from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
 from asp.errors import ASPError
 from asp.evaluation.run import run_evaluation
@@ -77,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"render N samples again for report/index.html: the best, median and worst by the model's LSD and "
         f"others between (default {REPORT_SAMPLES}; 0: the report without audio)",
     )
+    cluster.add_ray_argument(p)
     return p
 
 
@@ -92,21 +94,22 @@ def main() -> int:
         raise ASPError(f"--baselines takes {', '.join(BASELINES)} (comma-separated) or none")
     if args.run_dir is None and not baselines:
         raise ASPError("give a run folder, or baselines to evaluate")
-    run_evaluation(
-        args.run_dir,
-        args.data_dir,
-        args.out,
-        split=args.split,
-        test_dir=args.test_dir,
-        baselines=baselines,
-        synths=args.synths,
-        max_samples=args.max_samples,
-        workers=cap_workers(args.workers),
-        seed=args.seed,
-        refine=refine,
-        refine_starts=args.refine_starts,
-        report_samples=args.report_samples,
-    )
+    with cluster.session_from_args(args):  # each sound a task on a Ray cluster (--ray)
+        run_evaluation(
+            args.run_dir,
+            args.data_dir,
+            args.out,
+            split=args.split,
+            test_dir=args.test_dir,
+            baselines=baselines,
+            synths=args.synths,
+            max_samples=args.max_samples,
+            workers=cap_workers(args.workers),
+            seed=args.seed,
+            refine=refine,
+            refine_starts=args.refine_starts,
+            report_samples=args.report_samples,
+        )
     return 0
 
 

@@ -15,10 +15,10 @@ from tqdm import tqdm
 from asp.builder.assemble import Summary, assemble
 from asp.builder.plan import WORK_DIR, Plan, Settings, Shard, make_plan
 from asp.builder.shards import _warm_up, read_shard, render_shard
+from asp.cluster import run_tasks
 from asp.errors import ASPError
 from asp.files import remove_stale_temps, write_json
 from asp.locks import folder_lock
-from asp.parallel import run_tasks
 from data.dataset import MANIFEST, SPLITS, dataset_layout
 from data.mels import SHARD_FOLDER
 
@@ -75,7 +75,8 @@ def _remove_dataset(out: Path) -> None:
 
 def _iter_results(plan: Plan, todo: list[Shard], work: Path, workers: int) -> Iterator[dict]:
     paths = {s.name: str(s.path) for s in plan.specs}
-    tasks = [(shard, paths[shard.synth], plan.settings.hpss, str(work)) for shard in todo]
+    # absolute: a worker on another node (asp.cluster) does not start in this process's folder
+    tasks = [(shard, paths[shard.synth], plan.settings.hpss, str(work.absolute())) for shard in todo]
     yield from run_tasks(render_shard, tasks, workers=workers, initializer=_warm_up)
 
 

@@ -47,11 +47,17 @@ def _content_digest(arrays: dict[str, np.ndarray]) -> np.ndarray:
 
 
 def render_shard(shard: Shard, spec_path: str, hpss: bool, work: str) -> dict:
-    """Renders one shard and writes it atomically; returns its timing and counts (a worker task)."""
+    """Renders one shard and writes it atomically; returns its timing and counts (a worker task).
+    A shard already written whole is kept as it is (a task run again because its worker died
+    after writing it: nothing is written twice)."""
+    t = {"render": 0.0, "mel": 0.0, "hpss": 0.0, "write": 0.0}
+    written = read_shard(Path(work) / shard.file, shard)
+    if written is not None:
+        kept = int(written["kept"].sum())
+        return {"index": shard.index, "synth": shard.synth, "samples": len(shard.notes), "kept": kept, "times": t}
     spec = load_spec(spec_path)
     renderer = _renderer()
     mels, kept, labels, levels = [], [], [], []
-    t = {"render": 0.0, "mel": 0.0, "hpss": 0.0, "write": 0.0}
     for preset, note in zip(shard.presets, shard.notes):
         t0 = time.perf_counter()
         audio = renderer.render(spec, preset, note=int(note))

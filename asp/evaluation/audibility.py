@@ -31,10 +31,10 @@ import numpy as np
 from tqdm import tqdm
 
 from asp import metrics
+from asp.cluster import run_tasks
 from asp.errors import ASPError
 from asp.evaluation.results import cores, held_out_split, warm_up, write_csv
 from asp.files import atomic_write
-from asp.parallel import run_tasks
 from data.dataset import Split, load_split, mean_vector
 from data.encoding import Codec
 from data_generation.render import Renderer

@@ -21,38 +21,22 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from asp import metrics
+from asp import cluster, metrics
+from asp.cluster import run_tasks
 from asp.errors import ASPError
-from asp.evaluation.results import cores, held_out_split, warm_up, write_csv
+from asp.evaluation.results import cores, held_out_split, score_sample, warm_up, write_csv
 from asp.evaluation.summary import BASELINES, summary_document
 from asp.files import atomic_write
-from asp.parallel import run_tasks
 from asp.report import PRESETS, write_presets
 from asp.search import NEAREST_STARTS, Budget, Searcher
+from asp.search.fanout import search_sound
+from asp.search.fanout import warm_up as search_warm_up
 from data.dataset import Split, load_split, mean_vector, nearest_rows, read_manifest, training_rows
 from data.encoding import Codec
 from data_generation.presets import random_presets
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec, load_spec
 from models import check_mel_shape, config_specs, load_model
-
-_RENDERER: Renderer | None = None
-
-
-def _render_and_score(spec_path: str, note: int, target: np.ndarray, predictions: list) -> list[dict]:
-    """Worker task: render the true preset and each (method, synth path, preset); score them."""
-    global _RENDERER
-    if _RENDERER is None:
-        _RENDERER = Renderer()
-    truth = metrics.AudioFeatures(_RENDERER.render(load_spec(spec_path), target, note=note))
-    out = []
-    for method, path, preset in predictions:
-        audio = _RENDERER.render(load_spec(path), preset, note=note)
-        scores = metrics.audio_metrics(truth, audio)
-        out.append(
-            {"method": method, "rendered_synth": load_spec(path).name, **{k: float(v) for k, v in scores.items()}}
-        )
-    return out
 
 
 def nearest_train_presets(
@@ -249,7 +233,7 @@ class _Work:
         tasks = self.tasks()
         results: dict[int, list[dict]] = {}
         bar = tqdm(total=len(tasks), desc="evaluate", unit="sample", disable=not progress)
-        for pos, scored in run_tasks(_indexed, tasks, workers=workers, initializer=warm_up):
+        for pos, scored in run_tasks(score_sample, tasks, workers=workers, initializer=warm_up):
             results[pos] = scored
             bar.update(1)
         bar.close()
@@ -291,38 +275,52 @@ def _preset_table(tasks: list, names: dict[str, str]) -> list[dict]:
 def _refine(work: _Work, train, vectors, budget, refine_starts, workers, seed, progress) -> dict:
     """Searches a preset for each in-domain sample: {position: {method, preset, refine_renders,
     refine_seconds}}. Starts: the model's prediction (when there is a model) and the nearest
-    training presets of the sound's synth."""
+    training presets of the sound's synth. On a Ray cluster (``asp.cluster``) each sound's search
+    is one task (``asp.search.fanout``), else the sounds go one by one, each search's renders on
+    ``workers`` processes."""
     test, rows, specs, known, method = work.test, work.rows, work.specs, work.known, work.method
     name = f"{method or 'nearest'}+search"
-    renderer = Renderer()
     out = {}
     positions = [p for p, row in enumerate(rows) if vectors is None or str(test.synth[row]) in known]
+
+    def job(pos: int) -> tuple:
+        """(spec, true preset, note, starts) of the sound at ``pos``."""
+        row = rows[pos]
+        synth = str(test.synth[row])
+        starts = {} if vectors is None else {"model": np.asarray(vectors[synth][pos])}
+        if refine_starts > 0:
+            mel = np.asarray(test.mels[row : row + 1])
+            near = nearest_rows(train, mel, synth, k=refine_starts, within=work.within)[0]
+            starts.update({f"nearest{k + 1}": np.asarray(train.params[synth][r]) for k, r in enumerate(near)})
+        true = Codec(specs[synth]).decode(np.asarray(test.params[synth][row]))
+        return specs[synth], true, int(test.note[row]), starts
+
+    def found_row(found) -> dict:
+        return {
+            "method": name,
+            "preset": found.preset,
+            "refine_renders": found.renders,
+            "refine_seconds": round(found.seconds, 2),
+        }
+
+    if cluster.connected():
+        tasks = [(*job(pos), budget, seed, pos) for pos in positions]
+        bar = tqdm(total=len(tasks), desc="search", unit="sound", disable=not progress)
+        for pos, found in run_tasks(search_sound, tasks, workers=workers, initializer=search_warm_up):
+            out[pos] = found_row(found)
+            bar.update(1)
+        bar.close()
+        return dict(sorted(out.items()))
+    renderer = Renderer()
     bar = tqdm(positions, desc="search", unit="sound", disable=not progress)
     with Searcher(workers=workers) as searcher:
         for pos in bar:
-            row = rows[pos]
-            synth = str(test.synth[row])
-            spec, codec = specs[synth], Codec(specs[synth])
-            note = int(test.note[row])
-            target = renderer.render(spec, codec.decode(np.asarray(test.params[synth][row])), note=note)
-            starts = {} if vectors is None else {"model": np.asarray(vectors[synth][pos])}
-            if refine_starts > 0:
-                mel = np.asarray(test.mels[row : row + 1])
-                near = nearest_rows(train, mel, synth, k=refine_starts, within=work.within)[0]
-                starts.update({f"nearest{k + 1}": np.asarray(train.params[synth][r]) for k, r in enumerate(near)})
+            spec, true, note, starts = job(pos)
+            target = renderer.render(spec, true, note=note)
             found = searcher.search(spec, target, note, starts, budget, seed=seed, progress=False)
-            out[pos] = {
-                "method": name,
-                "preset": found.preset,
-                "refine_renders": found.renders,
-                "refine_seconds": round(found.seconds, 2),
-            }
+            out[pos] = found_row(found)
             bar.set_postfix(distance=f"{found.start_distance:.2f}->{found.distance:.2f}")
     return out
-
-
-def _indexed(spec_path, note, target, predictions, pos):
-    return pos, _render_and_score(spec_path, note, target, predictions)
 
 
 def _param_scores(param_rows, test: Split, rows: np.ndarray, specs: dict) -> dict:

@@ -1,5 +1,6 @@
-"""What evaluations share: their CSV files, the held-out test set check, the worker setup, and
-the cell texts of their tables (mean ± 95% CI, median, IQR)."""
+"""What evaluations share: their CSV files, the held-out test set check, the worker setup and
+task (here, not beside ``evaluate``: a worker importing its task's module should not load
+TensorFlow), and the cell texts of their tables (mean ± 95% CI, median, IQR)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from asp import metrics
 from asp.errors import ASPError
 from asp.files import atomic_write
 from data.dataset import Split, load_split, read_manifest
+from data_generation.render import Renderer
+from data_generation.spec import load_spec
+
+_RENDERER: Renderer | None = None
 
 
 def cores() -> int:
@@ -24,6 +29,23 @@ def warm_up() -> None:
     """Compiles (and caches) the numba code the metrics use; see ``asp.parallel.run_tasks``."""
     noise = np.random.default_rng(0).normal(0, 0.1, 8192).astype(np.float32)
     metrics.audio_metrics(noise, noise)
+
+
+def score_sample(spec_path: str, note: int, target: np.ndarray, predictions: list, pos: int) -> tuple[int, list]:
+    """Worker task of ``evaluate``: render the true preset and each (method, synth path, preset),
+    score them; returns ``(pos, [{method, rendered_synth, metric: value, ...}, ...])``."""
+    global _RENDERER
+    if _RENDERER is None:
+        _RENDERER = Renderer()
+    truth = metrics.AudioFeatures(_RENDERER.render(load_spec(spec_path), target, note=note))
+    out = []
+    for method, path, preset in predictions:
+        audio = _RENDERER.render(load_spec(path), preset, note=note)
+        scores = metrics.audio_metrics(truth, audio)
+        out.append(
+            {"method": method, "rendered_synth": load_spec(path).name, **{k: float(v) for k, v in scores.items()}}
+        )
+    return pos, out
 
 
 def held_out_split(test_dir: str | Path, split: str, data_dir: str | Path) -> Split:
