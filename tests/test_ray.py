@@ -162,12 +162,9 @@ def read_samples(path: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "refine_seconds"} for row in rows]
 
 
-def test_evaluate_with_refine_renders_gives_the_same_samples_csv_on_ray(ray_cluster, tiny_data, tiny_models, tmp_path):
-    """A sound of fm and one of modal: one-shot, nearest and a search of 30 renders each, as one task per
-    sound on the cluster; the local run searches them one by one with 2 workers (--workers: all cores)."""
-    command = [sys.executable, "experiments/evaluate.py", str(tiny_models / "vae_multi_8_paper"), "-d", str(tiny_data)]
-    command += ["--synths", "fm", "modal", "--baselines", "nearest", "--refine-renders", "30", "--refine-starts", "2"]
-    command += ["--report-samples", "0"]
+def run_locally_and_on_ray(command: list[str], tmp_path, ray_cluster) -> None:
+    """Runs ``command`` with ``--out tmp_path/pool`` on the local pool, then with ``--out
+    tmp_path/ray`` on the cluster; both must succeed."""
     local = subprocess.run(
         [*command, "--out", str(tmp_path / "pool")], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT
     )
@@ -181,6 +178,15 @@ def test_evaluate_with_refine_renders_gives_the_same_samples_csv_on_ray(ray_clus
         timeout=TIMEOUT,
     )
     assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+
+
+def test_evaluate_with_refine_renders_gives_the_same_samples_csv_on_ray(ray_cluster, tiny_data, tiny_models, tmp_path):
+    """A sound of fm and one of modal: one-shot, nearest and a search of 30 renders each, as one task per
+    sound on the cluster; the local run searches them one by one with 2 workers (--workers: all cores)."""
+    command = [sys.executable, "experiments/evaluate.py", str(tiny_models / "vae_multi_8_paper"), "-d", str(tiny_data)]
+    command += ["--synths", "fm", "modal", "--baselines", "nearest", "--refine-renders", "30", "--refine-starts", "2"]
+    command += ["--report-samples", "0"]
+    run_locally_and_on_ray(command, tmp_path, ray_cluster)
     expected = read_samples(tmp_path / "pool" / "samples.csv")
     assert read_samples(tmp_path / "ray" / "samples.csv") == expected
     searched = [r for r in expected if r["method"] == "multi+search"]
@@ -193,19 +199,7 @@ def test_evaluate_with_refine_renders_gives_the_same_samples_csv_on_ray(ray_clus
 
 def test_audibility_on_ray_gives_the_same_sweeps(ray_cluster, tiny_data, tmp_path):
     command = [sys.executable, "experiments/audibility.py", str(tiny_data), "--synths", "fm", "modal"]
-    local = subprocess.run(
-        [*command, "--out", str(tmp_path / "pool")], cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT
-    )
-    assert local.returncode == 0, local.stderr[-3000:]
-    on_ray = subprocess.run(
-        [*command, "--out", str(tmp_path / "ray"), "--ray", ray_cluster.address],
-        cwd=ROOT,
-        env={**os.environ, **ray_cluster.env},
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-    )
-    assert on_ray.returncode == 0, on_ray.stderr[-3000:]
+    run_locally_and_on_ray(command, tmp_path, ray_cluster)
     expected = (tmp_path / "pool" / "sweeps.csv").read_text()
     assert expected.count("\n") > 10 and (tmp_path / "ray" / "sweeps.csv").read_text() == expected
 
