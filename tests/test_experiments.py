@@ -456,6 +456,41 @@ def test_scaling_crossing_known_answers():
     assert (ratio, low, high) == (2.0, 2.0, 2.0)  # every resample has the same ratio
     ratio, low, high = ratio_ci(np.array([1.0, 3.0, 2.0, 5.0]), np.array([2.0, 2.0, 2.0, 2.0]))
     assert ratio == pytest.approx(11 / 8) and low < ratio < high
+    # 0.9x lookup: 10 - 2x = 0.9 (8 - x) where x = ln(N/1000) = 2.8 / 1.1
+    kind, where = crossing(sizes[:2], net[:2], look[:2], ratio=0.9)
+    assert kind == "projected" and where == pytest.approx(1000 * np.exp(2.8 / 1.1), rel=1e-9)
+    assert crossing(sizes, net, look, ratio=0.9) == ("measured", 100000.0)  # 0.79 vs 0.9 x 3.39 there
+
+
+def test_scaling_points_per_synth_against_lookup_and_the_mean():
+    from asp.experiments.scaling import scaling_blocks, scaling_points
+
+    def rows(method, values):  # (synth, lsd, param_mse) per sound
+        return [
+            {"index": i, "synth": s, "rendered_synth": s, "method": method, "lsd": lsd, "param_mse": mse}
+            for i, (s, lsd, mse) in enumerate(values)
+        ]
+
+    sounds = ["va", "va", "fm", "fm"]
+    table = [
+        ("small", {}, rows("small", zip(sounds, [4.0, 6.0, 8.0, 8.0], [0.1, 0.1, 0.2, 0.2]))),
+        ("small / nearest", {}, rows("nearest", zip(sounds, [2.0, 3.0, 4.0, 4.0], [0.0] * 4))),
+        ("big", {}, rows("big", zip(sounds, [2.0, 2.0, 6.0, 6.0], [0.05, 0.05, 0.1, 0.1]))),
+        ("big / nearest", {}, rows("nearest", zip(sounds, [2.0, 2.0, 3.0, 3.0], [0.0] * 4))),
+        ("baseline: mean", {}, rows("mean", zip(sounds, [10.0, 10.0, 12.0, 12.0], [0.2, 0.2, 0.4, 0.4]))),
+    ]
+    sizes = {"small": 100, "big": 10000}
+    va = scaling_points(table, sizes, "va")
+    assert [p["sounds"] for p in va] == [100, 10000] and [p["n"] for p in va] == [2, 2]
+    assert va[0]["network"][0] == 5.0 and va[0]["lookup"][0] == 2.5 and va[0]["ratio"][0] == 2.0
+    assert va[1]["vs_mean"] == {"lsd": 0.2, "param_mse": pytest.approx(0.25)}
+    assert scaling_points(table, sizes, "fm")[1]["ratio"][0] == 2.0
+    assert scaling_points(table, sizes)[0]["network"][0] == 6.5  # every sound
+    # va reaches lookup at 10,000 sounds (measured); fm gains 2 LSD per 100x on lookup's 1
+    fm = scaling_points(table, sizes, "fm")
+    text = "\n".join(b.markdown() for b in scaling_blocks(scaling_points(table, sizes), {"va": va, "fm": fm}))
+    assert "va: the network matches lookup from 10,000 training sounds on (measured)" in text
+    assert "fm: the network reaches 0.9x lookup at about" in text and "0.25x" in text
 
 
 @pytest.mark.slow

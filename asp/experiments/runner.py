@@ -293,11 +293,18 @@ def _write_results(
     evaluation folder, the baselines' last; ``sizes``: training sounds per model row, for the
     scaling curve when rows carry their own lookup)."""
     points = scaling_points(table_rows, sizes)
+    per_synth = {s: scaling_points(table_rows, sizes, s) for s in synths}
     doc = write_table(
-        out, config, profile, table_rows, synths, test_set=_test_set_line(settings), extra=scaling_blocks(points)
+        out,
+        config,
+        profile,
+        table_rows,
+        synths,
+        test_set=_test_set_line(settings),
+        extra=scaling_blocks(points, per_synth),
     )
     plot(out, table_rows, synths)
-    plot_scaling(out, points)
+    plot_scaling(out, points, per_synth)
     page = evaluation_report(
         out,
         [r for _, _, rows in table_rows for r in rows],
