@@ -98,15 +98,14 @@ clean:
 	rm -rf demo_out renders .pytest_cache .ruff_cache
 
 # the shipped model, saved_models/pretrained: 21,000 presets of each built-in synth at notes 36-84 (one
-# note each; 50,043 training sounds), the multi model trained 7 epochs, exported (float16 weights and
-# the search's start index). About 15 minutes of data and many hours of training on 2 cores; on an
-# NVIDIA GPU with PyTorch and without TensorFlow: KERAS_BACKEND=torch. Writes saved_models/pretrained
-# only when it is not there (remove it first to replace it).
+# note each; 50,043 training sounds), the multi model trained 6 epochs, exported (float16 weights and
+# the search's start index). About 15 minutes of data and 35 of training on 2 cores (2026-12-04).
+# Writes saved_models/pretrained only when it is not there (remove it first to replace it).
 PRETRAINED_DATA ?= npy_pretrained
 pretrained: venv
 	$(PY) data_generation/generate.py --synths va fm modal --n 21000 --notes 36-84 --one-note --no-hpss \
 		--out $(PRETRAINED_DATA)
-	$(PY) train_multi.py -d $(PRETRAINED_DATA) --model-dir runs_pretrained --epochs 7 --batch-size 64 --lr 2e-4 \
+	$(PY) train_multi.py -d $(PRETRAINED_DATA) --model-dir runs_pretrained --epochs 6 --batch-size 64 --lr 2e-4 \
 		--param-weight 10
 	$(PY) experiments/export_model.py runs_pretrained/vae_multi_64_paper -d $(PRETRAINED_DATA) \
 		--out saved_models/pretrained --command "make pretrained"

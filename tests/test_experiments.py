@@ -460,6 +460,11 @@ def test_scaling_crossing_known_answers():
     kind, where = crossing(sizes[:2], net[:2], look[:2], ratio=0.9)
     assert kind == "projected" and where == pytest.approx(1000 * np.exp(2.8 / 1.1), rel=1e-9)
     assert crossing(sizes, net, look, ratio=0.9) == ("measured", 100000.0)  # 0.79 vs 0.9 x 3.39 there
+    # better at the first size, worse at the second, better at the last: measured from the last on
+    assert crossing(sizes, np.array([1.0, 3.0, 1.0]), np.array([2.0, 2.0, 2.0])) == ("measured", 100000.0)
+    assert crossing(sizes, np.array([1.0, 1.0, 1.0]), np.array([2.0, 2.0, 2.0])) == ("measured", 1000.0)
+    # better only before the largest size: not there at the end, so projected
+    assert crossing(sizes[:2], np.array([1.0, 3.0]), np.array([2.0, 2.0]))[0] == "projected"
 
 
 def test_scaling_points_per_synth_against_lookup_and_the_mean():

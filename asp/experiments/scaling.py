@@ -63,14 +63,15 @@ def log_fit(sizes: np.ndarray, values: np.ndarray) -> tuple[float, float]:
 
 
 def crossing(sizes: np.ndarray, network: np.ndarray, lookup: np.ndarray, ratio: float = 1.0) -> tuple[str, float]:
-    """Where the network's mean LSD meets ``ratio`` x lookup's: ("measured", the first size at which
-    the network is there), else ("projected", the size where the network's log fit meets ``ratio``
-    x lookup's; inf when the network does not gain on it). Needs two sizes or more to project."""
+    """Where the network's mean LSD meets ``ratio`` x lookup's: ("measured", the smallest size from
+    which the network stays there at every larger size measured), else, when it is not there at
+    the largest size, ("projected", the size where the network's log fit meets ``ratio`` x
+    lookup's; inf when the network does not gain on it). Needs two sizes or more to project."""
     order = np.argsort(sizes)
     sizes, network, lookup = sizes[order], network[order], ratio * lookup[order]
-    better = np.flatnonzero(network <= lookup)
-    if len(better):
-        return "measured", float(sizes[better[0]])
+    worse = np.flatnonzero(network > lookup)
+    if not len(worse) or worse[-1] < len(sizes) - 1:
+        return "measured", float(sizes[worse[-1] + 1 if len(worse) else 0])
     if len(sizes) < 2:
         return "projected", float("nan")
     a, b = log_fit(sizes, network)
@@ -209,6 +210,8 @@ def plot_scaling(out: Path, points: list[dict], per_synth: dict[str, list[dict]]
             halves = [p[key][1] if np.isfinite(p[key][1]) else 0.0 for p in pts]
             ax.errorbar(sizes, means, yerr=halves, marker=marker, capsize=3, label=name)
         ax.set_xscale("log")
+        ax.minorticks_off()
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes], fontsize=8)
         ax.set_xlabel("training sounds")
         ax.set_title(title)
     axes[0][0].set_ylabel("LSD on held-out sounds")
