@@ -98,14 +98,15 @@ clean:
 	rm -rf demo_out renders .pytest_cache .ruff_cache
 
 # the shipped model, saved_models/pretrained: 21,000 presets of each built-in synth at notes 36-84 (one
-# note each; 50,043 training sounds), the multi model trained 6 epochs, exported (float16 weights and
-# the search's start index). About 15 minutes of data and 35 of training on 2 cores (2026-12-04).
+# note each; 50,043 training sounds), the multi model trained 3 epochs, exported (float16 weights and
+# the search's start index). About 15 minutes of data and 17 of training on 2 cores (2026-12-04); the
+# same run as the 50,043-sound row of experiments/configs/scaling.json.
 # Writes saved_models/pretrained only when it is not there (remove it first to replace it).
 PRETRAINED_DATA ?= npy_pretrained
 pretrained: venv
 	$(PY) data_generation/generate.py --synths va fm modal --n 21000 --notes 36-84 --one-note --no-hpss \
 		--out $(PRETRAINED_DATA)
-	$(PY) train_multi.py -d $(PRETRAINED_DATA) --model-dir runs_pretrained --epochs 6 --batch-size 64 --lr 2e-4 \
+	$(PY) train_multi.py -d $(PRETRAINED_DATA) --model-dir runs_pretrained --epochs 3 --batch-size 64 --lr 2e-4 \
 		--param-weight 10
 	$(PY) experiments/export_model.py runs_pretrained/vae_multi_64_paper -d $(PRETRAINED_DATA) \
 		--out saved_models/pretrained --command "make pretrained"
