@@ -70,6 +70,35 @@ def test_resume_continues_at_the_right_epoch(tiny_data, tmp_path):
     assert again["epochs_done"] == 3
 
 
+def test_a_resumed_run_shuffles_as_the_uninterrupted_one(tiny_data):
+    """A single run's training stream takes its shuffle from the epoch Keras is in (the run's
+    epoch clock), not from how many epochs the stream has served: resumed after epoch 1, epoch 2
+    gets the order an uninterrupted run's epoch 2 gets."""
+    from asp.training.distributed import Cluster
+    from asp.training.stream import batch_keys
+    from data.dataset import load_split
+
+    split = load_split(tiny_data, "train")
+    rows = np.arange(len(split.mels))
+    keys = batch_keys("multi", split.synths)
+
+    def epochs(stream, n):  # each batch's rows (as their mels' sums), per epoch served
+        return [[np.asarray(b["mel"]).sum(axis=(1, 2)).round(3).tolist() for b in stream] for _ in range(n)]
+
+    uninterrupted = Cluster("none", None)
+    stream = uninterrupted.make_stream(split, rows, keys, batch_size=4, shuffle=True, seed=0)
+    orders = []
+    for e in range(2):
+        uninterrupted.clock["epoch"] = e  # what the run's EpochClock callback does
+        orders += epochs(stream, 1)
+    assert orders[0] != orders[1]  # reshuffled
+    resumed = Cluster("none", None)
+    assert [type(c).__name__ for c in resumed.callbacks()] == ["EpochClock"]
+    resumed.callbacks()[0].on_epoch_begin(1)  # Keras resumes at epoch index 1
+    again = resumed.make_stream(split, rows, keys, batch_size=4, shuffle=True, seed=0)
+    assert epochs(again, 1)[0] == orders[1]
+
+
 @pytest.mark.slow
 def test_killed_run_restarts_from_its_last_epoch(tiny_data, tmp_path):
     cmd = [

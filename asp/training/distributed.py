@@ -129,7 +129,10 @@ class Cluster:
         distributed run, the same global batches (``batch_size`` x replicas), each replica fed its
         part by ``distribute_datasets_from_function``."""
         if self.strategy is None:
-            return make_stream(split, indices, keys, batch_size=batch_size, shuffle=shuffle, seed=seed)
+            clock = self.clock
+            return make_stream(
+                split, indices, keys, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=lambda: clock["epoch"]
+            )
         tf = tensorflow()
         local = self.local_replicas
         steps, _ = epoch_steps(len(indices), batch_size * self.replicas, self.replicas)
@@ -163,11 +166,10 @@ class Cluster:
         return stream
 
     def callbacks(self) -> list:
-        """The run's callbacks for its distribution: the epoch clock of a distributed run's streams
-        (Keras takes a first batch of each stream before training, to build the model, so the
-        streams cannot count their epochs themselves)."""
-        if self.strategy is None:
-            return []
+        """The run's callbacks for its distribution: the epoch clock of the run's streams (Keras
+        takes a first batch of a distributed run's streams before training, to build the model, and
+        a resumed run starts at a later epoch, so the streams cannot count their epochs
+        themselves)."""
         import keras
 
         clock = self.clock

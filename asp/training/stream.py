@@ -6,6 +6,7 @@ backend; never the whole dataset in memory), and the checks that the files match
 from __future__ import annotations
 
 import mmap
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -88,22 +89,28 @@ def make_stream(
     batch_size: int,
     shuffle: bool,
     seed: int,
+    epoch: Callable[[], int] | None = None,
 ) -> tf.data.Dataset | keras.utils.PyDataset:
     """Batches of the memory-mapped arrays as a ``tf.data.Dataset`` (reshuffled every epoch), or
     a ``keras.utils.PyDataset`` of the same batches in the same order under another backend.
 
     Only one batch of rows is read at a time, so memory does not grow with the dataset.
+
+    Args:
+        epoch: the epoch the run is in, asked when an epoch's batches start (the shuffle's seed is
+            ``[seed, epoch]``, so a resumed run continues the uninterrupted run's order); default:
+            the epochs this stream has served.
     """
     arrays = stream_arrays(split, keys)
-    epoch = {"n": 0}
+    served = {"n": 0}
     # the memory maps behind the arrays read (the readers of data.mels drop their own pages)
     mappings = list({id(m): m for k in keys if (m := getattr(arrays[k], "_mmap", None)) is not None}.values())
 
     def batches():
         order = indices
         if shuffle:
-            order = np.random.default_rng([seed, epoch["n"]]).permutation(indices)
-        epoch["n"] += 1
+            order = np.random.default_rng([seed, served["n"] if epoch is None else epoch()]).permutation(indices)
+        served["n"] += 1
         for start in range(0, len(order), batch_size):
             rows = np.sort(order[start : start + batch_size])
             batch = {k: np.asarray(arrays[k][rows], dtype=np.float32) for k in keys}
