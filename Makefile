@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-all lint venv venv-ray clean data heldout heldout-pitch data-real pretrained real-sounds plugins plugins-install
+.PHONY: demo test test-all lint venv venv-ray clean data heldout heldout-pitch data-real pretrained pretrained-data real-sounds plugins plugins-install
 
 venv: $(VENV)/.installed
 
@@ -103,13 +103,16 @@ clean:
 # same run as the 50,043-sound row of experiments/configs/scaling.json.
 # Writes saved_models/pretrained only when it is not there (remove it first to replace it).
 PRETRAINED_DATA ?= npy_pretrained
-pretrained: venv
-	$(PY) data_generation/generate.py --synths va fm modal --n 21000 --notes 36-84 --one-note --no-hpss \
-		--out $(PRETRAINED_DATA)
+pretrained: pretrained-data
 	$(PY) train_multi.py -d $(PRETRAINED_DATA) --model-dir runs_pretrained --epochs 3 --batch-size 64 --lr 2e-4 \
 		--param-weight 10
 	$(PY) experiments/export_model.py runs_pretrained/vae_multi_64_paper -d $(PRETRAINED_DATA) \
 		--out saved_models/pretrained --command "make pretrained"
+
+# its data alone (the scaling and pitch experiments and the real-sound lookup train or look up in it)
+pretrained-data: venv
+	$(PY) data_generation/generate.py --synths va fm modal --n 21000 --notes 36-84 --one-note --no-hpss \
+		--out $(PRETRAINED_DATA)
 
 # recorded and sampled notes no synth of ours made (apt: sonic-pi-samples fluidsynth timgm6mb-soundfont)
 real-sounds: venv
