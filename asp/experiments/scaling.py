@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from asp.evaluation.plots import save_figure
+from asp.experiments.table import mean_ratio
 from asp.metrics import mean_ci
 from asp.report import Table, Text
 
@@ -22,21 +23,19 @@ TARGET = 0.9  # the network / lookup ratio a shipped model is held to (per synth
 BOOTSTRAP = 2000  # resamples of the ratio's confidence interval
 
 
-def paired_lsd(
-    network: list[dict], lookup: list[dict], *, synth: str | None = None, metric: str = "lsd"
-) -> tuple[np.ndarray, np.ndarray]:
-    """The LSD (or another ``metric``) of the network and of lookup on the sounds both scored
-    (own-synth matches, paired by the sound's index; ``synth``: that synth's sounds only): two (n,)
-    float64 arrays in the same order."""
+def paired_lsd(network: list[dict], lookup: list[dict], *, synth: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The LSD of the network and of lookup on the sounds both scored (own-synth matches, paired by
+    the sound's index; ``synth``: that synth's sounds only): two (n,) float64 arrays in the same
+    order."""
 
     def by_sound(rows):
         return {
-            r["index"]: r[metric]
+            r["index"]: r["lsd"]
             for r in rows
             if r["rendered_synth"] == r["synth"]
             and (synth is None or r["synth"] == synth)
-            and isinstance(r[metric], float)
-            and np.isfinite(r[metric])
+            and isinstance(r["lsd"], float)
+            and np.isfinite(r["lsd"])
         }
 
     a, b = by_sound(network), by_sound(lookup)
@@ -101,10 +100,7 @@ def scaling_points(table_rows: list, sizes: dict[str, int], synth: str | None = 
         net, look = paired_lsd(rows[label], partner, synth=synth)
         if not len(net):
             continue
-        vs_mean = {}
-        for metric in ("lsd", "param_mse"):
-            mine, mean = paired_lsd(rows[label], rows.get(MEAN, []), synth=synth, metric=metric)
-            vs_mean[metric] = float(mine.mean() / mean.mean()) if len(mine) and mean.mean() > 0 else float("nan")
+        vs_mean = {m: mean_ratio(rows[label], rows.get(MEAN, []), m, synth) for m in ("lsd", "param_mse")}
         points.append(
             {
                 "label": label,

@@ -102,27 +102,35 @@ def _row_cells(rows: list[dict], synths: list[str]) -> list[str]:
     return cells
 
 
+def mean_ratio(rows: list[dict], reference: list[dict], metric: str, synth: str | None = None) -> float:
+    """The mean of ``metric`` over ``rows`` divided by its mean over ``reference`` (own-synth
+    matches only; ``synth``: that synth's sounds, None: every sound); nan where either has none."""
+
+    def mean(of):
+        values = finite_values(
+            [r.get(metric) for r in of if r["rendered_synth"] == r["synth"] and synth in (None, r["synth"])]
+        )
+        return float(values.mean()) if len(values) else float("nan")
+
+    return mean(rows) / mean(reference)
+
+
 def relative_blocks(table_rows: list, synths: list[str], reference: str = "baseline: mean") -> list[Text | Table]:
     """Each row's mean LSD and parameter MSE per synth as a multiple of the training-mean preset's
     (below 1: better than predicting one average preset): a line and a table. Own-synth matches
     only; empty without the mean baseline."""
-    by_label = {label: [r for r in rows if r["rendered_synth"] == r["synth"]] for label, _, rows in table_rows}
+    by_label = {label: rows for label, _, rows in table_rows}
     base = by_label.get(reference)
     if not base:
         return []
-
-    def mean(rows, metric, synth):
-        values = finite_values([r.get(metric) for r in rows if r["synth"] == synth])
-        return float(values.mean()) if len(values) else float("nan")
-
     table = Table(["row", *(f"{s} LSD" for s in synths), *(f"{s} param MSE" for s in synths)])
     for label, own in by_label.items():
-        if label == reference or not own:
+        if label == reference or not any(r["rendered_synth"] == r["synth"] for r in own):
             continue
         cells = []
         for metric in ("lsd", "param_mse"):
             for s in synths:
-                ratio = mean(own, metric, s) / mean(base, metric, s)
+                ratio = mean_ratio(own, base, metric, s)
                 cells.append(f"{ratio:.2f}x" if np.isfinite(ratio) else "-")
         table.rows.append([label, *cells])
     about = (
