@@ -10,7 +10,7 @@ venv: $(VENV)/.installed
 
 REQUIREMENTS ?= requirements.txt
 
-$(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt pyproject.toml
+$(VENV)/.installed: $(REQUIREMENTS) requirements-common.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r $(REQUIREMENTS)

@@ -14,6 +14,8 @@ each may import: docs/architecture.md (checked by ``lint-imports``).
 
 from asp import backend  # noqa: F401  (first: dawdreamer before tensorflow)
 
+__version__ = "0.1.0"  # the package's version (pyproject.toml reads it)
+
 API = ("load_model", "match", "render", "generate", "Matches")
 __all__ = list(API)
 
