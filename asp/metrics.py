@@ -13,7 +13,6 @@ from functools import lru_cache
 
 import librosa
 import numpy as np
-from scipy import stats
 
 from data.encoding import Codec
 from data_generation.spec import SynthSpec
@@ -198,26 +197,6 @@ def audio_metrics(target: Audio, predicted: Audio, sample_rate: int = 44100) -> 
         "mfcc_distance": mfcc_distance(t, p),
         "rms_envelope_similarity": rms_envelope_similarity(t, p),
     }
-
-
-def mean_ci(values, confidence: float = 0.95) -> tuple[float, float]:
-    """Mean and the half-width of its confidence interval (Student's t), over the finite values.
-
-    Args:
-        values: (n,) numbers; nan and inf are left out.
-        confidence: e.g. 0.95.
-
-    Returns:
-        (mean, half-width): (nan, nan) without values; the half-width is nan for one value.
-    """
-    v = np.asarray(values, dtype=float).ravel()
-    v = v[np.isfinite(v)]
-    if not len(v):
-        return float("nan"), float("nan")
-    if len(v) < 2:
-        return float(v[0]), float("nan")
-    half = stats.t.ppf((1 + confidence) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
-    return float(v.mean()), float(half)
 
 
 def parameter_mse(target: np.ndarray, predicted: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import toy_spec
 
-from asp import metrics
+from asp import metrics, stats
 from asp.errors import ASPError
 from data.dataset import load_split
 from data.encoding import Codec
@@ -73,11 +73,11 @@ def test_field_metrics_batched_and_with_reused_features():
 
 
 def test_mean_confidence_interval_known_answer():
-    mean, half = metrics.mean_ci([1.0, 2.0, 3.0, 4.0, np.nan])
+    mean, half = stats.mean_ci([1.0, 2.0, 3.0, 4.0, np.nan])
     # t(0.975, 3) = 3.182446, sample sd = 1.290994, n = 4
     assert mean == 2.5 and half == pytest.approx(3.182446 * 1.290994 / 2, rel=1e-5)
-    assert metrics.mean_ci([5.0])[0] == 5.0 and np.isnan(metrics.mean_ci([5.0])[1])
-    assert all(np.isnan(metrics.mean_ci([])))
+    assert stats.mean_ci([5.0])[0] == 5.0 and np.isnan(stats.mean_ci([5.0])[1])
+    assert all(np.isnan(stats.mean_ci([])))
 
 
 def test_known_gain_change_gives_the_expected_lsd():
@@ -441,7 +441,8 @@ def test_a_second_runner_on_the_same_config_fails_at_once_and_leaves_nothing(tin
 
 
 def test_scaling_crossing_known_answers():
-    from asp.experiments.scaling import crossing, ratio_ci
+    from asp.experiments.scaling import crossing
+    from asp.stats import ratio_ci
 
     sizes = np.array([1000.0, 2000.0, 100000.0])
     # network 10 - 2 ln(N/1000) ... lookup 8 - 1 ln(N/1000): equal where ln(N/1000) = 2, N = 1000 e^2

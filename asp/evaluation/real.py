@@ -50,6 +50,7 @@ from asp.report import Document, Section, Table, Text, choose_samples, save_mel_
 from asp.report.pages import INDEX_PAGE, REPORT_FOLDER, render_page
 from asp.runs import find_run
 from asp.search import NEAREST_STARTS, Budget
+from asp.stats import BOOTSTRAP, mean_ci, ratio_ci
 from data.dataset import Split, data_fingerprint, load_split, mean_vector, read_manifest
 from data.encoding import Codec
 from data.features import mel_spectrogram
@@ -71,7 +72,6 @@ METHODS = {  # method -> its row in the tables
     "mean": "training-mean preset (best synth)",
 }
 REFERENCE = "lookup"  # the ratios' denominator
-BOOTSTRAP = 2000  # resamples of the paired bootstrap CI of a ratio of means
 LOOKUP_CHUNK = 512  # training mels per block of the lookup (512 x 220 KB: 113 MB)
 
 
@@ -459,20 +459,6 @@ def _keep(folder: Path, stem: str, audio: np.ndarray) -> None:
 # -- tables ---------------------------------------------------------------------------------------
 
 
-def ratio_ci(values: np.ndarray, reference: np.ndarray, seed: int = 0, resamples: int = BOOTSTRAP) -> tuple:
-    """mean(values) / mean(reference) over paired sounds, with the 95% percentile interval of a
-    paired bootstrap (sounds resampled with replacement, seeded): (ratio, low, high)."""
-    values, reference = np.asarray(values, np.float64), np.asarray(reference, np.float64)
-    ok = np.isfinite(values) & np.isfinite(reference)
-    values, reference = values[ok], reference[ok]
-    if not len(values) or reference.mean() <= 0:
-        return float("nan"), float("nan"), float("nan")
-    pick = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
-    ratios = values[pick].mean(axis=1) / np.maximum(reference[pick].mean(axis=1), 1e-300)
-    low, high = np.percentile(ratios, [2.5, 97.5])
-    return float(values.mean() / reference.mean()), float(low), float(high)
-
-
 def _best(rows: list[dict], method: str) -> dict[str, dict]:
     """{sound: its best row} of a method."""
     return {r["sound"]: r for r in rows if r["method"] == method and int(r["best"]) == 1}
@@ -504,7 +490,7 @@ def summary(rows: list[dict], *, title: str = "Real sounds", about: str = "", se
             cells.append(describe(values))
             v = finite_values(values)
             q1, median, q3 = np.percentile(v, [25, 50, 75]) if len(v) else (np.nan,) * 3
-            mean, half = metrics.mean_ci(v)
+            mean, half = mean_ci(v)
             paired = [s for s in sounds if s in best[m] and s in reference]
             ratio, low, high = ratio_ci(
                 [best[m][s][metric] for s in paired], [reference[s][metric] for s in paired], seed

@@ -13,6 +13,7 @@ import numpy as np
 from asp import metrics
 from asp.errors import ASPError
 from asp.files import atomic_write
+from asp.stats import finite_values, mean_ci
 from data.dataset import Split, load_split, read_manifest
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
@@ -111,14 +112,9 @@ def read_csv(path: Path) -> list[dict]:
     return rows
 
 
-def finite_values(values: list) -> np.ndarray:
-    """The finite floats among CSV values (blank cells and text are left out): (n,) float64."""
-    return np.asarray([x for x in values if isinstance(x, float) and np.isfinite(x)], dtype=np.float64)
-
-
 def mean_ci_text(values: list, digits: int = 2) -> str:
     """``mean ± 95% CI half-width`` of the finite values; just the mean for one value, ``-`` for none."""
-    mean, half = metrics.mean_ci(finite_values(values))
+    mean, half = mean_ci(finite_values(values))
     if not np.isfinite(mean):
         return "-"
     return f"{mean:.{digits}f} ± {half:.{digits}f}" if np.isfinite(half) else f"{mean:.{digits}f}"

@@ -14,13 +14,12 @@ import numpy as np
 
 from asp.evaluation.plots import save_figure
 from asp.experiments.table import mean_ratio
-from asp.metrics import mean_ci
 from asp.report import Table, Text
+from asp.stats import mean_ci, ratio_ci
 
 LOOKUP = "nearest"
 MEAN = "baseline: mean"  # the table row of the config's training-mean preset
 TARGET = 0.9  # the network / lookup ratio a shipped model is held to (per synth)
-BOOTSTRAP = 2000  # resamples of the ratio's confidence interval
 
 
 def paired_lsd(network: list[dict], lookup: list[dict], *, synth: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -41,18 +40,6 @@ def paired_lsd(network: list[dict], lookup: list[dict], *, synth: str | None = N
     a, b = by_sound(network), by_sound(lookup)
     common = sorted(set(a) & set(b))
     return np.array([a[k] for k in common], dtype=np.float64), np.array([b[k] for k in common], dtype=np.float64)
-
-
-def ratio_ci(network: np.ndarray, lookup: np.ndarray, *, seed: int = 0) -> tuple[float, float, float]:
-    """Mean network LSD over mean lookup LSD, and its 95% interval by a paired bootstrap over the
-    sounds: (ratio, low, high); nan without sounds."""
-    if not len(network):
-        return float("nan"), float("nan"), float("nan")
-    ratio = float(network.mean() / lookup.mean())
-    picks = np.random.default_rng(seed).integers(0, len(network), size=(BOOTSTRAP, len(network)))
-    samples = network[picks].mean(1) / lookup[picks].mean(1)
-    low, high = np.percentile(samples, [2.5, 97.5])
-    return ratio, float(low), float(high)
 
 
 def log_fit(sizes: np.ndarray, values: np.ndarray) -> tuple[float, float]:
