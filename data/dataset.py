@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import mmap
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from asp.errors import ASPError
 from asp.files import path_problem, read_json
 from data import lookup
 from data.encoding import Codec
-from data.mels import SHARD_FOLDER, MappedMels, ShardMels
+from data.mels import SHARD_FOLDER, MappedMels, ShardMels, read_rows
 from data_generation.spec import SynthSpec
 
 SPLITS = ("train", "valid", "test")
@@ -175,11 +174,8 @@ def check_finite(split: Split, rows: np.ndarray | None = None, *, data_dir: str 
     for file, array in arrays.items():
         if not np.issubdtype(array.dtype, np.floating):
             continue
-        mapping = getattr(array, "_mmap", None)
         for start in range(0, len(rows), chunk):
-            block = np.asarray(array[rows[start : start + chunk]])
-            if mapping is not None:
-                mapping.madvise(mmap.MADV_DONTNEED)
+            block = read_rows(array, rows[start : start + chunk], dtype=array.dtype)
             finite = np.isfinite(block.reshape(len(block), -1)).all(axis=1)
             if not finite.all():
                 sample = int(rows[start + int(np.argmin(finite))])
@@ -480,26 +476,4 @@ def nearest_rows(
         candidates = np.intersect1d(candidates, within)
     if len(candidates) == 0:
         raise ASPError(f"the training split has no {synth} samples to look up the nearest sounds in")
-    queries = np.asarray(mels, dtype=np.float32).reshape(len(mels), -1)
-    if index and train.lookup_index is not None and len(candidates) > lookup.EXACT_MAX:
-        shortlist = train.lookup_index.candidates(queries, candidates, max(k, lookup.RERANK))
-        return np.concatenate([_nearest_among(train, q[None], rows, k, chunk) for q, rows in zip(queries, shortlist)])
-    return _nearest_among(train, queries, candidates, k, chunk)
-
-
-def _nearest_among(train: Split, queries: np.ndarray, candidates: np.ndarray, k: int, chunk: int) -> np.ndarray:
-    """The exact scan: (q, min(k, n)) rows among ``candidates`` (ascending) closest to each of
-    the (q, D) float32 ``queries`` (``data.lookup.squared_distances``; ties: the lower row)."""
-    k = min(k, len(candidates))
-    best = np.full((len(queries), 0), np.inf)
-    best_rows = np.zeros((len(queries), 0), dtype=np.int64)
-    for start in range(0, len(candidates), chunk):
-        idx = candidates[start : start + chunk]
-        block = np.asarray(train.mels[idx], dtype=np.float32).reshape(len(idx), -1)
-        dist = lookup.squared_distances(queries, block)
-        merged = np.concatenate([best, dist], axis=1)
-        merged_rows = np.concatenate([best_rows, np.broadcast_to(idx, dist.shape)], axis=1)
-        keep = np.argsort(merged, axis=1, kind="stable")[:, :k]
-        best = np.take_along_axis(merged, keep, axis=1)
-        best_rows = np.take_along_axis(merged_rows, keep, axis=1)
-    return best_rows
+    return lookup.nearest(train, mels, candidates, k, chunk=chunk, index=index)

@@ -1,8 +1,12 @@
-"""The nearest-mel lookup's one distance, and its index for large training splits.
+"""The nearest-mel lookup, written once: its distance, the exact scan and the index for large
+training splits.
 
 The distance between two mels is the Euclidean distance of their flattened float32 values
-(``squared_distances``); ``data.dataset.nearest_rows`` ranks training sounds by it. Over a large
-split a full scan reads every candidate mel (220 KB each) per lookup; the index avoids that:
+(``squared_distances``); ``nearest`` ranks a split's training sounds by it, for the nearest
+baseline and the search's starts (``data.dataset.nearest_rows``: one synth's sounds) and for the
+real-sound experiment (``asp.evaluation.real.nearest_any``: any synth's). The exact scan reads the
+candidates' mels a block at a time, dropping the pages read (``data.mels.read_rows``). Over a large
+split that scan reads every candidate mel (220 KB each) per lookup; the index avoids that:
 
 - a PCA basis of the mels (``DIMS`` components), fitted on a seeded sample of ``FIT_SAMPLES``
   training mels when the dataset is generated, and every training mel's coordinates in it
@@ -19,6 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
+from data.mels import read_rows
 
 DIMS = 64  # PCA components of the index
 FIT_SAMPLES = 1024  # training mels the basis is fitted on (seeded choice)
@@ -120,3 +127,50 @@ class LookupIndex:
             best = np.take_along_axis(merged, keep, axis=1)
             best_rows = np.take_along_axis(merged_rows, keep, axis=1)
         return np.sort(best_rows, axis=1)
+
+
+def nearest(
+    split, mels: np.ndarray, candidates: np.ndarray, k: int = 1, *, chunk: int = 256, index: bool = True
+) -> np.ndarray:
+    """The ``k`` candidate rows of a split whose mels are closest to each query mel.
+
+    Over more than ``EXACT_MAX`` candidates of a split with a lookup index (``index``), the index
+    shortlists ``RERANK`` rows per query, re-ranked by the exact distance; otherwise every
+    candidate's mel is read, ``chunk`` at a time, and compared (``scan``).
+
+    Args:
+        split: a ``data.dataset.Split`` (its ``mels`` and ``lookup_index``).
+        mels: (q, 128, frames) query mels.
+        candidates: (n,) ascending rows of the split, n >= 1.
+        k: rows per query, closest first.
+        index: False: the exact scan, whatever the size (``bench/lookup.py`` compares the two).
+
+    Returns:
+        (q, min(k, n)) int64 rows, closest first (ties: the lower row).
+    """
+    queries = np.asarray(mels, dtype=np.float32).reshape(len(mels), -1)
+    if index and split.lookup_index is not None and len(candidates) > EXACT_MAX:
+        shortlist = split.lookup_index.candidates(queries, candidates, max(k, RERANK))
+        return np.concatenate([scan(split.mels, q[None], rows, k, chunk) for q, rows in zip(queries, shortlist)])
+    return scan(split.mels, queries, candidates, k, chunk)
+
+
+def scan(
+    mels, queries: np.ndarray, candidates: np.ndarray, k: int, chunk: int, *, progress: bool = False
+) -> np.ndarray:
+    """The exact scan: the (q, min(k, n)) rows among ``candidates`` (ascending) whose mels are
+    closest to each of the (q, D) float32 ``queries`` (``squared_distances``; ties: the lower row).
+    ``mels``: the split's (N, 128, frames), read ``chunk`` rows at a time; ``progress``: a bar."""
+    k = min(k, len(candidates))
+    best = np.full((len(queries), 0), np.inf)
+    best_rows = np.zeros((len(queries), 0), dtype=np.int64)
+    starts = range(0, len(candidates), chunk)
+    for start in tqdm(starts, desc="lookup", unit="block", leave=False) if progress else starts:
+        idx = candidates[start : start + chunk]
+        dist = squared_distances(queries, read_rows(mels, idx).reshape(len(idx), -1))
+        merged = np.concatenate([best, dist], axis=1)
+        merged_rows = np.concatenate([best_rows, np.broadcast_to(idx, dist.shape)], axis=1)
+        keep = np.argsort(merged, axis=1, kind="stable")[:, :k]
+        best = np.take_along_axis(merged, keep, axis=1)
+        best_rows = np.take_along_axis(merged_rows, keep, axis=1)
+    return best_rows

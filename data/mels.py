@@ -11,8 +11,11 @@ through the classes here, which index like that array and always return float32:
                   read in place at its byte offset with ``os.pread``: nothing is memory-mapped, so
                   what a process holds is the rows it asked for, however large the dataset
 
-``npz_member`` finds where an uncompressed ``.npz`` member's array starts in its file (the
-builder records every sample's offset with it).
+``read_rows`` reads rows of any of these (or of a plain memory map) as a float32 copy and drops
+the pages read from this process's memory (``drop_pages``: ``madvise`` on the ``mmap.mmap`` that
+a memory map's ``base`` is), the one way every reader of a split's arrays does it: training's
+batches, the checks, the lookup. ``npz_member`` finds where an uncompressed ``.npz`` member's
+array starts in its file (the builder records every sample's offset with it).
 """
 
 from __future__ import annotations
@@ -65,6 +68,40 @@ def npz_member(path: str | Path, member: str) -> tuple[int, np.dtype, tuple[int,
         if fortran or dtype.hasobject:
             raise ValueError(f"{member} in {path} is not a C-order array of numbers")
         return f.tell(), dtype, tuple(shape)
+
+
+def mapping(array) -> mmap.mmap | None:
+    """The memory map behind an array (``np.load(..., mmap_mode="r")`` or a view of one: the
+    ``mmap.mmap`` its ``base`` chain ends in), None for an array in memory or a reader here."""
+    while array is not None and not isinstance(array, mmap.mmap):
+        array = getattr(array, "base", None)
+    return array
+
+
+def drop_pages(*arrays) -> None:
+    """Drops the pages of the memory maps behind ``arrays`` from this process's memory
+    (``MADV_DONTNEED``: the file is untouched, a later read maps them again), so that reading a
+    large file block by block holds one block, not the file."""
+    for m in {id(m): m for a in arrays if (m := mapping(a)) is not None}.values():
+        m.madvise(mmap.MADV_DONTNEED)
+
+
+def read_rows(array, rows: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """A copy of some rows of an array of any storage (a memory map, ``MappedMels``,
+    ``ShardMels``, an array in memory) as ``dtype``, with the pages read dropped.
+
+    Args:
+        array: (N, ...) rows. rows: (n,) ascending row numbers; a run of consecutive ones is read
+            as one slice.
+
+    Returns:
+        (n, ...) ``dtype``.
+    """
+    rows = np.asarray(rows)
+    contiguous = len(rows) > 0 and bool((np.diff(rows) == 1).all())
+    out = np.array(array[rows[0] : rows[-1] + 1] if contiguous else array[rows], dtype=dtype)
+    drop_pages(array)
+    return out
 
 
 def _rows(key, n: int) -> np.ndarray:
@@ -126,9 +163,7 @@ class MappedMels(_Rows):
         order = np.argsort(rows, kind="stable")
         out = np.empty((len(rows), *self.shape[1:]), np.float32)
         out[order] = self.array[rows[order]]
-        mapping = getattr(self.array, "_mmap", None)
-        if mapping is not None:  # drop the pages just read from this process's memory
-            mapping.madvise(mmap.MADV_DONTNEED)
+        drop_pages(self.array)
         return out
 
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import mmap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +50,7 @@ from asp.report.pages import INDEX_PAGE, REPORT_FOLDER, render_page
 from asp.runs import find_run
 from asp.search import NEAREST_STARTS, Budget
 from asp.stats import BOOTSTRAP, mean_ci, ratio_ci
+from data import lookup
 from data.dataset import Split, data_fingerprint, load_split, mean_vector, read_manifest
 from data.encoding import Codec
 from data.features import mel_spectrogram
@@ -194,9 +194,8 @@ def check_pair(config: dict, data_dir: str | Path, run_dir: Path) -> str:
 def nearest_any(
     train: Split, mels: np.ndarray, rows: np.ndarray | None = None, chunk: int = LOOKUP_CHUNK
 ) -> tuple[np.ndarray, np.ndarray]:
-    """For each query mel, the training sound of any synth whose mel is nearest, by the distance of
-    ``data.dataset.nearest_rows`` (Euclidean over the whole mel, ranked by the same expansion), and
-    that distance computed exactly.
+    """For each query mel, the training sound of any synth whose mel is nearest (the exact scan of
+    ``data.lookup``, the nearest baseline's distance), and that distance computed in float64.
 
     Streams the training mels ``chunk`` at a time and drops the pages read from this process's
     memory as it goes: memory stays at a block and the queries, whatever the dataset's size.
@@ -210,25 +209,10 @@ def nearest_any(
         ((batch,) int64 rows into ``train``, (batch,) float64 Euclidean distances).
     """
     queries = np.asarray(mels, dtype=np.float32).reshape(len(mels), -1)
-    q_norm = (queries**2).sum(1)
     candidates = np.arange(len(train)) if rows is None else np.sort(np.asarray(rows))
     if not len(candidates):
         raise ASPError("the training split has no sounds to look up the nearest one in")
-    best = np.full(len(queries), np.inf)
-    best_rows = np.zeros(len(queries), dtype=np.int64)
-    mapping = getattr(train.mels, "_mmap", None)
-    for start in tqdm(range(0, len(candidates), chunk), desc="lookup", unit="block", leave=False):
-        idx = candidates[start : start + chunk]
-        contiguous = idx[-1] - idx[0] + 1 == len(idx)
-        block = np.array(train.mels[idx[0] : idx[-1] + 1] if contiguous else train.mels[idx], dtype=np.float32)
-        block = block.reshape(len(idx), -1)
-        if mapping is not None:
-            mapping.madvise(mmap.MADV_DONTNEED)  # the block is a copy now: let the pages go
-        dist = q_norm[:, None] + np.einsum("ij,ij->i", block, block)[None, :] - 2.0 * queries @ block.T
-        k = np.argmin(dist, axis=1)
-        better = dist[np.arange(len(queries)), k] < best
-        best[better] = dist[np.arange(len(queries)), k][better]
-        best_rows[better] = idx[k[better]]
+    best_rows = lookup.scan(train.mels, queries, candidates, 1, chunk, progress=True)[:, 0]
     exact = [
         float(np.sqrt(np.sum((np.asarray(train.mels[r], np.float64).ravel() - q.astype(np.float64)) ** 2)))
         for r, q in zip(best_rows, queries)

@@ -34,12 +34,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import mmap
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +50,7 @@ from asp.config import TrainConfig
 from asp.errors import ASPError
 from asp.locks import folder_lock
 from asp.training.checkpoints import BACKUP
-from asp.training.stream import make_stream, stream_arrays
+from asp.training.stream import make_stream, replica_batches, stream_arrays
 from data.dataset import Split
 
 TF_CONFIG = "TF_CONFIG"
@@ -256,55 +255,6 @@ def epoch_steps(samples: int, global_batch: int, replicas: int) -> tuple[int, in
     full, rest = divmod(samples, global_batch)
     last = rest - rest % replicas
     return full + (last > 0), full * global_batch + last
-
-
-def replica_batches(
-    split: Split,
-    indices: np.ndarray,
-    keys: list[str],
-    *,
-    batch_size: int,
-    replicas: int,
-    mine: range,
-    shuffle: bool,
-    seed: int,
-    epoch: Callable[[], int] | None = None,
-) -> Callable[[], Iterator[dict]]:
-    """A generator function (one call per epoch) of the batches of the replicas ``mine``: each
-    global batch of ``batch_size`` rows, in ``make_stream``'s order (the same seeded permutation
-    per epoch), is cut into ``replicas`` equal contiguous parts, and the parts of ``mine`` are
-    yielded in turn. With one replica these are ``make_stream``'s batches.
-
-    Args:
-        epoch: the epoch the stream is in, asked at each call (default: the calls so far, as
-            ``make_stream`` counts).
-
-    Yields:
-        {key: (rows, ...) float32} per replica and global batch; the last global batch is cut to
-        a multiple of ``replicas`` rows (``epoch_steps``).
-    """
-    arrays = stream_arrays(split, keys)
-    calls = {"n": 0}
-    mapping = getattr(split.mels, "_mmap", None)
-
-    def batches():
-        order = indices
-        if shuffle:
-            order = np.random.default_rng([seed, calls["n"] if epoch is None else epoch()]).permutation(indices)
-        calls["n"] += 1
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            chunk = chunk[: len(chunk) - len(chunk) % replicas]
-            if not len(chunk):
-                break
-            parts = np.split(chunk, replicas)
-            for r in mine:
-                rows = np.sort(parts[r])
-                yield {k: np.asarray(arrays[k][rows], dtype=np.float32) for k in keys}
-                if mapping is not None:  # drop the pages just read from this process's memory
-                    mapping.madvise(mmap.MADV_DONTNEED)
-
-    return batches
 
 
 def _shapes(split: Split, keys: list[str]) -> dict[str, tuple]:

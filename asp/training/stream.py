@@ -5,8 +5,7 @@ backend; never the whole dataset in memory), and the checks that the files match
 
 from __future__ import annotations
 
-import mmap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keras
@@ -15,6 +14,7 @@ import numpy as np
 from asp.backend import tensorflow
 from asp.errors import ASPError
 from data.dataset import Split, mel_file, read_manifest
+from data.mels import read_rows
 from data_generation.spec import SynthSpec, load_spec
 from models import check_mel_shape
 
@@ -101,29 +101,61 @@ def make_stream(
             ``[seed, epoch]``, so a resumed run continues the uninterrupted run's order); default:
             the epochs this stream has served.
     """
-    arrays = stream_arrays(split, keys)
-    served = {"n": 0}
-    # the memory maps behind the arrays read (the readers of data.mels drop their own pages)
-    mappings = list({id(m): m for k in keys if (m := getattr(arrays[k], "_mmap", None)) is not None}.values())
-
-    def batches():
-        order = indices
-        if shuffle:
-            order = np.random.default_rng([seed, served["n"] if epoch is None else epoch()]).permutation(indices)
-        served["n"] += 1
-        for start in range(0, len(order), batch_size):
-            rows = np.sort(order[start : start + batch_size])
-            batch = {k: np.asarray(arrays[k][rows], dtype=np.float32) for k in keys}
-            for mapping in mappings:  # drop the pages just read from this process's memory
-                mapping.madvise(mmap.MADV_DONTNEED)
-            yield batch
-
+    batches = replica_batches(split, indices, keys, batch_size=batch_size, shuffle=shuffle, seed=seed, epoch=epoch)
     if tf is None:
         return BatchSequence(batches, int(np.ceil(len(indices) / batch_size)))
+    arrays = stream_arrays(split, keys)
     signature = {k: tf.TensorSpec((None, *arrays[k].shape[1:]), tf.float32) for k in keys}
     n_batches = int(np.ceil(len(indices) / batch_size))
     stream = tf.data.Dataset.from_generator(batches, output_signature=signature)
     return stream.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+def replica_batches(
+    split: Split,
+    indices: np.ndarray,
+    keys: list[str],
+    *,
+    batch_size: int,
+    replicas: int = 1,
+    mine: range = range(1),
+    shuffle: bool,
+    seed: int,
+    epoch: Callable[[], int] | None = None,
+) -> Callable[[], Iterator[dict]]:
+    """A generator function (one call per epoch) of the batches of the replicas ``mine``: each
+    global batch of ``batch_size`` rows, in ``make_stream``'s order (the same seeded permutation
+    per epoch), is cut into ``replicas`` equal contiguous parts, and the parts of ``mine`` are
+    yielded in turn. ``make_stream`` streams the batches of one replica; the rows of each are read
+    alone and their pages dropped, so memory does not grow with the dataset.
+
+    Args:
+        epoch: the epoch the stream is in, asked at each call (default: the calls so far, as
+            ``make_stream`` counts).
+
+    Yields:
+        {key: (rows, ...) float32} per replica and global batch; the last global batch is cut to
+        a multiple of ``replicas`` rows (``asp.training.distributed.epoch_steps``).
+    """
+    arrays = stream_arrays(split, keys)
+    calls = {"n": 0}
+
+    def batches():
+        order = indices
+        if shuffle:
+            order = np.random.default_rng([seed, calls["n"] if epoch is None else epoch()]).permutation(indices)
+        calls["n"] += 1
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            chunk = chunk[: len(chunk) - len(chunk) % replicas]
+            if not len(chunk):
+                break
+            parts = np.split(chunk, replicas)
+            for r in mine:
+                rows = np.sort(parts[r])
+                yield {k: read_rows(arrays[k], rows) for k in keys}  # only these rows stay in memory
+
+    return batches
 
 
 class BatchSequence(keras.utils.PyDataset):
