@@ -39,7 +39,7 @@ import numpy as np
 from keras import layers, ops
 
 from asp.checkpoints import WEIGHTS, read_config
-from asp.config import APPROACHES, PARAM_LOSSES
+from asp.config import APPROACHES, LEGACY, PARAM_LOSSES
 from asp.errors import ASPError
 from data.encoding import Codec
 from data_generation.spec import SynthSpec, load_spec, spec_from_json
@@ -625,13 +625,14 @@ def build_model(config: dict) -> SynthVAE:
         approach=config["approach"],
         layouts=[Layout.from_spec(s) for s in specs],
         latent_size=config["latent_size"],
-        encoder=config.get("encoder", "paper"),
-        spec_decoder=config.get("spec_decoder", "paper"),
+        # a run made before a setting existed was trained with its LEGACY value (beta: the paper's 1)
+        encoder=config.get("encoder", LEGACY["encoder"]),
+        spec_decoder=config.get("spec_decoder", LEGACY["spec_decoder"]),
         param_loss=config["param_loss"],
         kl_warmup_steps=config.get("kl_warmup_steps", 0),
-        beta=config.get("beta", 1.0),  # runs made before beta was an option used the paper's 1
-        free_bits=config.get("free_bits", 0.0),
-        param_weight=config.get("param_weight", 1.0),  # runs made before the option weighed 1
+        beta=config.get("beta", LEGACY["beta"]),
+        free_bits=config.get("free_bits", LEGACY["free_bits"]),
+        param_weight=config.get("param_weight", LEGACY["param_weight"]),
         note_input=config.get("note_input", False),  # runs made before the option had no note input
         seed=config.get("seed", 0),
     )

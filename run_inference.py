@@ -28,6 +28,7 @@ import time
 
 import asp
 from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
+from asp.config import DATA_DIR, MODEL_DIR
 from asp.errors import ASPError
 from asp.parallel import cap_workers
 from asp.search import INPUT_REFINE_SECONDS, NEAREST_STARTS, Budget
@@ -36,8 +37,8 @@ from data_generation.lv2 import install_lines
 
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("-md", "--model-dir", default="saved_models", help="trained runs (default saved_models)")
-    p.add_argument("-dd", "--data-dir", default="npy_data", help="dataset whose test split is used (default npy_data)")
+    p.add_argument("-md", "--model-dir", default=MODEL_DIR, help=f"trained runs (default {MODEL_DIR})")
+    p.add_argument("-dd", "--data-dir", default=DATA_DIR, help=f"dataset whose test split is used (default {DATA_DIR})")
     p.add_argument(
         "-m",
         "--model",

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from asp.builder import Settings, Summary, parse_notes, parse_sources
 from asp.builder import generate as build_dataset
 from asp.checkpoints import CONFIG, read_config
+from asp.config import DATA_DIR, MODEL_DIR
 from asp.errors import ASPError
 from asp.files import path_problem
 from asp.report import check_index, write_index
@@ -50,10 +51,10 @@ SOUND_FILES = (".wav", ".flac", ".ogg", ".aiff")
 def load_model(
     model: str | Path = "multi",
     *,
-    model_dir: str | Path = "saved_models",
+    model_dir: str | Path = MODEL_DIR,
     latent_size: int | None = None,
     encoder: str | None = None,
-    data_dir: str | Path | None = "npy_data",
+    data_dir: str | Path | None = DATA_DIR,
     plugin_paths: dict[str, str] | None = None,
 ) -> Matcher:
     """A trained model, built from its run folder's config.json and loaded, with a renderer.
@@ -98,10 +99,10 @@ def match(
     source: str | Path | int | None = None,
     *,
     model: str | Path | Matcher = "multi",
-    model_dir: str | Path = "saved_models",
+    model_dir: str | Path = MODEL_DIR,
     latent_size: int | None = None,
     encoder: str | None = None,
-    data_dir: str | Path = "npy_data",
+    data_dir: str | Path = DATA_DIR,
     out: str | Path | None = None,
     note: int | None = None,
     all_outputs: bool = False,
@@ -303,7 +304,7 @@ def generate(
     synths: Sequence[str],
     n: int,
     *,
-    out: str | Path = "npy_data",
+    out: str | Path = DATA_DIR,
     presets: list[str] | None = None,
     notes: str = "60",
     seed: int = 0,

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field
 from asp.cli import nonnegative_float, nonnegative_int, positive_float, positive_int
 from asp.errors import ASPError
 
+DATA_DIR = "npy_data"  # the default dataset folder (the npy_data layout: data/dataset.py)
+MODEL_DIR = "saved_models"  # the default folder of trained runs (and of the shipped model)
 APPROACHES = ("multi", "single", "synth")
 PARAM_LOSSES = ("mse", "mixed")
 DISTRIBUTE = ("none", "mirrored", "multi-worker")  # asp/training/distributed.py
 DEFAULT_ENCODER = "paper"  # measured best at the demo's scale (docs/training.md); "resnet" is the other
-BUILTIN_ENCODERS = ("paper", "resnet")  # models.ENCODERS has these and any registered later
-BUILTIN_SPEC_DECODERS = ("paper", "none")
 # The loss defaults, chosen on held-out sounds (docs/training.md, "The loss"); the paper's are PAPER_LOSS.
 PAPER_LOSS = {"beta": 1.0, "free_bits": 0.0, "kl_warmup_epochs": 100, "param_weight": 1.0}
 PARAM_WEIGHT = 1.0  # the parameter loss against the spectrogram loss, the paper's (docs/training.md: 10 measured)
@@ -112,20 +112,20 @@ class TrainConfig:
         help="train multi/single on these synths of the dataset only",
     )
     data_dir: str = setting(
-        "npy_data",
+        DATA_DIR,
         flag="--data-dir",
         short="-d",
         check=text,
         what="a folder path",
-        help="npy_data folder (default npy_data)",
+        help=f"npy_data folder (default {DATA_DIR})",
         learns=False,  # (its fingerprint does: see record)
     )
     model_dir: str = setting(
-        "saved_models",
+        MODEL_DIR,
         flag="--model-dir",
         check=text,
         what="a folder path",
-        help="where runs are saved (default saved_models)",
+        help=f"where runs are saved (default {MODEL_DIR})",
         learns=False,
     )
     latent_size: int = setting(

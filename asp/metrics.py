@@ -178,7 +178,6 @@ AUDIO_METRICS = (
     "mfcc_distance",
     "rms_envelope_similarity",
 )
-HIGHER_IS_BETTER = {"rms_envelope_similarity", "cat_accuracy"}
 
 
 def audio_metrics(target: Audio, predicted: Audio, sample_rate: int = 44100) -> dict[str, np.ndarray]:

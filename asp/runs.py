@@ -12,11 +12,11 @@ import json
 import re
 from pathlib import Path
 
-from asp.config import DEFAULT_ENCODER, OPERATIONAL, TrainConfig
+from asp.config import DEFAULT_ENCODER, MODEL_DIR, OPERATIONAL, TrainConfig
 from asp.errors import ASPError
 
 # the model the project ships (``make pretrained`` makes it): used when no run of one's own is found
-SHIPPED = Path(__file__).resolve().parent.parent / "saved_models" / "pretrained"
+SHIPPED = Path(__file__).resolve().parent.parent / MODEL_DIR / "pretrained"
 
 
 def shipped_model(model: str, latent_size: int | None = None, encoder: str | None = None) -> Path | None:

@@ -20,7 +20,6 @@ HOP = 512
 N_MELS = 128
 HPSS_MARGIN = 3.0
 HPSS_KERNEL = 31  # librosa's default kernel_size
-HPSS_BINS = (20, 40, 60, 80, 100)
 
 
 @lru_cache(maxsize=4)

@@ -25,6 +25,7 @@ import asp
 from asp import cluster
 from asp.builder import SHARDED_ABOVE
 from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from asp.config import DATA_DIR
 from asp.parallel import cap_workers
 from data.dataset import SPLITS
 
@@ -49,7 +50,7 @@ def main() -> int:
         "pitch variety without multiplying the renders",
     )
     parser.add_argument("--seed", type=nonnegative_int, default=0)
-    parser.add_argument("--out", default="npy_data", help="output folder (default npy_data)")
+    parser.add_argument("--out", default=DATA_DIR, help=f"output folder (default {DATA_DIR})")
     parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--no-hpss", action="store_true", help="skip the HPSS label (hpss files hold 0)")
     parser.add_argument(

@@ -29,6 +29,7 @@ import argparse
 
 from asp import cluster
 from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from asp.config import DATA_DIR
 from asp.errors import ASPError
 from asp.evaluation.run import run_evaluation
 from asp.evaluation.summary import BASELINES
@@ -40,7 +41,7 @@ from asp.search import NEAREST_STARTS, Budget
 def parser() -> argparse.ArgumentParser:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", nargs="?", help="a trained run folder (omit with --baselines-only)")
-    p.add_argument("-d", "--data-dir", default="npy_data")
+    p.add_argument("-d", "--data-dir", default=DATA_DIR)
     p.add_argument("--out", required=True)
     p.add_argument("--split", default="test", choices=("train", "valid", "test"))
     p.add_argument(

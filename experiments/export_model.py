@@ -24,13 +24,14 @@ from pathlib import Path
 
 from asp.checkpoints import read_config
 from asp.cli import ArgumentParser, run_cli
+from asp.config import DATA_DIR
 from asp.training.export import DTYPES, export
 
 
 def main() -> int:
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", help="a trained run folder")
-    p.add_argument("-d", "--data-dir", default="npy_data", help="the dataset it was trained on (for the index)")
+    p.add_argument("-d", "--data-dir", default=DATA_DIR, help="the dataset it was trained on (for the index)")
     p.add_argument("--out", required=True, help="a new folder")
     p.add_argument("--dtype", default="float16", choices=DTYPES)
     p.add_argument("--command", default="", help="the command that made the run, recorded in config.json")

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from asp import metrics
 from asp.checkpoints import CONFIG
+from asp.config import MODEL_DIR
 from asp.errors import ASPError
 from asp.evaluation.results import describe, finite_values, write_csv
 from asp.files import atomic_write, path_problem, write_json, write_sound
@@ -145,7 +146,7 @@ def choose_sounds(sounds: list[RealSound], limit: int | None, seed: int) -> list
 # -- the model and its data --------------------------------------------------------------------
 
 
-def model_folder(model: str | Path, model_dir: str | Path = "saved_models") -> Path:
+def model_folder(model: str | Path, model_dir: str | Path = MODEL_DIR) -> Path:
     """``model`` as a run folder: itself when it holds a config.json, else the run of that name in
     ``model_dir`` (``asp.runs.find_run``)."""
     if Path(model).is_dir() and (Path(model) / CONFIG).is_file():

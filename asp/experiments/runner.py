@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from asp.checkpoints import read_config
-from asp.config import APPROACHES, EXPERIMENT_KEYS, PARAM_LOSSES, from_settings
+from asp.config import APPROACHES, EXPERIMENT_KEYS, MODEL_DIR, PARAM_LOSSES, from_settings
 from asp.errors import ASPError
 from asp.evaluation.plots import plot
 from asp.evaluation.results import cores, held_out_split, read_csv
@@ -94,7 +94,7 @@ def _run_real_sounds(config: dict, settings: dict, profile: str, *, results: Pat
     are checked before anything is written (and the notes estimated before TensorFlow loads)."""
     from asp.evaluation.real import check_pair, choose_sounds, evaluate_real_sounds, model_folder, read_real_sounds
 
-    run_dir = model_folder(settings["model"], settings.get("model_dir", "saved_models"))
+    run_dir = model_folder(settings["model"], settings.get("model_dir", MODEL_DIR))
     model_config = read_config(run_dir)
     seconds = model_config["synths"][0]["render"]["duration"]
     sounds = read_real_sounds(settings["real_sounds"], seconds)
@@ -219,7 +219,7 @@ def _run(
         own_baselines = tuple(row.get("baselines", ()))
         rows_csv = []
         for synth, cfg in train_runs(settings, row, synths):
-            cfg.model_dir = str(model_dir_for(cfg, fingerprint, settings.get("model_dir", "saved_models")))
+            cfg.model_dir = str(model_dir_for(cfg, fingerprint, settings.get("model_dir", MODEL_DIR)))
             train(cfg)
             part = out / slug(label) / (synth or "all")
             stamp = {"model": read_config(Path(cfg.model_dir) / run_name(cfg)), **evaluated}
