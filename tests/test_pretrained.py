@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ import soundfile as sf
 
 from asp.builder import Settings, make_plan
 from asp.errors import ASPError
+from asp.runs import SHIPPED
 from data.dataset import load_split, nearest_rows, training_rows
 
 
@@ -71,6 +73,8 @@ def test_exported_model_predicts_as_the_run(tiny_data, tiny_models, tmp_path, dt
     model, config = load_model(run)
     shipped, shipped_config = load_model(out)
     assert shipped_config["export"]["dtype"] == dtype and shipped_config["export"]["command"] == "test"
+    # no path of the machine it was exported on (the data is its fingerprint)
+    assert "data_dir" not in shipped_config and str(tiny_data) not in (out / "config.json").read_text()
     test = load_split(tiny_data, "test")
     mels = np.asarray(test.mels[:4])
     a, b = model.predict_vectors(mels), shipped.predict_vectors(mels)
@@ -86,6 +90,18 @@ def test_exported_model_predicts_as_the_run(tiny_data, tiny_models, tmp_path, dt
             assert np.array_equal(index[f"note_{synth}"], train.note[mine])
             z, _ = model.encoder(np.asarray(train.mels[mine[:2]]), training=False)
             assert np.allclose(index[f"z_{synth}"][:2], np.asarray(z), atol=0.01 * (1 + np.abs(np.asarray(z)).max()))
+
+
+def test_shipped_config_records_no_absolute_path():
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    found = strings(json.loads((SHIPPED / "config.json").read_text()))
+    assert found and not [s for s in found if Path(s).is_absolute() or s.startswith("~")]
 
 
 def test_export_refuses_an_existing_folder_and_a_damaged_file(tiny_data, tiny_models, tmp_path):

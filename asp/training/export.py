@@ -65,6 +65,7 @@ def export(run_dir: str | Path, data_dir: str | Path, out: str | Path, *, dtype:
         k: (v.astype(dtype) if v.dtype == np.float32 else v) for k, v in latent_index(model, data_dir, config).items()
     }
     config = dict(config)
+    config.pop("data_dir", None)  # the training machine's folder: the data is data_fingerprint
     config["export"] = {
         "dtype": dtype,
         "data_fingerprint": config.get("data_fingerprint"),
