@@ -95,6 +95,17 @@ class Matches:
     sounds: int = 1  # the sound files of a folder (1 for a file or a test sample)
 
 
+def _check_refine_synths(config: dict, refine_synths: int | list[str]) -> None:
+    """Refuses refine synths (a list of names) that the model does not predict."""
+    predicted = [s["name"] for s in config["synths"]]
+    unknown = [s for s in refine_synths if s not in predicted] if isinstance(refine_synths, list) else []
+    if unknown:
+        raise ASPError(
+            f"cannot refine {', '.join(unknown)}: the model predicts {', '.join(predicted)}; "
+            "pick --refine-synths among them"
+        )
+
+
 def match(
     source: str | Path | int | None = None,
     *,
@@ -145,13 +156,7 @@ def match(
     matcher = model if not isinstance(model, (str, Path)) else None
     run_dir = None if matcher is not None else run_folder(model, model_dir, latent_size, encoder)
     config = matcher.config if matcher is not None else read_config(run_dir)
-    predicted = [s["name"] for s in config["synths"]]
-    unknown = [s for s in refine_synths if s not in predicted] if refine and isinstance(refine_synths, list) else []
-    if unknown:  # before the model loads (seconds)
-        raise ASPError(
-            f"cannot refine {', '.join(unknown)}: the model predicts {', '.join(predicted)}; "
-            "pick --refine-synths among them"
-        )
+    _check_refine_synths(config, refine_synths if refine else [])  # before the model loads (seconds)
     is_sound = source is not None and not isinstance(source, int)
     if is_sound:  # read the sounds and estimate their notes before TensorFlow is loaded
         files, notes, found = _read_sounds(Path(source), out, config["synths"][0]["render"]["duration"], note)
@@ -166,14 +171,8 @@ def match(
         matcher = Matcher(run_dir, latent_size=latent_size, plugin_paths=plugin_paths, data_dir=data_dir)
         if on_load is not None:
             on_load(matcher, run_dir)
-    settings = {
-        "refine": refine,
-        "refine_synths": refine_synths,
-        "refine_starts": refine_starts,
-        "workers": workers or os.cpu_count() or 1,
-        "seed": seed or 0,
-        "plot": plot,
-    }
+    settings = dict(refine=refine, refine_synths=refine_synths, refine_starts=refine_starts, plot=plot)
+    settings.update(workers=workers or os.cpu_count() or 1, seed=seed or 0)
     try:
         if is_sound:
             return _match_sounds(matcher, Path(source), files, notes, out, found, settings, on_match)

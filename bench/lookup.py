@@ -21,7 +21,8 @@ import numpy as np
 
 import asp
 from data import lookup
-from data.dataset import load_split, nearest_rows
+from data.dataset import load_split
+from data.lookup import nearest_rows
 
 ONE_BY_ONE = 20  # queries timed one at a time through the exact scan
 

@@ -27,9 +27,10 @@ from asp.errors import ASPError
 from asp.metrics import log_spectral_distance
 from asp.parallel import WorkerPool, cap_workers
 from asp.search import NEAREST_STARTS, Budget, Searcher
-from data.dataset import load_split, nearest_rows
+from data.dataset import load_split
 from data.encoding import Codec
 from data.features import mel_spectrogram
+from data.lookup import nearest_rows
 from data_generation.presets import random_presets
 from data_generation.render import Renderer
 from data_generation.spec import load_spec

@@ -308,16 +308,7 @@ def load_split(data_dir: str | Path, split: str) -> Split:
     synths = dataset_synths(data_dir, split)
     if not synths:
         raise ASPError(f"{data_dir} has no {split}_<synth>_params.npy files")
-    if layout == "assembled":
-        mels = _load(mel_path)
-        if mels.ndim != 3:
-            raise ASPError(f"{mel_path} has shape {mels.shape}; expected (N, 128, 431)")
-        if mels.dtype != np.float32:
-            if mels.dtype != np.float16:
-                raise ASPError(f"{mel_path} holds {mels.dtype} values; expected float32 or float16 mels")
-            mels = MappedMels(mels)
-    else:
-        mels = _shard_mels(data_dir, split, manifest, mel_dtype)
+    mels = _open_mels(mel_path) if layout == "assembled" else _shard_mels(data_dir, split, manifest, mel_dtype)
     n = mels.shape[0]
 
     def need(file: str) -> np.ndarray:
@@ -362,6 +353,19 @@ def load_split(data_dir: str | Path, split: str) -> Split:
         synths=synths,
         lookup_index=lookup.LookupIndex.find(data_dir, split, n),
     )
+
+
+def _open_mels(mel_path: Path) -> np.ndarray | MappedMels:
+    """An assembled split's ``{split}_mels.npy``: the memory map itself (float32) or read as float32
+    rows (float16)."""
+    mels = _load(mel_path)
+    if mels.ndim != 3:
+        raise ASPError(f"{mel_path} has shape {mels.shape}; expected (N, 128, 431)")
+    if mels.dtype != np.float32:
+        if mels.dtype != np.float16:
+            raise ASPError(f"{mel_path} holds {mels.dtype} values; expected float32 or float16 mels")
+        mels = MappedMels(mels)
+    return mels
 
 
 def _shard_mels(data_dir: Path, split: str, manifest: dict, mel_dtype: str) -> ShardMels:
@@ -439,41 +443,3 @@ def training_rows(split: Split, synths: list[str], limit: int | None, seed: int)
     if limit is not None and len(idx) > limit:
         idx = np.sort(np.random.default_rng(seed).permutation(idx)[:limit])
     return idx
-
-
-def nearest_rows(
-    train: Split,
-    mels: np.ndarray,
-    synth: str,
-    k: int = 1,
-    chunk: int = 256,
-    *,
-    within: np.ndarray | None = None,
-    index: bool = True,
-) -> np.ndarray:
-    """The training rows of ``synth`` whose mels are closest (Euclidean) to each query mel.
-
-    Over more than ``data.lookup.EXACT_MAX`` candidates of a split with a lookup index, the
-    index shortlists ``data.lookup.RERANK`` rows per query, re-ranked by the exact distance;
-    otherwise every candidate's mel is read (in chunks) and compared.
-
-    Args:
-        train: the split searched (its mels are read in chunks).
-        mels: (batch, 128, 431) query mels.
-        synth: only rows of this synth are candidates.
-        k: how many rows per query, closest first.
-        within: only these rows are candidates (default: all; e.g. the rows a run trained on).
-        index: False: the exact scan, whatever the size (``bench/lookup.py`` compares the two).
-
-    Returns:
-        (batch, min(k, candidates)) int64 row indices into ``train``.
-
-    Raises:
-        ASPError: the split has no sample of ``synth``.
-    """
-    candidates = np.flatnonzero(train.synth == synth)
-    if within is not None:
-        candidates = np.intersect1d(candidates, within)
-    if len(candidates) == 0:
-        raise ASPError(f"the training split has no {synth} samples to look up the nearest sounds in")
-    return lookup.nearest(train, mels, candidates, k, chunk=chunk, index=index)

@@ -3,7 +3,7 @@ training splits.
 
 The distance between two mels is the Euclidean distance of their flattened float32 values
 (``squared_distances``); ``nearest`` ranks a split's training sounds by it, for the nearest
-baseline and the search's starts (``data.dataset.nearest_rows``: one synth's sounds) and for the
+baseline and the search's starts (``data.lookup.nearest_rows``: one synth's sounds) and for the
 real-sound experiment (``asp.evaluation.real.nearest_any``: any synth's). The exact scan reads the
 candidates' mels a block at a time, dropping the pages read (``data.mels.read_rows``). Over a large
 split that scan reads every candidate mel (220 KB each) per lookup; the index avoids that:
@@ -21,11 +21,16 @@ The projection is orthonormal, so a coordinate distance never exceeds the exact 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
+from asp.errors import ASPError
 from data.mels import read_rows
+
+if TYPE_CHECKING:
+    from data.dataset import Split
 
 DIMS = 64  # PCA components of the index
 FIT_SAMPLES = 1024  # training mels the basis is fitted on (seeded choice)
@@ -174,3 +179,41 @@ def scan(
         best = np.take_along_axis(merged, keep, axis=1)
         best_rows = np.take_along_axis(merged_rows, keep, axis=1)
     return best_rows
+
+
+def nearest_rows(
+    train: Split,
+    mels: np.ndarray,
+    synth: str,
+    k: int = 1,
+    chunk: int = 256,
+    *,
+    within: np.ndarray | None = None,
+    index: bool = True,
+) -> np.ndarray:
+    """The training rows of ``synth`` whose mels are closest (Euclidean) to each query mel.
+
+    Over more than ``EXACT_MAX`` candidates of a split with a lookup index, the
+    index shortlists ``RERANK`` rows per query, re-ranked by the exact distance;
+    otherwise every candidate's mel is read (in chunks) and compared.
+
+    Args:
+        train: the split searched (its mels are read in chunks).
+        mels: (batch, 128, 431) query mels.
+        synth: only rows of this synth are candidates.
+        k: how many rows per query, closest first.
+        within: only these rows are candidates (default: all; e.g. the rows a run trained on).
+        index: False: the exact scan, whatever the size (``bench/lookup.py`` compares the two).
+
+    Returns:
+        (batch, min(k, candidates)) int64 row indices into ``train``.
+
+    Raises:
+        ASPError: the split has no sample of ``synth``.
+    """
+    candidates = np.flatnonzero(train.synth == synth)
+    if within is not None:
+        candidates = np.intersect1d(candidates, within)
+    if len(candidates) == 0:
+        raise ASPError(f"the training split has no {synth} samples to look up the nearest sounds in")
+    return nearest(train, mels, candidates, k, chunk=chunk, index=index)

@@ -30,7 +30,8 @@ from asp.parallel import cap_workers
 from data.dataset import SPLITS
 
 
-def main() -> int:
+def arguments() -> ArgumentParser:
+    """The command line (``main`` runs it)."""
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synths", nargs="+", required=True, help="synth names or spec paths")
     parser.add_argument(
@@ -82,7 +83,11 @@ def main() -> int:
         help="how the mels are stored: float16 takes half the disk (read back as float32)",
     )
     cluster.add_ray_argument(parser)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> int:
+    args = arguments().parse_args()
     with cluster.session_from_args(args, shared=args.out):
         summary = asp.generate(
             args.synths,

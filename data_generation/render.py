@@ -102,6 +102,18 @@ def _as_spec(spec: SynthSpec | str) -> SynthSpec:
 FAST_FAUST_FLAGS = ["-vec"]  # Faust compiler flags of non-exact renders (see the module docstring)
 
 
+def _preset_values(spec: SynthSpec, preset: np.ndarray | dict | None) -> np.ndarray:
+    """A preset given to ``Renderer.render`` as (n_params,) normalized values (None: the defaults)."""
+    if preset is None:
+        return spec.defaults
+    if isinstance(preset, dict):
+        return spec.preset_from_dict(preset)
+    values = np.asarray(preset, dtype=np.float64)
+    if values.shape != (spec.n_params,):
+        raise ASPError(f"a preset of {spec.name!r} must have {spec.n_params} values, got shape {values.shape}")
+    return values
+
+
 class Renderer:
     """Renders presets of any spec; holds the process's DawDreamer engines (one per synth).
 
@@ -220,14 +232,7 @@ class Renderer:
             (duration * sample_rate,) float32 mono audio (the mean of the output channels).
         """
         spec = _as_spec(spec)
-        if preset is None:
-            values = spec.defaults
-        elif isinstance(preset, dict):
-            values = spec.preset_from_dict(preset)
-        else:
-            values = np.asarray(preset, dtype=np.float64)
-            if values.shape != (spec.n_params,):
-                raise ASPError(f"a preset of {spec.name!r} must have {spec.n_params} values, got shape {values.shape}")
+        values = _preset_values(spec, preset)
         r = spec.render
         note = r.note if note is None else int(note)
         velocity = r.velocity if velocity is None else int(velocity)

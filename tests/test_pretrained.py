@@ -13,7 +13,8 @@ import soundfile as sf
 from asp.builder import Settings, make_plan
 from asp.errors import ASPError
 from asp.runs import SHIPPED
-from data.dataset import load_split, nearest_rows, training_rows
+from data.dataset import load_split, training_rows
+from data.lookup import nearest_rows
 
 
 def _settings(**kw):

@@ -18,9 +18,10 @@ from asp import metrics
 from asp.errors import ASPError
 from asp.evaluation import real
 from asp.stats import ratio_ci
-from data.dataset import load_split, nearest_rows
+from data.dataset import load_split
 from data.encoding import Codec
 from data.features import mel_spectrogram
+from data.lookup import nearest_rows
 from data.sound import SAMPLE_RATE, align_onset
 from data_generation.params import RenderSettings
 from data_generation.render import Renderer
@@ -71,7 +72,7 @@ def test_lookup_finds_a_rendered_training_sound_at_distance_zero(tiny_data):
 
 
 def test_lookup_is_the_nearest_of_every_synths_nearest(tiny_data):
-    """The same distance as the nearest baseline's (data.dataset.nearest_rows), over all synths."""
+    """The same distance as the nearest baseline's (data.lookup.nearest_rows), over all synths."""
     train = load_split(tiny_data, "train")
     rng = np.random.default_rng(0)
     queries = np.clip(np.asarray(train.mels[[0, 5, 9]]) + rng.normal(0, 0.2, (3, 128, 431)), 0, 1)

@@ -9,8 +9,9 @@ from conftest import synth_preset
 
 from asp.errors import ASPError
 from asp.search import Budget, Searcher, SearchObjective, SearchSpace, modulation_rates
-from data.dataset import Split, nearest_rows
+from data.dataset import Split
 from data.encoding import Codec
+from data.lookup import nearest_rows
 from data_generation.render import Renderer
 from data_generation.spec import load_spec
 

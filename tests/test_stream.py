@@ -15,7 +15,8 @@ import pytest
 from asp.builder import Settings, generate, repeat_dataset
 from asp.errors import ASPError
 from data import lookup
-from data.dataset import SPLITS, Split, data_fingerprint, load_split, nearest_rows, read_manifest
+from data.dataset import SPLITS, Split, data_fingerprint, load_split, read_manifest
+from data.lookup import nearest_rows
 from data.mels import MappedMels, ShardMels, npz_member, shard_file
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -31,8 +31,9 @@ from asp.report import PRESETS, write_presets
 from asp.search import NEAREST_STARTS, Budget, Searcher
 from asp.search.fanout import search_sound
 from asp.search.fanout import warm_up as search_warm_up
-from data.dataset import Split, load_split, mean_vector, nearest_rows, read_manifest, training_rows
+from data.dataset import Split, load_split, mean_vector, read_manifest, training_rows
 from data.encoding import Codec
+from data.lookup import nearest_rows
 from data_generation.presets import random_presets
 from data_generation.render import Renderer
 from data_generation.spec import SynthSpec, load_spec
@@ -43,7 +44,7 @@ def nearest_train_presets(
     test: Split, train: Split, rows: np.ndarray, synth: str, within: np.ndarray | None = None
 ) -> np.ndarray:
     """For each test row, the encoded preset of the training sample of ``synth`` (among the rows
-    ``within``, default all) with the closest mel (``data.dataset.nearest_rows``): (len(rows),
+    ``within``, default all) with the closest mel (``data.lookup.nearest_rows``): (len(rows),
     encoded size)."""
     nearest = nearest_rows(train, np.asarray(test.mels[rows]), synth, k=1, within=within)[:, 0]
     return np.asarray(train.params[synth][nearest], dtype=np.float32)

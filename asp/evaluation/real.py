@@ -9,7 +9,7 @@ Per sound, at its MIDI note (the folder's ``sounds.csv``; pyin's estimate for a 
   ``run_inference.py --input`` refines (from the network's preset and the ``NEAREST_STARTS``
   nearest training presets; a budget per synth), here for every synth, not only the two closest;
 - ``lookup``: the training sound of any synth nearest the real sound's mel by the distance the
-  nearest-neighbour baseline uses (``data.dataset.nearest_rows``: Euclidean over the whole mel),
+  nearest-neighbour baseline uses (``data.lookup.nearest_rows``: Euclidean over the whole mel),
   its preset re-rendered at the real sound's note;
 - ``mean``: each synth's training-mean preset (``data.dataset.mean_vector``) at the note.
 
@@ -44,13 +44,12 @@ from asp import metrics
 from asp.checkpoints import CONFIG
 from asp.config import MODEL_DIR
 from asp.errors import ASPError
-from asp.evaluation.results import describe, finite_values, write_csv
+from asp.evaluation.real_tables import SOUNDS, listening_page, summary
+from asp.evaluation.results import write_csv
 from asp.files import atomic_write, path_problem, write_json, write_sound
-from asp.report import Document, Section, Table, Text, choose_samples, save_mel_png, write_index
-from asp.report.pages import INDEX_PAGE, REPORT_FOLDER, render_page
+from asp.report import save_mel_png, write_index
 from asp.runs import find_run
 from asp.search import NEAREST_STARTS, Budget
-from asp.stats import BOOTSTRAP, mean_ci, ratio_ci
 from data import lookup
 from data.dataset import Split, data_fingerprint, load_split, mean_vector, read_manifest
 from data.encoding import Codec
@@ -60,19 +59,6 @@ from data.sound import SAMPLE_RATE, estimate_note, load_audio
 SOUND_FILES = (".wav", ".flac", ".ogg", ".aiff")
 LIST = "sounds.csv"  # data_generation/real_sounds.py's list: file, source, note, ...
 SCORES = "scores.json"  # per sound folder: its rows and the stamp they were scored under
-SOUNDS = "sounds"  # <out>/sounds/<name>/: run_inference's output folder for the sound
-METRICS = (  # (samples.csv column, heading)
-    ("lsd", "LSD"),
-    ("multi_scale_log_mel_distance", "multi-scale log-mel"),
-    ("mfcc_distance", "MFCC"),
-)
-METHODS = {  # method -> its row in the tables
-    "one-shot": "network one-shot (best synth)",
-    "searched": "network + search (best synth)",
-    "lookup": "lookup: nearest training sound (any synth)",
-    "mean": "training-mean preset (best synth)",
-}
-REFERENCE = "lookup"  # the ratios' denominator
 LOOKUP_CHUNK = 512  # training mels per block of the lookup (512 x 220 KB: 113 MB)
 
 
@@ -279,7 +265,6 @@ def evaluate_real_sounds(
     """
     from asp.evaluation.evaluate import trained_rows  # TensorFlow (the network)
     from asp.inference import Matcher
-    from asp.training.export import INDEX
 
     out = Path(out)
     run_dir = Path(run_dir)
@@ -287,29 +272,9 @@ def evaluate_real_sounds(
     specs = matcher.specs
     train = load_split(data_dir, "train")
     within = trained_rows(matcher.config, train, data_dir)
-    fingerprint = data_fingerprint(data_dir)
-    # what each part of a sound's scores depends on: its match (the model, and the data only where
-    # the search's nearest starts come from it: a model without its own index), and the baselines
-    match_stamp = {
-        "model": hashlib.sha256((run_dir / CONFIG).read_bytes()).hexdigest()[:16],
-        "starts_from": "index" if (run_dir / INDEX).is_file() else fingerprint,
-        "refine": {"renders": refine.renders, "seconds": refine.seconds},
-        "refine_starts": refine_starts,
-        "seed": seed,
-    }
-    base_stamp = {"data": fingerprint, "rows": None if within is None else len(within)}
+    stamps, base_stamp = _stamps(sounds, run_dir, data_fingerprint(data_dir), within, refine, refine_starts, seed)
     targets = [matcher.wav_target(s.file, s.note, name=s.name) for s in sounds]
-    saved: dict[str, list[dict]] = {}  # sound -> rows still valid
-    whole: set[str] = set()  # sounds whose rows are all valid
-    for s in sounds:
-        scores = _read_scores(out / SOUNDS / s.name / SCORES)
-        stamp = {**match_stamp, "sound": _file_hash(s.file), "note": s.note}
-        if scores is None or scores.get("match") != stamp or not (out / SOUNDS / s.name / "match.json").is_file():
-            continue
-        saved[s.name] = [r for r in scores["rows"] if r["method"] in ("one-shot", "searched")]
-        if scores.get("baselines") == base_stamp:
-            saved[s.name] = scores["rows"]
-            whole.add(s.name)
+    saved, whole = _saved_rows(out, sounds, stamps, base_stamp)
     todo = [k for k, s in enumerate(sounds) if s.name not in whole]  # lookup and mean still to score
     found_rows, found_distance = (np.zeros(0, np.int64), np.zeros(0))
     if todo:
@@ -317,6 +282,7 @@ def evaluate_real_sounds(
     means = {}
     for name, spec in specs.items():
         means[name] = Codec(spec).decode(mean_vector(train, name, within).astype(np.float32)[None])[0]
+    search = {"refine": refine, "refine_synths": list(specs), "refine_starts": refine_starts, "workers": workers}
     rows: list[dict] = []
     bar = tqdm(total=len(sounds), desc="real sounds", unit="sound", disable=not progress)
     try:
@@ -329,31 +295,62 @@ def evaluate_real_sounds(
             mine = saved.get(sound.name)
             if mine is None:  # match it
                 folder.parent.mkdir(parents=True, exist_ok=True)
-                matcher.match(
-                    target,
-                    folder,
-                    all_outputs=True,
-                    refine=refine,
-                    refine_synths=list(specs),
-                    refine_starts=refine_starts,
-                    workers=workers,
-                    seed=seed,
-                    progress=False,
-                )
+                matcher.match(target, folder, all_outputs=True, **search, seed=seed, progress=False)
                 mine = _score_match(sound, target, folder, specs)
             j = todo.index(k)
             mine = mine + _score_baselines(
                 matcher, sound, target, folder, specs, means, train, found_rows[j], found_distance[j]
             )
             mark_best(mine)
-            stamp = {**match_stamp, "sound": _file_hash(sound.file), "note": sound.note}
-            write_json(folder / SCORES, {"match": stamp, "baselines": base_stamp, "rows": mine})
+            write_json(folder / SCORES, {"match": stamps[sound.name], "baselines": base_stamp, "rows": mine})
             rows += mine
             bar.update(1)
             bar.set_postfix({r["method"]: f"{r['lsd']:.2f}" for r in mine if r["best"]})
     finally:
         bar.close()
         matcher.close()
+    _write_tables(out, sounds, rows, title=title, about=about, seed=seed, report_samples=report_samples)
+    return rows
+
+
+def _stamps(sounds, run_dir: Path, fingerprint: str, within, refine: Budget, refine_starts: int, seed: int):
+    """What each part of a sound's scores depends on: ({sound: its match's stamp}, the baselines'
+    stamp). A match depends on the model, the data only where the search's nearest starts come
+    from it (a model without its own index), the budget, the seed, the sound file and its note."""
+    from asp.training.export import INDEX
+
+    match = {
+        "model": hashlib.sha256((run_dir / CONFIG).read_bytes()).hexdigest()[:16],
+        "starts_from": "index" if (run_dir / INDEX).is_file() else fingerprint,
+        "refine": {"renders": refine.renders, "seconds": refine.seconds},
+        "refine_starts": refine_starts,
+        "seed": seed,
+    }
+    stamps = {s.name: {**match, "sound": _file_hash(s.file), "note": s.note} for s in sounds}  # each file hashed once
+    return stamps, {"data": fingerprint, "rows": None if within is None else len(within)}
+
+
+def _saved_rows(out: Path, sounds: list[RealSound], stamps: dict, base_stamp: dict) -> tuple[dict, set[str]]:
+    """The resume cache: ({sound: its rows still valid}, the sounds whose rows all are)."""
+    saved: dict[str, list[dict]] = {}
+    whole: set[str] = set()
+    for s in sounds:
+        scores = _read_scores(out / SOUNDS / s.name / SCORES)
+        if (
+            scores is None
+            or scores.get("match") != stamps[s.name]
+            or not (out / SOUNDS / s.name / "match.json").is_file()
+        ):
+            continue
+        saved[s.name] = [r for r in scores["rows"] if r["method"] in ("one-shot", "searched")]
+        if scores.get("baselines") == base_stamp:
+            saved[s.name] = scores["rows"]
+            whole.add(s.name)
+    return saved, whole
+
+
+def _write_tables(out: Path, sounds: list[RealSound], rows: list[dict], *, title, about, seed, report_samples) -> None:
+    """samples.csv, table.md, table.csv, sounds/index.html and report/index.html."""
     write_csv(out / "samples.csv", rows)
     doc, table_rows = summary(rows, title=title, about=about, seed=seed)
     with atomic_write(out / "table.md") as f:
@@ -365,7 +362,6 @@ def evaluate_real_sounds(
     ]
     write_index(out / SOUNDS, entries, [])
     listening_page(out, rows, doc, report_samples=report_samples, title=title)
-    return rows
 
 
 def _read_scores(path: Path) -> dict | None:
@@ -439,172 +435,3 @@ def _keep(folder: Path, stem: str, audio: np.ndarray) -> None:
     """A baseline's render beside the match's own (``<stem>.wav`` and its mel ``<stem>.mel.png``)."""
     write_sound(folder / f"{stem}.wav", audio, SAMPLE_RATE, subtype="FLOAT")
     save_mel_png(folder / f"{stem}.mel.png", mel_spectrogram(audio))
-
-
-# -- tables ---------------------------------------------------------------------------------------
-
-
-def _best(rows: list[dict], method: str) -> dict[str, dict]:
-    """{sound: its best row} of a method."""
-    return {r["sound"]: r for r in rows if r["method"] == method and int(r["best"]) == 1}
-
-
-def summary(rows: list[dict], *, title: str = "Real sounds", about: str = "", seed: int = 0) -> tuple:
-    """The tables of samples.csv's rows: (a ``Document`` for table.md and the page, the rows of
-    table.csv: method, metric, n, mean, ci95 (half-width, Student's t), median, iqr, and the ratio
-    to lookup with its bootstrap interval)."""
-    sounds = list(dict.fromkeys(r["sound"] for r in rows))
-    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
-    best = {m: _best(rows, m) for m in methods}
-    reference = best.get(REFERENCE, {})
-    doc = Document(title, [Text(about)] if about else [])
-    doc.intro.append(
-        Text(
-            f"{len(sounds)} sounds. A method's match of a sound is its best synth's (the lowest LSD), lookup's the "
-            "nearest training sound re-rendered at the sound's note. Cells: mean ± half-width of its 95% confidence "
-            "interval (Student's t) / median / IQR; lower is closer."
-        )
-    )
-    main = Table(["method", *(h for _, h in METRICS)])
-    ratios = Table(["method", *(f"{h} ÷ lookup" for _, h in METRICS), "closer than lookup (LSD)"])
-    csv_rows = []
-    for m in methods:
-        cells, ratio_cells = [], []
-        for metric, _ in METRICS:
-            values = [best[m][s][metric] for s in sounds if s in best[m]]
-            cells.append(describe(values))
-            v = finite_values(values)
-            q1, median, q3 = np.percentile(v, [25, 50, 75]) if len(v) else (np.nan,) * 3
-            mean, half = mean_ci(v)
-            paired = [s for s in sounds if s in best[m] and s in reference]
-            ratio, low, high = ratio_ci(
-                [best[m][s][metric] for s in paired], [reference[s][metric] for s in paired], seed
-            )
-            if m != REFERENCE:
-                ratio_cells.append(f"{ratio:.2f}x [{low:.2f}, {high:.2f}]" if np.isfinite(ratio) else "-")
-            csv_rows.append(
-                {
-                    "method": m,
-                    "metric": metric,
-                    "n": len(v),
-                    "mean": mean,
-                    "ci95": half,
-                    "median": float(median),
-                    "iqr": float(q3 - q1),
-                    "ratio_to_lookup": ratio,
-                    "ratio_low": low,
-                    "ratio_high": high,
-                }
-            )
-        main.rows.append([METHODS[m], *cells])
-        if m != REFERENCE:
-            paired = [s for s in sounds if s in best[m] and s in reference]
-            closer = sum(best[m][s]["lsd"] < reference[s]["lsd"] for s in paired)
-            ratio_cells.append(f"{closer} of {len(paired)}")
-            ratios.rows.append([METHODS[m], *ratio_cells])
-    doc.sections.append(Section("Distances to the real sounds", [main]))
-    if reference:
-        doc.sections.append(
-            Section(
-                "Relative to lookup",
-                [
-                    Text(
-                        "Each method's mean distance divided by lookup's over the same sounds, with the 95% interval "
-                        f"of a paired bootstrap ({BOOTSTRAP} resamples of the sounds); below 1 is closer than lookup."
-                    ),
-                    ratios,
-                ],
-            )
-        )
-    doc.sections.append(Section("Per synth", [_synth_table(rows, sounds)]))
-    sources = sorted({str(r["source"]) for r in rows} - {""})
-    if len(sources) > 1:
-        table = Table(["method", *(f"LSD, {s}" for s in sources)])
-        for m in methods:
-            table.rows.append(
-                [METHODS[m], *(describe([r["lsd"] for r in best[m].values() if r["source"] == s]) for s in sources)]
-            )
-        doc.sections.append(Section("Per source", [table]))
-    return doc, csv_rows
-
-
-def _synth_table(rows: list[dict], sounds: list[str]) -> Table:
-    """Per synth: the mean LSD of its one-shot, searched and mean matches over every sound, and
-    how often each method picked it (lookup: how often the nearest sound was of it)."""
-    synths = list(dict.fromkeys(r["synth"] for r in rows))
-    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
-    per_synth = [m for m in methods if m != REFERENCE]
-    table = Table(["synth", *(f"{m} LSD" for m in per_synth), *(f"{m} picks" for m in methods)])
-    for synth in synths:
-        cells = [describe([r["lsd"] for r in rows if r["method"] == m and r["synth"] == synth]) for m in per_synth]
-        picks = [
-            f"{sum(r['method'] == m and r['synth'] == synth and int(r['best']) == 1 for r in rows)} of {len(sounds)}"
-            for m in methods
-        ]
-        table.rows.append([synth, *cells, *picks])
-    return table
-
-
-# -- the listening page -----------------------------------------------------------------------
-
-
-def listening_page(out: Path, rows: list[dict], doc: Document, *, report_samples: int, title: str) -> Path:
-    """``<out>/report/index.html`` (the evaluation page's template): each sound and every method's
-    best match, playable, for up to ``report_samples`` sounds (the best, the median and the worst by
-    the searched match's LSD, others between); every sound's distances in a sortable table."""
-    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
-    reference = "searched" if "searched" in methods else methods[0]
-    sounds = list(dict.fromkeys(r["sound"] for r in rows))
-    samples = {}
-    for k, sound in enumerate(sounds):
-        mine = [r for r in rows if r["sound"] == sound]
-        cells = {}
-        for r in mine:
-            if int(r["best"]) != 1:
-                continue
-            stem = {"one-shot": r["synth"], "searched": f"{r['synth']}.refined", "lookup": "lookup"}.get(
-                r["method"], f"mean.{r['synth']}"
-            )
-            cells[r["method"]] = {
-                "lsd": float(r["lsd"]),
-                "synth": r["synth"],
-                "audio": f"../{SOUNDS}/{sound}/{stem}.wav",
-                "png": f"../{SOUNDS}/{sound}/{stem}.mel.png",
-            }
-        samples[k] = {
-            "index": k,
-            "name": sound,
-            "synth": str(mine[0]["source"]) or "sound",
-            "hpss": 0,
-            "note": int(mine[0]["note"]),
-            "cells": cells,
-            "case": None,
-            "target": {"audio": f"../{SOUNDS}/{sound}/target.wav", "png": f"../{SOUNDS}/{sound}/target.mel.png"},
-        }
-    scored = {k: s["cells"][reference]["lsd"] for k, s in samples.items() if reference in s["cells"]}
-    cases = choose_samples(scored, report_samples)
-    for k, case in cases.items():
-        samples[k]["case"] = case
-
-    def key(s):
-        lsd = s["cells"].get(reference, {}).get("lsd", np.nan)
-        return (not np.isfinite(lsd), lsd if np.isfinite(lsd) else 0.0, s["index"])
-
-    page = out / REPORT_FOLDER / INDEX_PAGE
-    page.parent.mkdir(parents=True, exist_ok=True)
-    return render_page(
-        "evaluation.html.j2",
-        page,
-        title=title,
-        methods=methods,
-        reference=reference,
-        listen=sorted((samples[k] for k in cases), key=key),
-        samples=sorted(samples.values(), key=key),
-        report_samples=report_samples,
-        missing=0,
-        synths=sorted({s["synth"] for s in samples.values()}),
-        bins=[],
-        documents=[{"path": "../table.md", "doc": doc}],
-        plots=[],
-        links=[f"../{SOUNDS}/{INDEX_PAGE}", "../samples.csv", "../table.csv"],
-    )

@@ -17,9 +17,10 @@ from asp.metrics import log_spectral_distance, multi_resolution_spectral_distanc
 from asp.report import write_match_report
 from asp.search import NEAREST_STARTS, Budget, Searcher, SearchObjective
 from asp.training.export import INDEX
-from data.dataset import load_split, nearest_rows
+from data.dataset import load_split
 from data.encoding import Codec
 from data.features import mel_spectrogram
+from data.lookup import nearest_rows
 from data.sound import align_onset, load_audio
 from data_generation.lv2 import write_match_bundle
 from data_generation.render import Renderer
