@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-all lint venv venv-ray clean data heldout heldout-pitch data-real pretrained pretrained-data real-sounds plugins plugins-install
+.PHONY: demo test test-all lint bench venv venv-ray clean data heldout heldout-pitch data-real pretrained pretrained-data real-sounds plugins plugins-install
 
 venv: $(VENV)/.installed
 
@@ -93,6 +93,11 @@ test: venv lint
 
 test-all: venv lint
 	$(PY) -m pytest -q --durations=25
+
+# a benchmark, bench/NAME.py (run by hand; prints figures): make bench NAME=search ARGS="--renders 600";
+# make bench alone lists them (the same as python -m bench)
+bench: venv
+	$(PY) -m bench $(NAME) $(ARGS)
 
 clean:
 	rm -rf demo_out renders .pytest_cache .ruff_cache

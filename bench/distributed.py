@@ -3,7 +3,7 @@ against one process with the same global batch: seconds per step and the validat
 the same epochs, per seed. Each run is a fresh process (the workers and the single run alike).
 Run by hand; prints figures, asserts nothing.
 
-    .venv/bin/python bench/distributed.py -d npy_data --epochs 6 --batch-size 4 --seeds 0,1,2
+    .venv/bin/python -m bench distributed -d npy_data --epochs 6 --batch-size 4 --seeds 0,1,2
 
 On one machine the workers share its cores: this measures the cost of the collectives and the
 split, not a speed-up (that needs a device per worker).
@@ -23,6 +23,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from asp.config import DATA_DIR
+from bench import common
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,7 +61,7 @@ def child(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, model_dir: Path, seed: int, workers: int) -> dict:
     """A run of ``workers`` processes (1: no strategy) with the global batch workers x batch size."""
-    base = [sys.executable, __file__, "--child", "-d", args.data_dir, "--model-dir", str(model_dir)]
+    base = [sys.executable, "-m", "bench.distributed", "--child", "-d", args.data_dir, "--model-dir", str(model_dir)]
     base += ["--epochs", str(args.epochs), "--lr", str(args.lr), "--seed", str(seed)]
     if workers == 1:
         cmds = [[*base, "--batch-size", str(args.batch_size * args.workers), "--distribute", "none"]]
@@ -95,8 +98,8 @@ def run(args: argparse.Namespace, model_dir: Path, seed: int, workers: int) -> d
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("-d", "--data-dir", default="npy_data")
+    p = common.parser(__doc__)
+    p.add_argument("-d", "--data-dir", default=DATA_DIR, help=f"a dataset (default {DATA_DIR})")
     p.add_argument("--model-dir")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=4, help="per replica (the single run takes workers x this)")

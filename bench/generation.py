@@ -1,18 +1,18 @@
 """Benchmark of dataset generation: samples/s with 1 and 2 workers, with and without HPSS, and
 where the time goes (render / mel / HPSS / write). Run by hand; prints figures, asserts nothing.
 
-    .venv/bin/python bench/generation.py                 # Faust synths and amsynth
-    .venv/bin/python bench/generation.py --n 100 --skip-amsynth
+    .venv/bin/python -m bench generation                 # Faust synths and amsynth
+    .venv/bin/python -m bench generation --n 100 --skip-amsynth
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 from pathlib import Path
 
 from asp.builder import Settings, generate
+from bench import common
 
 FAUST = ("va", "fm", "modal")
 
@@ -40,7 +40,7 @@ def report(label, summary, workers):
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = common.parser(__doc__)
     parser.add_argument("--n", type=int, default=400, help="presets per Faust synth")
     parser.add_argument("--n-amsynth", type=int, default=60)
     parser.add_argument("--skip-amsynth", action="store_true")

@@ -5,21 +5,17 @@ by the exact distance; shortlists of 1 show the PCA coordinates alone). Prints r
 of queries where the index finds the exact scan's row), how much farther a miss is, and the time
 per query. Run by hand; prints figures, asserts nothing.
 
-    .venv/bin/python bench/lookup.py                  # generates 3 x 1,000 sounds (sharded) first
-    .venv/bin/python bench/lookup.py -d npy_big
+    .venv/bin/python -m bench lookup                  # generates 3 x 1,000 sounds (sharded) first
+    .venv/bin/python -m bench lookup -d npy_big
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-import asp
+from bench import common
 from data import lookup
 from data.dataset import load_split
 from data.lookup import nearest_rows
@@ -36,21 +32,17 @@ def distances(train, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-d", "--data-dir", help="a sharded dataset (default: generate --n presets per built-in synth)")
-    parser.add_argument("--n", type=int, default=1000, help="presets per synth of the generated dataset")
+    parser = common.parser(__doc__)
+    common.add_dataset(parser, layout="sharded", n=1000)
     parser.add_argument("--shortlists", type=int, nargs="+", default=[1, 8, 64], help="RERANK values to measure")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(args.data_dir or Path(tmp) / "data")
-        if not args.data_dir:
-            asp.generate(["va", "fm", "modal"], args.n, out=data, presets=["random"], hpss=False, layout="sharded")
+    with common.dataset(args, "sharded") as data:
         train = load_split(data, "train")
         if train.lookup_index is None:
             raise SystemExit(f"{data} has no lookup index (generate it with --layout sharded)")
         held = [load_split(data, split) for split in ("valid", "test")]
         dims = train.lookup_index.arrays()["_components"].shape[0]
-        print(f"cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}; {data}: {len(train)} training sounds")
+        print(common.machine_line(f"{data}: {len(train)} training sounds"))
         print(f"index: {dims} PCA components fitted on {min(len(train), lookup.FIT_SAMPLES)} training mels\n")
         print(
             "| synth | candidates | queries | method | recall@1 | a miss's distance / the exact nearest's | ms/query |"

@@ -3,8 +3,8 @@ rounding error of the mels, and a short training on each (same seed), next to th
 two float32 trainings of other seeds (what "no measurable cost" is measured against). Run by hand;
 prints figures, asserts nothing.
 
-    .venv/bin/python bench/mel_dtype.py                  # generates 3 x 200 sounds first
-    .venv/bin/python bench/mel_dtype.py -d npy_data --epochs 3
+    .venv/bin/python -m bench mel_dtype                  # generates 3 x 200 sounds first
+    .venv/bin/python -m bench mel_dtype -d npy_data --epochs 3
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
-import argparse
 import json
 import os
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-import asp
+from bench import common
 from data.dataset import MANIFEST, SPLITS, load_split, read_manifest
 
 
@@ -49,18 +48,14 @@ def losses(data_dir: Path, model_dir: Path, epochs: int, seed: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-d", "--data-dir", help="an assembled float32 dataset (default: generate 3 x --n sounds)")
-    parser.add_argument("--n", type=int, default=200, help="presets per built-in synth of the generated dataset")
+    parser = common.parser(__doc__)
+    common.add_dataset(parser, layout="assembled", n=200)
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(args.data_dir or Path(tmp) / "f32")
-        if not args.data_dir:
-            asp.generate(["va", "fm", "modal"], args.n, out=data, presets=["random"], hpss=False, layout="assembled")
+    with common.dataset(args, "assembled") as data, tempfile.TemporaryDirectory() as tmp:
         half = Path(tmp) / "f16"
         float16_copy(data, half)
-        print(f"cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}; dataset {data}")
+        print(common.machine_line(f"dataset {data}"))
         worst, total, count = 0.0, 0.0, 0
         for split in SPLITS:
             exact, rounded = load_split(data, split).mels, load_split(half, split).mels

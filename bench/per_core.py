@@ -2,8 +2,8 @@
 from: one process, one BLAS/FFT thread, as one local worker or one Ray task runs. Run by hand;
 prints figures, asserts nothing.
 
-    .venv/bin/python bench/per_core.py                 # 100 presets per Faust synth
-    .venv/bin/python bench/per_core.py --n 300 --search-renders 300
+    .venv/bin/python -m bench per_core                 # 100 presets per Faust synth
+    .venv/bin/python -m bench per_core --n 300 --search-renders 300
 
 1. Generation (``asp.builder.generate``, one worker, no HPSS as ``make data``; and with HPSS, as
    held-out sets): sounds/s while rendering (render, mel, write), and the disk each sound takes
@@ -19,7 +19,6 @@ prints figures, asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import threading
@@ -35,6 +34,7 @@ from asp.evaluation.results import warm_up as evaluation_warm_up
 from asp.search import Budget
 from asp.search.fanout import search_sound
 from asp.search.fanout import warm_up as search_warm_up
+from bench import common
 from data.encoding import Codec
 from data_generation.presets import random_presets
 from data_generation.spec import load_spec
@@ -154,7 +154,7 @@ def search(sounds: int, renders: int) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
+    p = common.parser(__doc__)
     p.add_argument("--n", type=int, default=100, help="presets per Faust synth for generation (default 100)")
     p.add_argument("--sounds", type=int, default=30, help="sounds for evaluation and refinement (default 30)")
     p.add_argument("--search-renders", type=int, default=200)

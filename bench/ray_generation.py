@@ -4,8 +4,8 @@ as many workers as the cluster has CPUs, the same dataset made alternately by ea
 (a driver connecting and its workers starting included, as the pool's spawning is). Run by hand;
 prints figures, asserts nothing.
 
-    .venv/bin/python bench/ray_generation.py                    # 3 rounds of 1,200 Faust sounds
-    .venv/bin/python bench/ray_generation.py --n 1000 --rounds 5 --hpss
+    .venv/bin/python -m bench ray_generation                    # 3 rounds of 1,200 Faust sounds
+    .venv/bin/python -m bench ray_generation --n 1000 --rounds 5 --hpss
 
 Two figures per run: samples/s of wall time, and samples per CPU-second of every process involved
 (the driver, the workers, and with Ray its own daemons: GCS, raylets, agents), which is what Ray's
@@ -17,7 +17,6 @@ a session each (``_own_session``; the toolkit's pool does not).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import resource
@@ -32,6 +31,7 @@ from asp import cluster
 from asp.builder import Settings, generate
 from asp.builder.shards import _warm_up
 from asp.localcluster import LocalCluster, _children, _cmdline, descendants
+from bench import common
 
 FAUST = ("va", "fm", "modal")
 TICK = os.sysconf("SC_CLK_TCK")
@@ -152,7 +152,7 @@ def line(label: str, summary, seconds: float, cpu: float, peak: int) -> tuple[fl
 
 
 def main():
-    parser = argparse.ArgumentParser()
+    parser = common.parser(__doc__)
     parser.add_argument("--n", type=int, default=400, help="presets per Faust synth (x3 sounds)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--hpss", action="store_true", help="with HPSS labels (default: --no-hpss, as make data)")

@@ -2,25 +2,25 @@
 nearest training sound of any synth for a batch of query mels, streamed over a dataset's whole
 training split. Prints the time, the rate and this process's peak resident memory; asserts nothing.
 
-    .venv/bin/python bench/real_lookup.py npy_pretrained                 # 76 queries, as the real-sound set
-    .venv/bin/python bench/real_lookup.py /data/d63k --queries 12 --chunk 1024
+    .venv/bin/python -m bench real_lookup -d npy_pretrained                # 76 queries, as the real-sound set
+    .venv/bin/python -m bench real_lookup -d /data/d63k --queries 12 --chunk 1024
 """
 
 from __future__ import annotations
 
-import argparse
 import resource
 import time
 
 import numpy as np
 
 from asp.evaluation.real import LOOKUP_CHUNK, nearest_any
+from bench import common
 from data.dataset import load_split
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data_dir", help="a dataset folder (its training split is searched)")
+    p = common.parser(__doc__)
+    p.add_argument("-d", "--data-dir", required=True, help="a dataset folder (its training split is searched)")
     p.add_argument("--queries", type=int, default=76, help="query mels (default 76: the real-sound set)")
     p.add_argument("--chunk", type=int, default=LOOKUP_CHUNK, help=f"mels per block (default {LOOKUP_CHUNK})")
     args = p.parse_args()

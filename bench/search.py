@@ -8,8 +8,8 @@ asserts nothing.
    on fresh random presets (seed 9, another seed than any dataset), searching from the nearest
    training presets of ``--data-dir`` when it has the synth, else from a random preset.
 
-    .venv/bin/python bench/search.py                               # va fm modal amsynth
-    .venv/bin/python bench/search.py --synths va --sounds 2 --max-renders 1000
+    .venv/bin/python -m bench search                               # va fm modal amsynth
+    .venv/bin/python -m bench search --synths va --sounds 2 --max-renders 1000
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ from __future__ import annotations
 from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
-import argparse
 import time
 
 import numpy as np
 
 from asp.cli import positive_int
+from asp.config import DATA_DIR
 from asp.errors import ASPError
 from asp.metrics import log_spectral_distance
 from asp.parallel import WorkerPool, cap_workers
 from asp.search import NEAREST_STARTS, Budget, Searcher
+from bench import common
 from data.dataset import load_split
 from data.encoding import Codec
 from data.features import mel_spectrogram
@@ -109,12 +110,12 @@ def quality(spec, sounds: int, budgets: tuple[int, ...], data_dir: str | None, w
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = common.parser(__doc__)
     p.add_argument("--synths", nargs="+", default=["va", "fm", "modal", "amsynth"])
     p.add_argument("--renders", type=int, default=200, help="renders per throughput figure (default 200)")
     p.add_argument("--sounds", type=int, default=3, help="target sounds per synth for the curve (default 3)")
     p.add_argument("--max-renders", type=int, default=max(BUDGETS), help="cut the curve at this budget")
-    p.add_argument("--data-dir", default="npy_data", help="training presets to start from (default npy_data)")
+    p.add_argument("-d", "--data-dir", default=DATA_DIR, help=f"training presets to start from (default {DATA_DIR})")
     p.add_argument("--workers", type=positive_int, default=2)
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-quality", action="store_true")

@@ -2,7 +2,7 @@
 dataset and on one 4x larger (streaming from memory-mapped files: the peak must grow < 25%).
 Run by hand; prints figures, asserts nothing.
 
-    .venv/bin/python bench/training.py -d npy_data
+    .venv/bin/python -m bench training -d npy_data
 """
 
 from __future__ import annotations
@@ -10,16 +10,15 @@ from __future__ import annotations
 from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 
 # isort: split
-import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from asp.config import DATA_DIR
+from asp.training.memory import measure_in_child
+from bench import common
 
 
 def speed(data_dir: str, approach: str, synth: str | None, samples: int, encoder: str) -> float:
@@ -51,18 +50,6 @@ def speed(data_dir: str, approach: str, synth: str | None, samples: int, encoder
     return samples / timer.last
 
 
-def peak_rss_child(data_dir: str) -> None:
-    """Trains one epoch of the multi model and prints this process's peak RSS (MiB)."""
-    from asp.training import TrainConfig, train
-
-    with tempfile.TemporaryDirectory() as tmp:
-        train(TrainConfig(approach="multi", data_dir=data_dir, model_dir=tmp, epochs=1, latent_size=16, verbose=0))
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec from the forking parent
-    status = Path("/proc/self/status").read_text()
-    peak_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
-    print(json.dumps({"peak_mib": peak_kib / 1024}))
-
-
 def tiled(data_dir: Path, out: Path, times: int) -> None:
     """A copy of a dataset with its train split repeated ``times`` times (valid/test linked)."""
     import numpy as np
@@ -86,15 +73,11 @@ def tiled(data_dir: Path, out: Path, times: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("-d", "--data-dir", default="npy_data")
+    parser = common.parser(__doc__)
+    parser.add_argument("-d", "--data-dir", default=DATA_DIR, help=f"an assembled dataset (default {DATA_DIR})")
     parser.add_argument("--samples", type=int, default=512, help="samples per speed measurement")
     parser.add_argument("--encoders", nargs="+", default=["paper", "resnet"], help="encoders to time")
-    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.rss_child:
-        peak_rss_child(args.rss_child)
-        return
     from data.dataset import dataset_synths
 
     synth = dataset_synths(args.data_dir)[0]
@@ -108,14 +91,8 @@ def main() -> None:
         big = Path(tmp) / "x4"
         tiled(Path(args.data_dir), big, 4)
         peaks = []
-        for folder in (args.data_dir, str(big)):
-            res = subprocess.run(
-                [sys.executable, __file__, "--rss-child", folder],
-                capture_output=True,
-                text=True,
-                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-            )
-            peaks.append(json.loads(res.stdout.strip().splitlines()[-1])["peak_mib"])
+        for folder in (args.data_dir, str(big)):  # one epoch of the multi model, latent 16, in a fresh process
+            peaks.append(measure_in_child(folder)["hwm_mib"])
         import numpy as np
 
         n = len(np.load(Path(args.data_dir) / "train_synth.npy"))

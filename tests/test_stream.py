@@ -290,8 +290,7 @@ def test_training_streams_shards_larger_than_its_memory_cap(sharded, tmp_path):
     repeat_dataset(sharded, big, times)
     assert len(load_split(big, "train")) * 128 * 431 * 4 > 3 * CAP_MIB * 2**20
     res = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "stream_memory.py"), "--child", str(big), "--latent", "8"]
-        + ["--batch-size", "8"],
+        [sys.executable, "-m", "asp.training.memory", str(big), "--latent", "8", "--batch-size", "8"],
         capture_output=True,
         text=True,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
