@@ -3,6 +3,7 @@ deliberately added cycle or upward import breaks it."""
 
 import ast
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,3 +101,82 @@ def test_every_command_loads_dawdreamer_before_tensorflow(command):
     assert "dawdreamer" in loaded, command
     if "tensorflow" in loaded:
         assert loaded.index("dawdreamer") < loaded.index("tensorflow"), command
+
+
+# -- the architecture page places every module; no module or function is too long ------------------
+
+PAGE = ROOT / "docs" / "architecture.md"
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 450, 80
+LONG_MODULES_ALLOWED = ("models.py",)  # the network, one module as in the paper's code (its functions count)
+
+
+def project_modules(root: Path = ROOT) -> set[str]:
+    """Every Python module of the project but the tests and packages' ``__init__.py``: repo-relative paths."""
+    skip = {"tests", "build", "dist"}
+    found = set()
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).parts
+        if parts[0] in skip or any(p.startswith(".") or p.endswith(".egg-info") for p in parts):
+            continue
+        if path.name != "__init__.py" and not (len(parts) == 1 and parts[0] == "setup.py"):
+            found.add("/".join(parts))
+    return found
+
+
+def placed_modules(page: str, root: Path = ROOT) -> set[str]:
+    """The modules the page's layer table names (its second column: ``dir/{a,b}.py``, ``train_*.py``)."""
+    table = page[page.index("| layer | modules |") :].split("\n\n")[0]
+    placed = set()
+    for row in table.splitlines()[2:]:
+        column = row.split(" | ")[1]
+        for span in re.findall(r"`([^`]+)`", column):
+            match = re.fullmatch(r"([\w/]*?)\{([\w,]+)\}\.py", span)
+            names = [f"{match.group(1)}{n}.py" for n in match.group(2).split(",")] if match else [span]
+            for name in names:
+                if name.endswith(".py"):
+                    hits = [str(p.relative_to(root)) for p in root.glob(name)] if "*" in name else [name]
+                    placed.update(hits)
+    return placed
+
+
+def test_the_architecture_page_places_every_module():
+    page = PAGE.read_text()
+    modules, placed = project_modules(), placed_modules(page)
+    assert not modules - placed, f"modules docs/architecture.md does not place: {sorted(modules - placed)}"
+    assert not placed - modules, f"docs/architecture.md places modules that do not exist: {sorted(placed - modules)}"
+
+
+def test_a_module_added_without_its_place_on_the_page_is_found(tmp_path):
+    for name in ("asp", "bench"):
+        shutil.copytree(ROOT / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "asp" / "evaluation" / "added.py").write_text('"""A module the page does not place."""\n')
+    unplaced = project_modules(tmp_path) - placed_modules(PAGE.read_text(), tmp_path)
+    assert unplaced == {"asp/evaluation/added.py"}
+
+
+def too_long(root: Path = ROOT) -> list[str]:
+    """Modules over MAX_MODULE_LINES lines (but LONG_MODULES_ALLOWED) and functions over
+    MAX_FUNCTION_LINES lines (their docstrings included), as 'path: what'."""
+    found = []
+    for name in sorted(project_modules(root)):
+        source = (root / name).read_text()
+        lines = len(source.splitlines())
+        if lines > MAX_MODULE_LINES and name not in LONG_MODULES_ALLOWED:
+            found.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    found.append(f"{name}: {node.name} is {length} lines")
+    return found
+
+
+def test_no_module_over_450_lines_and_no_function_over_80():
+    assert too_long() == []
+
+
+def test_the_length_check_finds_a_long_module_and_a_long_function(tmp_path):
+    body = "\n".join(f"    x{k} = {k}" for k in range(80))
+    (tmp_path / "long.py").write_text(f"def f():\n{body}\n" + "y = 1\n" * 400)
+    (tmp_path / "models.py").write_text("y = 1\n" * 500)  # allowed to be long
+    assert too_long(tmp_path) == ["long.py: 481 lines", "long.py: f is 81 lines"]
