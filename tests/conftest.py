@@ -4,6 +4,8 @@ tensorflow (the other order segfaults)."""
 import json
 import os
 import shutil
+import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other order segfaults)
 from data_generation.spec import available_synths, load_spec
 
+ROOT = Path(__file__).resolve().parent.parent
 AMSYNTH = Path("/usr/lib/vst/amsynth_vst.so")
 CALF_TTL = Path("/usr/lib/lv2/calf.lv2")
 BANKS = Path("/usr/share/amsynth/banks")
@@ -23,6 +26,14 @@ needs_amsynth = pytest.mark.skipif(
 needs_calf = pytest.mark.skipif(
     not CALF_TTL.exists(), reason="Calf plugins are not installed (apt-get install calf-plugins; CI installs them)"
 )
+
+
+def run_script(*args, cwd: Path = ROOT, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The tests' one way to run a command: this Python on ``args`` (a ``.py`` argument taken from the
+    repository root, whatever ``cwd``), TensorFlow's C++ log off, output captured as text."""
+    command = [sys.executable, *(str(ROOT / a) if str(a).endswith(".py") else str(a) for a in args)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def toy_spec(*params: tuple):
@@ -83,6 +94,37 @@ def tiny_models(tiny_data, tmp_path_factory):
             )
         )
     return models
+
+
+FAULT_SYNTHS = ("va", "fm")
+
+
+@pytest.fixture(scope="session")
+def faults_data(tmp_path_factory):
+    """The fault tests' dataset: 12 samples (8 train, 2 valid, 2 test) of two Faust synths, 6 random
+    presets each at note 60 with HPSS labels (tests/test_faults.py's GENERATE makes the same)."""
+    from asp.builder import Settings, generate
+
+    out = tmp_path_factory.mktemp("faults") / "data"
+    settings = Settings(
+        synths=FAULT_SYNTHS, presets={s: ("random",) for s in FAULT_SYNTHS}, n=6, notes=(60,), seed=0, hpss=True
+    )
+    generate(settings, out, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def faults_runs(faults_data, tmp_path_factory):
+    """The fault tests' model, one tiny multi run (latent 4, batch 4) on faults_data, as two folders
+    of trained runs holding vae_multi_4_paper: (after 1 epoch, after 2: the first resumed for one more)."""
+    from asp.training import TrainConfig, train
+
+    one, two = tmp_path_factory.mktemp("faults_1_epoch"), tmp_path_factory.mktemp("faults_2_epochs")
+    settings = dict(approach="multi", data_dir=str(faults_data), latent_size=4, batch_size=4, verbose=0)
+    train(TrainConfig(model_dir=str(one), epochs=1, **settings))
+    shutil.copytree(one, two, dirs_exist_ok=True)
+    train(TrainConfig(model_dir=str(two), epochs=2, **settings))
+    return one, two
 
 
 @pytest.fixture

@@ -1,18 +1,13 @@
 """The scripts as a user runs them: output, exit codes, one-line errors."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import needs_amsynth, needs_calf
+from conftest import run_script as run
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 @needs_amsynth

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import learn_dataset
+from conftest import learn_dataset, run_script
 
 from asp.config import changed_settings
 from asp.errors import ASPError
@@ -135,28 +135,18 @@ def test_distribution_errors_are_one_line(tiny_data, tmp_path, monkeypatch, sett
     assert not list(tmp_path.iterdir())  # refused before anything is written
 
 
-def _run(*args, env=None, timeout=300):
-    return subprocess.run(
-        [sys.executable, "train_multi.py", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})},
-    )
-
-
 @pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed (pip install torch)")
 def test_distribute_under_the_torch_backend_names_the_fix(tiny_data, tmp_path):
     args = ("-d", str(tiny_data), "--model-dir", str(tmp_path), "--distribute", "mirrored")
-    res = _run(*args, env={"KERAS_BACKEND": "torch"})
+    res = run_script("train_multi.py", *args, env={"KERAS_BACKEND": "torch"})
     assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "needs Keras' TensorFlow backend, but KERAS_BACKEND is torch; unset KERAS_BACKEND" in res.stderr
 
 
 @pytest.mark.slow
 def test_mirrored_over_two_cpus_trains_the_global_batch(tiny_data, tmp_path):
-    res = _run(
+    res = run_script(
+        "train_multi.py",
         *("-d", str(tiny_data), "--model-dir", str(tmp_path), "-l", "4", "--epochs", "2"),
         *("--batch-size", "4", "--distribute", "mirrored", "--devices", "CPU:0,CPU:1"),
     )

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import FAULT_SYNTHS
+from conftest import run_script as run
 
 from asp import cli, files, locks, training
-from asp.builder import Settings, generate
 from asp.checkpoints import WEIGHTS
 from asp.cli import run_cli
 from asp.errors import ASPError
@@ -37,19 +38,12 @@ from data_generation.spec import load_spec
 from models import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
-SYNTHS = ("va", "fm")
+SYNTHS = FAULT_SYNTHS
 # What may share stderr with the error line: TensorFlow's C++ start-up log and tqdm progress bars.
 NOISE = re.compile(
     r"^(WARNING: All log messages before absl|[IWEF]\d{4} \d\d:\d\d:\d\d|To enable the following instructions"
     r"|.*\d+%\|)"
 )
-
-
-def run(*args, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
-    )
 
 
 def error_line(res) -> str:
@@ -99,25 +93,19 @@ def unwritable(tmp_path):
             yield folder
 
 
-SETTINGS = Settings(synths=SYNTHS, presets={s: ("random",) for s in SYNTHS}, n=6, notes=(60,), seed=0, hpss=True)
 GENERATE = ["data_generation/generate.py", "--synths", *SYNTHS, "--presets", "random", "--n", "6", "--workers", "1"]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """12 samples (8 train, 2 valid, 2 test) of two Faust synths; GENERATE makes the same."""
-    out = tmp_path_factory.mktemp("faults") / "data"
-    generate(SETTINGS, out, workers=1, progress=False)
-    return out
+def data(faults_data):
+    """conftest's faults_data: 12 samples of two Faust synths; GENERATE makes the same."""
+    return faults_data
 
 
 @pytest.fixture(scope="module")
-def run_dir(data, tmp_path_factory):
-    """A tiny multi run trained for 2 epochs: models/vae_multi_4."""
-    models = tmp_path_factory.mktemp("faults_models")
-    train(TrainConfig(approach="multi", data_dir=str(data), model_dir=str(models), latent_size=4, epochs=2,
-                      batch_size=4, verbose=0))  # fmt: skip
-    return models / "vae_multi_4_paper"
+def run_dir(faults_runs):
+    """A tiny multi run trained for 2 epochs (conftest's faults_runs): models/vae_multi_4_paper."""
+    return faults_runs[1] / "vae_multi_4_paper"
 
 
 def copy_run(run_dir: Path, tmp_path: Path) -> Path:

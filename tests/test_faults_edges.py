@@ -18,11 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import FAULT_SYNTHS
+from conftest import run_script as run
 from test_faults import error_line, temps, tmpfs, wait_for
 
 from asp import files, parallel
 from asp.api import output_names
-from asp.builder import Settings, generate
 from asp.checkpoints import WEIGHTS
 from asp.errors import ASPError
 from asp.training import TrainConfig, backup_path, train
@@ -32,32 +33,20 @@ from data_generation.spec import load_spec
 from models import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
-SYNTHS = ("va", "fm")
+SYNTHS = FAULT_SYNTHS
 TRAIN = ["train_multi.py", "-l", "4", "--batch-size", "4"]
 
 
-def run(*args, cwd=ROOT, timeout=300):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    command = [sys.executable, *(str(ROOT / a) if str(a).endswith(".py") else str(a) for a in args)]
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+@pytest.fixture(scope="module")
+def data(faults_data):
+    """conftest's faults_data: 12 samples (8 train, 2 valid, 2 test) of two Faust synths."""
+    return faults_data
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    """12 samples (8 train, 2 valid, 2 test) of two Faust synths."""
-    out = tmp_path_factory.mktemp("edges") / "data"
-    settings = Settings(synths=SYNTHS, presets={s: ("random",) for s in SYNTHS}, n=6, notes=(60,), seed=0, hpss=True)
-    generate(settings, out, workers=1, progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def models(data, tmp_path_factory):
-    """A folder of trained runs holding vae_multi_4_paper, trained for 1 epoch."""
-    folder = tmp_path_factory.mktemp("edges_models")
-    train(TrainConfig(approach="multi", data_dir=str(data), model_dir=str(folder), latent_size=4, epochs=1,
-                      batch_size=4, verbose=0))  # fmt: skip
-    return folder
+def models(faults_runs):
+    """A folder of trained runs holding vae_multi_4_paper, trained for 1 epoch (conftest's faults_runs)."""
+    return faults_runs[0]
 
 
 def infer(data, models, *args, cwd=ROOT, timeout=300):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_script as run
 
 from asp.errors import ASPError
 from asp.training import TrainConfig, collapse_warning, mean_vectors, read_config, train
@@ -18,13 +19,6 @@ from data.dataset import load_split
 from models import load_model
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def run(script, *args):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run(
-        [sys.executable, script, *args], cwd=ROOT, capture_output=True, text=True, timeout=600, env=env
-    )
 
 
 @pytest.mark.parametrize(
