@@ -1,12 +1,13 @@
-"""The nearest-mel lookup, written once: its distance, the exact scan and the index for large
+"""The nearest-neighbour lookup, written once: its distance, the exact scan and the index for large
 training splits.
 
 The distance between two mels is the Euclidean distance of their flattened float32 values
 (``squared_distances``); ``nearest`` ranks a split's training sounds by it, for the nearest
-baseline and the search's starts (``data.lookup.nearest_rows``: one synth's sounds) and for the
-real-sound experiment (``asp.evaluation.real.nearest_any``: any synth's). The exact scan reads the
-candidates' mels a block at a time, dropping the pages read (``data.mels.read_rows``). Over a large
-split that scan reads every candidate mel (220 KB each) per lookup; the index avoids that:
+baseline and the search's starts (``nearest_rows``: one synth's sounds) and for the real-sound
+experiment (``asp.evaluation.real.nearest_any``: any synth's); ``nearest_vectors`` ranks the
+shipped model's index of training latents. The exact scan reads the candidates' mels a block at a
+time, dropping the pages read (``data.mels.read_rows``). Over a large split that scan reads every
+candidate mel (220 KB each) per lookup; the index avoids that:
 
 - a PCA basis of the mels (``DIMS`` components), fitted on a seeded sample of ``FIT_SAMPLES``
   training mels when the dataset is generated, and every training mel's coordinates in it
@@ -132,6 +133,14 @@ class LookupIndex:
             best = np.take_along_axis(merged, keep, axis=1)
             best_rows = np.take_along_axis(merged_rows, keep, axis=1)
         return np.sort(best_rows, axis=1)
+
+
+def nearest_vectors(vectors: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` rows of ``vectors`` (n, d) nearest the (d,) float32 ``query`` by squared Euclidean
+    distance, nearest first (ties: the lower row): e.g. the shipped model's index of training
+    latents (``asp.inference.Matcher.nearest_starts``)."""
+    distance = np.sum((np.asarray(vectors, dtype=np.float32) - query) ** 2, axis=1)
+    return np.argsort(distance, kind="stable")[:k]
 
 
 def nearest(

@@ -39,6 +39,15 @@ def test_one_note_off_keeps_the_fingerprint_of_older_datasets():
     assert make_plan(_settings()).fingerprint != make_plan(_settings(one_note=True)).fingerprint
 
 
+def test_nearest_vectors_known_answer():
+    from data.lookup import nearest_vectors
+
+    vectors = np.array([[3.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.5, 0.0]], np.float16)
+    query = np.zeros(2, np.float32)
+    assert nearest_vectors(vectors, query, 3).tolist() == [3, 1, 2]  # 0.25, then a tie of 1: the lower row
+    assert nearest_vectors(vectors, query, 9).tolist() == [3, 1, 2, 0]
+
+
 def test_nearest_rows_within_takes_only_those_candidates(tiny_data):
     train = load_split(tiny_data, "train")
     va = np.flatnonzero(train.synth == "va")

@@ -20,7 +20,7 @@ from asp.training.export import INDEX
 from data.dataset import load_split
 from data.encoding import Codec
 from data.features import mel_spectrogram
-from data.lookup import nearest_rows
+from data.lookup import nearest_rows, nearest_vectors
 from data.sound import align_onset, load_audio
 from data_generation.lv2 import write_match_bundle
 from data_generation.render import Renderer
@@ -83,8 +83,7 @@ class Matcher:
         if index is not None and f"z_{synth}" in index and len(index[f"z_{synth}"]):
             z_mean, _ = self.model.encoder(target.mel[None].astype(np.float32), training=False)
             z = np.asarray(z_mean, dtype=np.float32)[0]
-            distance = np.sum((index[f"z_{synth}"].astype(np.float32) - z) ** 2, axis=1)
-            rows = np.argsort(distance, kind="stable")[:k]
+            rows = nearest_vectors(index[f"z_{synth}"], z, k)
             return {
                 f"nearest {j + 1} (index row {r})": index[f"params_{synth}"][r].astype(np.float32)
                 for j, r in enumerate(rows)
