@@ -25,6 +25,7 @@ from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import asp
 from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
@@ -167,6 +168,8 @@ def print_match(target, result: dict) -> None:
     if best and len(result["results"]) > 1:
         print(f"  closest: {best['synth']}")
     print(f"  report: {result['out'] / 'report.html'}")
+    for cartridge in sorted(Path(result["out"]).glob("*.cartridge.syx")):  # DX7 voices, for Dexed or a DX7
+        print(f"  DX7 cartridge: {cartridge} (load it in Dexed or send it to a DX7; each voice alone: *.syx)")
     for line in install_lines(result["out"]):  # the LV2 presets, and how to use them in a DAW
         print(f"  {line}")
 

@@ -1,5 +1,6 @@
 """The dx7 synth: its spec from the engine's own list, rendering, the ROM voices and the cartridges."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,58 @@ def test_without_dexed_py_dx7_says_how_to_install(monkeypatch):
     monkeypatch.setattr(dx7, "dexed", None)
     with pytest.raises(ASPError, match=r"pip install dexed-py==0\.3\.0"):
         Renderer().render(load_spec("dx7"))
+
+
+def test_a_match_writes_the_voice_and_adds_it_to_the_cartridge(tmp_path):
+    from asp.inference.outputs import check_output_folder, write_preset_outputs
+
+    spec = load_spec("dx7")
+    renderer = Renderer()
+    presets = random_presets(spec, 2, np.random.default_rng(5))
+    (tmp_path / "match.json").write_text("{}")
+    first = write_preset_outputs(tmp_path, spec, presets[0], "my sound (dx7)")
+    refined = write_preset_outputs(tmp_path, spec, presets[1], "my sound (dx7, refined)", stem="dx7.refined")
+    names, voices = read_preset_file(spec, tmp_path / "dx7.cartridge.syx")
+    assert names[:3] == ["MY SOUND", "MY SOUND R", "INIT VOICE"] and len(names) == 32
+    for written, preset, voice in ((first, presets[0], voices[0]), (refined, presets[1], voices[1])):
+        # what the match renders (the preset read back from its .syx) is the sound of the voice
+        assert np.array_equal(renderer.render(spec, written), renderer.render(spec, preset))
+        assert np.array_equal(renderer.render(spec, voice), renderer.render(spec, preset))
+    assert read_preset_file(spec, tmp_path / "dx7.syx")[0] == ["MY SOUND"]
+    check_output_folder(tmp_path)  # the folder stays one run_inference may replace
+
+
+@pytest.mark.slow
+def test_generate_train_and_match_with_dx7_beside_the_faust_synths(tmp_path):
+    """generate.py --synths va fm modal dx7, train_multi.py on the four, run_inference.py writes the .syx."""
+    import os
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+
+    def run(*args):
+        done = subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout
+
+    data, models, out = tmp_path / "data", tmp_path / "models", tmp_path / "match"
+    generated = run("data_generation/generate.py", "--synths", "va", "fm", "modal", "dx7", "--n", "12", "--no-hpss",
+                    "--out", str(data))  # fmt: skip
+    assert "dx7" in generated
+    run("train_multi.py", "-d", str(data), "--model-dir", str(models), "-l", "8", "--epochs", "1")
+    run("data_generation/demo_sound.py", str(tmp_path / "pluck.wav"))
+    printed = run("run_inference.py", "--input", str(tmp_path / "pluck.wav"), "-md", str(models), "-dd", str(data),
+                  "-l", "8", "--refine-renders", "40", "--refine-synths", "dx7", "--out", str(out))  # fmt: skip
+    assert "dx7" in printed and "DX7 cartridge" in printed
+    spec = load_spec("dx7")
+    names, voices = read_preset_file(spec, out / "dx7.cartridge.syx")
+    assert names[:2] == ["PLUCK", "PLUCK R"]
+    note = json.loads((out / "match.json").read_text())["note"]
+    for stem, voice in (("dx7", voices[0]), ("dx7.refined", voices[1])):
+        wav, _ = sf.read(out / f"{stem}.wav", dtype="float32")
+        assert np.array_equal(Renderer().render(spec, voice, note=note), wav)
+    assert 'href="dx7.cartridge.syx"' in (out / "report.html").read_text()
