@@ -90,6 +90,12 @@ def parser() -> argparse.ArgumentParser:
         default=NEAREST_STARTS,
         help=f"nearest training presets (of -dd) the search also starts from (default {NEAREST_STARTS})",
     )
+    p.add_argument(
+        "--start-from",
+        action="append",
+        metavar="[SYNTH=]FILE",
+        help="a preset file the search also starts from, every preset in it (a DX7 .syx needs no SYNTH=); repeatable",
+    )
     p.add_argument("--workers", type=positive_int, default=None, help="search render processes (default: all cores)")
     return p
 
@@ -121,7 +127,7 @@ def main() -> int:
         workers=cap_workers(args.workers) if refine else 1,
         plot=not args.no_plot,
         plugin_paths=parse_plugin_paths(args.plugin),
-        on_load=print_loaded,
+        on_load=lambda matcher, run_dir: (print_loaded(matcher, run_dir), matcher.add_starts(args.start_from or [])),
         on_match=print_match,
     )
     if found.index is not None:

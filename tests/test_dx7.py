@@ -185,3 +185,11 @@ def test_generate_train_and_match_with_dx7_beside_the_faust_synths(tmp_path):
         wav, _ = sf.read(out / f"{stem}.wav", dtype="float32")
         assert np.array_equal(Renderer().render(spec, voice, note=note), wav)
     assert 'href="dx7.cartridge.syx"' in (out / "report.html").read_text()
+    # --start-from: a search that also starts from the refined voice ends at least as close
+    printed = run("run_inference.py", "--input", str(tmp_path / "pluck.wav"), "-md", str(models), "-dd", str(data),
+                  "-l", "8", "--refine-renders", "20", "--refine-synths", "dx7", "--out", str(tmp_path / "again"),
+                  "--start-from", str(out / "dx7.refined.syx"))  # fmt: skip
+    before = json.loads((out / "match.json").read_text())["results"]
+    after = json.loads((tmp_path / "again" / "match.json").read_text())["results"]
+    first, second = (next(r for r in rows if r["synth"] == "dx7") for rows in (before, after))
+    assert second["search_distance"] <= first["search_distance"] + 1e-9

@@ -56,6 +56,9 @@ def write_preset_outputs(
     from the title's text before `` (``: the target's name; a refined voice ends in `` R``.
     """
     stem = stem or spec.name
+    voice = None
+    if spec.backend == "dexed":  # the voice first: the named values are then the voice's (the DX7's steps)
+        preset = voice = _write_dx7_voice(folder, spec, preset, title, stem)
     named = {"synth": spec.name, "name": title, "normalized": spec.preset_to_dict(preset)}
     if any(p.units for p in spec.params):  # the synth's own units (seconds, semitones, ...)
         named["units"] = amsynth.presets_to_bank_values(spec, preset)[0]
@@ -63,8 +66,8 @@ def write_preset_outputs(
     if spec.name == "amsynth" or any(s.get("kind") == "amsynth_bank" for s in spec.presets):
         path = amsynth.write_bank(folder / f"{stem}.bank", spec, preset[None], [title[:60]])
         return amsynth.bank_to_presets(spec, amsynth.read_bank(path))[0]
-    if spec.backend == "dexed":
-        return _write_dx7_voice(folder, spec, preset, title, stem)
+    if voice is not None:
+        return voice
     if spec.backend == "faust":
         path = write_preset_file(folder / f"{stem}.faust.json", spec, preset[None], [title])
         return read_preset_file(spec, path)[1][0]
