@@ -82,7 +82,8 @@ def main() -> int:
         key = lambda text: "".join(text.split()).lower()  # noqa: E731
         wanted = {key(n) for n in args.name}
         take = [i for i, n in enumerate(names) if key(n) in wanted]
-        missing = sorted(wanted - {key(names[i]) for i in take})
+        found = {key(names[i]) for i in take}
+        missing = [n for n in args.name if key(n) not in found]
         if missing:
             raise ASPError(
                 f"no preset named {', '.join(repr(m) for m in missing)} among the {len(names)} presets; "

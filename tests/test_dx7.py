@@ -193,3 +193,41 @@ def test_generate_train_and_match_with_dx7_beside_the_faust_synths(tmp_path):
     after = json.loads((tmp_path / "again" / "match.json").read_text())["results"]
     first, second = (next(r for r in rows if r["synth"] == "dx7") for rows in (before, after))
     assert second["search_distance"] <= first["search_distance"] + 1e-9
+
+
+@needs_hexter
+def test_the_generator_takes_held_out_voices_only_when_asked():
+    from asp.builder.sampling import _synth_presets
+
+    spec = load_spec("dx7")
+    held_names, held = human_presets(spec, holdout=True)
+    names, presets, groups = _synth_presets(spec, ("holdout", "random"), 70, seed=77)
+    assert names[:64] == held_names and np.array_equal(presets[:64], held) and len(set(groups)) == 70
+    assert all(n.startswith("random_") for n in names[64:])
+    names, presets, _ = _synth_presets(spec, ("human", "mutate", "random"), 600, seed=0)
+    held_rows = {row.tobytes() for row in held}
+    assert len(names) == 600 and not any(row.tobytes() in held_rows for row in presets)
+
+
+def test_missing_rom_banks_say_how_to_install_them(tmp_path):
+    from dataclasses import replace
+
+    spec = replace(load_spec("dx7"), presets=({"kind": "dx7_bank", "path": str(tmp_path / "none" / "*.dx7")},))
+    with pytest.raises(ASPError, match="apt-get install hexter"):
+        human_presets(spec)
+
+
+@needs_hexter
+@pytest.mark.slow
+def test_render_presets_renders_rom_voices_by_name(tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    command = [sys.executable, "data_generation/render_presets.py", "--synth", "dx7", "--out", str(tmp_path / "r")]
+    done = subprocess.run([*command, "--name", "e.piano 1", "--name", "BRASS   1"], cwd=root, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-1000:]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["000_BRASS_1.wav", "001_E.PIANO_1.wav"]
+    done = subprocess.run([*command, "--name", "NO SUCH"], cwd=root, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: no preset named 'NO SUCH'")
