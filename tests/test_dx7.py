@@ -148,6 +148,9 @@ def test_a_match_writes_the_voice_and_adds_it_to_the_cartridge(tmp_path):
         assert np.array_equal(renderer.render(spec, written), renderer.render(spec, preset))
         assert np.array_equal(renderer.render(spec, voice), renderer.render(spec, preset))
     assert read_preset_file(spec, tmp_path / "dx7.syx")[0] == ["MY SOUND"]
+    units = json.loads((tmp_path / "dx7.preset.json").read_text())["units"]  # the voice's DX7 values
+    patch = dx7.to_patch(spec, presets[0])
+    assert units["algorithm"] == patch.algorithm and units["op2_output_level"] == patch.op[1].output_level
     check_output_folder(tmp_path)  # the folder stays one run_inference may replace
 
 

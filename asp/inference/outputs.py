@@ -62,6 +62,11 @@ def write_preset_outputs(
     named = {"synth": spec.name, "name": title, "normalized": spec.preset_to_dict(preset)}
     if any(p.units for p in spec.params):  # the synth's own units (seconds, semitones, ...)
         named["units"] = amsynth.presets_to_bank_values(spec, preset)[0]
+        if voice is not None:  # a DX7 voice's values: whole numbers, a categorical one its class number
+            named["units"] = {
+                p.name: int(round(v * (p.units[1] - p.units[0]) + p.units[0] if p.units else v * (p.classes - 1)))
+                for p, v in zip(spec.params, preset)
+            }
     (folder / f"{stem}.preset.json").write_text(json.dumps(named, indent=1) + "\n")
     if spec.name == "amsynth" or any(s.get("kind") == "amsynth_bank" for s in spec.presets):
         path = amsynth.write_bank(folder / f"{stem}.bank", spec, preset[None], [title[:60]])
