@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-all lint bench venv venv-ray clean data heldout heldout-pitch data-real pretrained pretrained-data real-sounds plugins plugins-install
+.PHONY: demo test test-all lint bench venv venv-ray clean data heldout heldout-pitch data-dx7 heldout-dx7 data-real pretrained pretrained-data real-sounds plugins plugins-install
 
 venv: $(VENV)/.installed
 
@@ -66,6 +66,16 @@ heldout: venv
 heldout-pitch: venv
 	$(PY) data_generation/generate.py --synths va fm modal --presets random --n 100 --seed 77 \
 		--notes 40,52,64,76 --split-all test --out npy_heldout_pitch
+
+# the DX7 benchmark's data (experiments/configs/dx7_benchmark.json; docs/paper.md): the built-in synths and
+# dx7 (its 368 training ROM voices from Debian's hexter, their mutations, random presets), and dx7's held-out
+# sounds: the 64 TX7 ROM voices no dataset trains on and 64 fresh random presets, at notes 40, 52, 64 and 76
+data-dx7: venv
+	$(PY) data_generation/generate.py --synths va fm modal dx7 --n 1000 --no-hpss --out npy_data_dx7
+
+heldout-dx7: venv
+	$(PY) data_generation/generate.py --synths dx7 --presets holdout,random --n 128 --seed 77 \
+		--notes 40,52,64,76 --split-all test --out npy_heldout_dx7
 
 # real plugins: amsynth's 3,482 human presets and mutations, Calf Monosynth, one Faust synth
 data-real: venv

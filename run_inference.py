@@ -25,6 +25,7 @@ from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import asp
 from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
@@ -90,6 +91,12 @@ def parser() -> argparse.ArgumentParser:
         default=NEAREST_STARTS,
         help=f"nearest training presets (of -dd) the search also starts from (default {NEAREST_STARTS})",
     )
+    p.add_argument(
+        "--start-from",
+        action="append",
+        metavar="[SYNTH=]FILE",
+        help="a preset file the search also starts from, every preset in it (a DX7 .syx needs no SYNTH=); repeatable",
+    )
     p.add_argument("--workers", type=positive_int, default=None, help="search render processes (default: all cores)")
     return p
 
@@ -121,7 +128,7 @@ def main() -> int:
         workers=cap_workers(args.workers) if refine else 1,
         plot=not args.no_plot,
         plugin_paths=parse_plugin_paths(args.plugin),
-        on_load=print_loaded,
+        on_load=lambda matcher, run_dir: (print_loaded(matcher, run_dir), matcher.add_starts(args.start_from or [])),
         on_match=print_match,
     )
     if found.index is not None:
@@ -168,6 +175,8 @@ def print_match(target, result: dict) -> None:
     if best and len(result["results"]) > 1:
         print(f"  closest: {best['synth']}")
     print(f"  report: {result['out'] / 'report.html'}")
+    for cartridge in sorted(Path(result["out"]).glob("*.cartridge.syx")):  # DX7 voices, for Dexed or a DX7
+        print(f"  DX7 cartridge: {cartridge} (load it in Dexed or send it to a DX7; each voice alone: *.syx)")
     for line in install_lines(result["out"]):  # the LV2 presets, and how to use them in a DAW
         print(f"  {line}")
 

@@ -38,9 +38,10 @@ def arguments() -> ArgumentParser:
         "--presets",
         action="append",
         metavar="[SYNTH=]SOURCES",
-        help="preset sources, comma-separated among human, mutate, random "
+        help="preset sources, comma-separated among human, mutate, random, holdout "
         "(default human,mutate,random: all human presets, the rest half mutations "
-        "of them, half random); SYNTH=SOURCES sets one synth's",
+        "of them, half random; holdout: the human presets a spec holds out of training, for a "
+        "test set); SYNTH=SOURCES sets one synth's",
     )
     parser.add_argument("--n", type=positive_int, required=True, help="presets per synth")
     parser.add_argument("--notes", default="60", help="MIDI notes per preset: 60, 60-71 (the paper's) or 48,60,72")

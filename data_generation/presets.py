@@ -3,18 +3,23 @@
 Every function returns normalized presets, (n, n_params) float64, in the spec's parameter order.
 The spec's ``presets`` list names its human preset sources:
 ``{"kind": "factory", "path": "va.presets.json"}`` (a JSON file of named presets, values in native
-slider units) or ``{"kind": "amsynth_bank", "path": "/usr/share/amsynth/banks/*.bank"}``.
+slider units), ``{"kind": "amsynth_bank", "path": "/usr/share/amsynth/banks/*.bank"}`` or
+``{"kind": "dx7_bank", "path": "/usr/share/hexter/*.dx7"}`` (DX7 voices: ``.dx7`` or ``.syx``).
+A source marked ``"holdout": true`` is kept out of ``human_presets`` (so out of every dataset
+made from human presets and their mutations) and read with ``human_presets(spec, holdout=True)``:
+human-made sounds no model trained on, for evaluation.
 """
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import numpy as np
 
 from asp.errors import ASPError
 from asp.files import read_json, write_json
-from data_generation import amsynth, lv2
+from data_generation import amsynth, dx7, lv2
 from data_generation.spec import SynthSpec
 
 
@@ -28,7 +33,8 @@ def resolve_path(spec: SynthSpec, path: str) -> Path:
 
 PRESET_FORMATS = (
     "a preset file (.faust.json: 'presets' in native units), a <synth>.preset.json ('normalized' values), "
-    "a .params.json ('normalized_parameters'), an amsynth .bank or an LV2 preset bundle (.lv2 folder)"
+    "a .params.json ('normalized_parameters'), an amsynth .bank, an LV2 preset bundle (.lv2 folder) "
+    "or, for dx7, a .syx cartridge or voice (or a hexter .dx7 bank)"
 )
 
 
@@ -43,7 +49,9 @@ def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.n
       "value"}]}`` (a parameter found by its index where the name agrees, else by its name);
       named after the file;
     - an amsynth ``.bank`` (by suffix, or a first line ``amSynth``), in the spec's ``units``;
-    - an LV2 preset bundle (a ``.lv2`` folder, ``lv2.write_preset_bundle``) in the plugin's units.
+    - an LV2 preset bundle (a ``.lv2`` folder, ``lv2.write_preset_bundle``) in the plugin's units;
+    - for a ``dexed`` synth (dx7), a DX7 ``.syx`` (a 32-voice cartridge or single voices) or a
+      hexter ``.dx7`` bank (by suffix, or a first byte F0).
 
     Parameters a file leaves out take their defaults.
 
@@ -63,6 +71,10 @@ def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.n
         return [name], preset[None]
     if path.suffix == ".bank" or _starts_with(path, amsynth.BANK_HEADER):
         return _read_bank_file(spec, path)
+    if dx7.is_voice_file(path):
+        if spec.backend != "dexed":
+            raise ASPError(f"{path} is a DX7 voice file, but synth {spec.name!r} is no DX7; give it with --synth dx7")
+        return dx7.read_voice_presets(spec, path)
     data = read_json(path, "preset file", f"give {PRESET_FORMATS}")
     if not isinstance(data, dict):
         raise ASPError(f"malformed preset file {path}: expected a JSON object")
@@ -156,11 +168,17 @@ def write_preset_file(path: str | Path, spec: SynthSpec, presets: np.ndarray, na
     return path
 
 
-def human_presets(spec: SynthSpec) -> tuple[list[str], np.ndarray]:
-    """All human-made presets the spec's sources name: (names, (n, n_params) normalized)."""
+def human_presets(spec: SynthSpec, *, holdout: bool = False) -> tuple[list[str], np.ndarray]:
+    """All human-made presets the spec's sources name: (names, (n, n_params) normalized).
+
+    Args:
+        holdout: the sources marked ``"holdout": true`` instead of the others.
+    """
     names: list[str] = []
     rows: list[np.ndarray] = []
     for source in spec.presets:
+        if bool(source.get("holdout", False)) != holdout:
+            continue
         kind, path = source.get("kind"), source.get("path")
         if not path:
             raise ASPError(f"spec {spec.name!r}: preset source {source} needs a 'path'")
@@ -169,13 +187,27 @@ def human_presets(spec: SynthSpec) -> tuple[list[str], np.ndarray]:
         elif kind == "amsynth_bank":
             bank = amsynth.read_banks(resolve_path(spec, path))
             n, p = [b.name for b in bank], amsynth.bank_to_presets(spec, bank)
+        elif kind == "dx7_bank":
+            n, p = _dx7_banks(spec, resolve_path(spec, path))
         else:
-            raise ASPError(f"spec {spec.name!r}: unknown preset source kind {kind!r} (factory, amsynth_bank)")
+            raise ASPError(f"spec {spec.name!r}: unknown preset source kind {kind!r} (factory, amsynth_bank, dx7_bank)")
         names += n
         rows.append(p)
     if not rows:
         return [], np.zeros((0, spec.n_params))
     return names, np.concatenate(rows)
+
+
+def _dx7_banks(spec: SynthSpec, pattern: Path) -> tuple[list[str], np.ndarray]:
+    """Every voice of the DX7 files matching a glob pattern, files in sorted order."""
+    files = sorted(glob.glob(str(pattern)))
+    if not files:
+        raise ASPError(
+            f"no DX7 bank matches {pattern}; install Debian's hexter (`apt-get install hexter`: the DX7 and TX7 "
+            "ROM voices), or give a .syx with --preset-file"
+        )
+    read = [dx7.read_voice_presets(spec, f) for f in files]
+    return [n for names, _ in read for n in names], np.concatenate([p for _, p in read])
 
 
 def random_presets(spec: SynthSpec, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -41,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from asp.errors import ASPError
+from data_generation import dx7
 from data_generation.spec import SynthSpec, load_spec
 
 _FAUST_RESERVED = {"freq", "gain", "gate"}
@@ -131,6 +132,7 @@ class Renderer:
         self._faust: dict[str, tuple[object, list[str]]] = {}
         self._faust_voice: dict[str, dict[str, str]] = {}
         self._plugins: dict[str, object] = {}
+        self._dexed: dict[str, object] = {}
         self._count = 0
 
     def engine(self, spec: SynthSpec) -> daw.RenderEngine:
@@ -207,6 +209,24 @@ class Renderer:
             self._plugins[spec.name] = self._new_plugin(spec)
         return self._plugins[spec.name]
 
+    def _render_dexed(self, spec: SynthSpec, values: np.ndarray, note: int, velocity: int, start: float,
+                      held: float, length: float) -> np.ndarray:  # fmt: skip
+        """One note of the DX7 engine, placed as DawDreamer places the other synths' notes: it starts
+        at the first block boundary at or after ``start`` (``RenderSettings.onset_seconds``)."""
+        synth = self._dexed.get(spec.name)
+        if synth is None:
+            synth = self._dexed[spec.name] = dx7.require_dexed().DexedSynth(spec.render.sample_rate)
+        r = spec.render
+        onset = -(-round(start * r.sample_rate) // r.block_size) * r.block_size
+        n = int(round(length * r.sample_rate))
+        synth.load_patch(dx7.to_patch(spec, values))
+        with flushed_denormals():
+            audio = synth.render(note, velocity, held, max(n - onset, 1) / r.sample_rate)
+        out = np.zeros(n, dtype=np.float32)
+        body = audio[: max(n - onset, 0)]
+        out[onset : onset + len(body)] = body
+        return out
+
     # -- rendering -----------------------------------------------------------------------
     def render(
         self,
@@ -244,6 +264,8 @@ class Renderer:
         if start < 0 or held <= 0 or length <= 0:
             raise ASPError("note start must be >= 0 and note and render durations > 0 seconds")
 
+        if spec.backend == "dexed":
+            return self._render_dexed(spec, values, note, velocity, start, held, length)
         native = spec.to_native(values)
         engine = self.engine(spec)
         if spec.backend == "faust":

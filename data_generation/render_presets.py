@@ -6,6 +6,9 @@ Examples:
     python data_generation/render_presets.py --synth va --preset-file my_preset.json
     python data_generation/render_presets.py --synth amsynth --preset-file my_presets.bank
     python data_generation/render_presets.py --synth fm --random 5 --seed 1
+    python data_generation/render_presets.py --synth dx7 --name "E.PIANO 1" --name "BRASS 1"
+    python data_generation/render_presets.py --synth dx7 --holdout --limit 8
+    python data_generation/render_presets.py --synth dx7 --preset-file my_cartridge.syx
     python data_generation/render_presets.py --synth serum --plugin serum=/path/to/Serum.so --random 3
 """
 
@@ -38,7 +41,17 @@ def main() -> int:
     parser.add_argument(
         "--preset-file",
         help="a preset file to render: .faust.json, <synth>.preset.json, .params.json (as run_inference.py "
-        "writes them), an amsynth .bank or an LV2 preset bundle (.lv2 folder) (default: the synth's human presets)",
+        "writes them), an amsynth .bank, an LV2 preset bundle (.lv2 folder) or a DX7 .syx (default: the synth's "
+        "human presets)",
+    )
+    parser.add_argument(
+        "--name",
+        action="append",
+        metavar="NAME",
+        help="render only the presets of this name (case and spaces ignored; repeat for several)",
+    )
+    parser.add_argument(
+        "--holdout", action="store_true", help="the human presets the spec holds out of training (dx7: the TX7 ROM)"
     )
     parser.add_argument(
         "--random", type=positive_int, default=None, metavar="N", help="render N random presets instead"
@@ -61,9 +74,22 @@ def main() -> int:
     elif args.preset_file:
         names, presets = read_preset_file(spec, args.preset_file)
     else:
-        names, presets = human_presets(spec)
+        names, presets = human_presets(spec, holdout=args.holdout)
         if not names:
-            raise ASPError(f"synth {spec.name!r} ships no presets; use --random N or --preset-file")
+            held = " held-out" if args.holdout else ""
+            raise ASPError(f"synth {spec.name!r} ships no{held} presets; use --random N or --preset-file")
+    if args.name:
+        key = lambda text: "".join(text.split()).lower()  # noqa: E731
+        wanted = {key(n) for n in args.name}
+        take = [i for i, n in enumerate(names) if key(n) in wanted]
+        found = {key(names[i]) for i in take}
+        missing = [n for n in args.name if key(n) not in found]
+        if missing:
+            raise ASPError(
+                f"no preset named {', '.join(repr(m) for m in missing)} among the {len(names)} presets; "
+                f"some are {', '.join(repr(n) for n in names[:5])}"
+            )
+        names, presets = [names[i] for i in take], presets[take]
     if args.limit:
         names, presets = names[: args.limit], presets[: args.limit]
     plugin_paths = parse_plugin_paths(args.plugin)

@@ -45,7 +45,7 @@ from data_generation.params import (  # noqa: F401  (re-exported: a spec's parts
 )
 
 SYNTH_DIR = Path(__file__).resolve().parent / "synths"
-BACKENDS = ("faust", "vst", "vst3", "lv2")
+BACKENDS = ("faust", "vst", "vst3", "lv2", "dexed")  # dexed: the DX7 engine of the pip package dexed-py
 CLASS_TOLERANCE = 1e-3  # a categorical value this far (in classes) from a class is rounding, not between classes
 # the keys a spec file may hold at its top (a parameter's: PARAM_KEYS): any other is a misspelling
 SPEC_KEYS = ("name", "description", "backend", "source", "num_voices", "render", "presets", "parameters")
@@ -251,6 +251,8 @@ class SynthSpec:
             if not src.is_file():
                 raise ASPError(f"faust source {src} of synth {self.name!r} not found; fix 'source' in its spec")
             return str(src)
+        if self.backend == "dexed":  # a Python package, not a file: data_generation.dx7.require_dexed checks it
+            return self.source or "dexed-py"
         source = override or os.environ.get(self.plugin_env()) or self.source
         how = f"point at it with --plugin {self.name}=/path/to/plugin or the environment variable {self.plugin_env()}"
         if not source:

@@ -129,15 +129,16 @@ def build_spec(
         name: synth name (the spec's file name).
         backend: faust, vst, vst3 or lv2.
         source: .dsp path (relative to the spec folder for built-ins), plugin path or LV2 URI.
-        described: ``describe_plugin`` or ``describe_faust`` output.
+        described: ``describe_plugin``, ``describe_faust`` or ``dx7.describe_dexed`` output.
         previous: an existing spec for this synth, whose hand-made fields are kept.
         description: one line for the spec.
     """
-    raw = (
-        [_faust_param(d, i) for i, d in enumerate(described)]
-        if backend == "faust"
-        else [_plugin_param(d) for d in described]
-    )
+    if backend == "faust":
+        raw = [_faust_param(d, i) for i, d in enumerate(described)]
+    elif backend == "dexed":  # dx7.describe_dexed: already in the spec's terms, with groups and units
+        raw = [dict(d) for d in described]
+    else:
+        raw = [_plugin_param(d) for d in described]
     # a parameter keeps its declarations when its label (and, for plugins, its index) is unchanged
     old = {
         ((p.label or p.name), None if backend == "faust" else p.index): p for p in (previous.params if previous else ())
@@ -153,11 +154,13 @@ def build_spec(
             "name": pname,
             "index": r["index"],
             "classes": r["classes"],
-            "group": guess_group(pname),
+            "group": r.get("group") or guess_group(pname),
             "default": min(max(r["default"], 0.0), 1.0),
-            "sample_range": [0.0, 1.0],
+            "sample_range": r.get("sample_range", [0.0, 1.0]),
             "native_range": r["native_range"],
         }
+        if "units" in r:
+            entry["units"] = r["units"]
         if backend != "faust" and r["label"] != pname:
             entry["label"] = r["label"]
         if "choices" in r:

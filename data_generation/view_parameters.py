@@ -16,6 +16,7 @@ from pathlib import Path
 
 from asp.cli import ArgumentParser, run_cli
 from asp.errors import ASPError
+from data_generation.dx7 import describe_dexed
 from data_generation.spec import SYNTH_DIR, SynthSpec, available_synths, load_spec
 from data_generation.spec_gen import build_spec, describe_faust, describe_plugin, snake
 
@@ -41,6 +42,8 @@ def format_table(spec: SynthSpec) -> str:
 
 
 def _backend_of(source: str) -> str:
+    if source in ("dexed", "dexed-py"):  # the DX7 engine (pip package dexed-py)
+        return "dexed"
     if "://" in source or source.startswith("urn:"):
         return "lv2"
     if source.endswith(".dsp"):
@@ -56,7 +59,9 @@ def main() -> int:
     parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--synth", help="a synth name (see --list) or the path of a spec .json")
-    what.add_argument("--plugin", help="a VST2 .so, VST3 .vst3, LV2 URI or Faust .dsp to describe")
+    what.add_argument(
+        "--plugin", help="a VST2 .so, VST3 .vst3, LV2 URI or Faust .dsp to describe ('dexed': the DX7 engine)"
+    )
     what.add_argument("--list", action="store_true", help="list the synths that have a spec")
     parser.add_argument("--name", help="synth name for a spec generated with --plugin (default: from the file)")
     parser.add_argument(
@@ -93,11 +98,14 @@ def main() -> int:
     else:
         source = args.plugin
         backend = _backend_of(source)
-        name = args.name or snake(Path(source.rstrip("/")).stem.split("/")[-1])
-        stored_source = source
+        name = args.name or ("dx7" if backend == "dexed" else snake(Path(source.rstrip("/")).stem.split("/")[-1]))
+        stored_source = "dexed-py" if backend == "dexed" else source
         if backend == "faust" and not Path(source).is_file():
             raise ASPError(f"faust source {source} not found")
-    described = describe_faust(source) if backend == "faust" else describe_plugin(source)
+    if backend == "dexed":
+        described = describe_dexed()
+    else:
+        described = describe_faust(source) if backend == "faust" else describe_plugin(source)
     spec = build_spec(name=name, backend=backend, source=stored_source, described=described, previous=previous)
 
     if args.write_spec is None:

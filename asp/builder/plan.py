@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from asp.builder.sampling import SOURCES, _rng, _split_groups, _synth_presets
+from asp.builder.sampling import ALL_SOURCES, SOURCES, _rng, _split_groups, _synth_presets
 from asp.errors import ASPError
 from data.dataset import GENERATOR_VERSION, LAYOUTS, SPLITS
 from data.features import HOP, N_MELS
@@ -125,9 +125,9 @@ def parse_sources(items: list[str] | None, synths: tuple[str, ...]) -> dict[str,
     for item in items or []:
         name, sep, value = item.rpartition("=")
         sources = tuple(s.strip() for s in value.split(",") if s.strip())
-        bad = [s for s in sources if s not in SOURCES]
+        bad = [s for s in sources if s not in ALL_SOURCES]
         if bad or not sources:
-            raise ASPError(f"--presets {item!r}: sources must be among {', '.join(SOURCES)}")
+            raise ASPError(f"--presets {item!r}: sources must be among {', '.join(ALL_SOURCES)}")
         if sep:
             if name not in synths:
                 raise ASPError(f"--presets {item!r} names synth {name!r}, which is not in --synths")

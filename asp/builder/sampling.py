@@ -14,7 +14,8 @@ from asp.errors import ASPError
 from data_generation.presets import human_presets, mutate_presets, random_presets, resolve_path
 from data_generation.spec import SynthSpec
 
-SOURCES = ("human", "mutate", "random")
+SOURCES = ("human", "mutate", "random")  # the default; "holdout" only when asked for
+ALL_SOURCES = (*SOURCES, "holdout")  # holdout: the spec's held-out human presets (a test set's, never trained on)
 SPLIT_SHARES = (0.8, 0.1, 0.1)
 MIN_BANK_GROUPS = 3  # fewer amsynth bank files than this: their presets are grouped one by one
 
@@ -88,7 +89,15 @@ def _synth_presets(
         names += [human_names[i] for i in take]
         rows.append(human[take])
         groups.append(human_group[take])
-    others = [s for s in sources if s != "human"]
+    if "holdout" in sources:  # each its own group (a test set takes them all: --split-all test)
+        held_names, held = human_presets(spec, holdout=True)
+        take = np.arange(len(held_names))
+        if len(take) > n - len(names):
+            take = np.sort(rng.choice(len(held_names), max(n - len(names), 0), replace=False))
+        names += [held_names[i] for i in take]
+        rows.append(held[take])
+        groups.append(own_groups(len(take)))
+    others = [s for s in sources if s not in ("human", "holdout")]
     remaining = n - len(names)
     for k, source in enumerate(others):
         count = remaining // len(others) + (1 if k < remaining % len(others) else 0)

@@ -51,6 +51,37 @@ class Matcher:
         self._train = None
         self._index = None
         self._searcher: Searcher | None = None
+        self.extra_starts: dict[str, dict[str, np.ndarray]] = {}  # synth -> {name: encoded preset}: add_starts
+
+    def add_starts(self, items: list[str]) -> None:
+        """Preset files the search also starts from (``run_inference.py --start-from``), each
+        ``SYNTH=PATH``, or a DX7 ``.syx``/``.dx7`` alone (for the model's DX7): every preset of
+        the file is a start of its synth's search.
+
+        Raises:
+            ASPError: for a synth the model does not predict, a file with no synth to go to, or
+                a file ``read_preset_file`` refuses.
+        """
+        from data_generation import dx7
+        from data_generation.presets import read_preset_file
+
+        for item in items:
+            synth, sep, path = item.partition("=")
+            if not sep or synth not in self.specs and Path(item).exists():
+                path = item
+                dexed = [s for s, spec in self.specs.items() if spec.backend == "dexed"]
+                if not (dx7.is_voice_file(path) and dexed):
+                    raise ASPError(
+                        f"--start-from {item}: say which synth it is for as SYNTH=PATH "
+                        f"(the model predicts {', '.join(self.specs)})"
+                    )
+                synth = dexed[0]
+            if synth not in self.specs:
+                raise ASPError(f"--start-from {item}: the model predicts {', '.join(self.specs)}, not {synth!r}")
+            names, presets = read_preset_file(self.specs[synth], path)
+            vectors = Codec(self.specs[synth]).encode(presets)
+            starts = self.extra_starts.setdefault(synth, {})
+            starts.update({f"{Path(path).name}: {n}": v.astype(np.float32) for n, v in zip(names, vectors)})
 
     def close(self) -> None:
         """Stops the search workers, if any were started."""
@@ -225,6 +256,7 @@ class Matcher:
         starts = {"network": np.asarray(vectors[name][0])}
         if refine_starts > 0:
             starts.update(self.nearest_starts(target, name, refine_starts))
+        starts.update(self.extra_starts.get(name, {}))  # --start-from
         if self._searcher is None or self._searcher.workers != workers:
             self.close()
             self._searcher = Searcher(workers=workers, plugin_paths=self.plugin_paths)

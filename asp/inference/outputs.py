@@ -10,13 +10,13 @@ import numpy as np
 
 from asp.errors import ASPError
 from asp.inference.target import Target
-from data_generation import amsynth
+from data_generation import amsynth, dx7
 from data_generation.presets import read_preset_file, write_preset_file
 from data_generation.spec import SynthSpec
 
 SAMPLE_RATE = 44100
 SUMMARY = "match.json"  # every output folder's summary, and the mark that this tool made the folder
-OUTPUT_SUFFIXES = {".wav", ".json", ".bank", ".png", ".html"}
+OUTPUT_SUFFIXES = {".wav", ".json", ".bank", ".png", ".html", ".syx"}
 
 
 def check_output_folder(out: Path) -> None:
@@ -47,17 +47,32 @@ def write_preset_outputs(
     folder: Path, spec: SynthSpec, preset: np.ndarray, title: str, *, stem: str | None = None
 ) -> np.ndarray:
     """Writes the predicted preset as named JSON and in a form the synth itself loads, as
-    ``<stem>.preset.json`` and ``<stem>.bank`` / ``.faust.json`` / ``.params.json`` (stem: the
-    synth's name); returns the preset as read back from that file (the files round values to 6
-    digits)."""
+    ``<stem>.preset.json`` and ``<stem>.bank`` / ``.faust.json`` / ``.params.json`` / ``.syx``
+    (stem: the synth's name); returns the preset as read back from that file (the files round
+    values to 6 digits; a DX7 voice to the DX7's integer steps, as the engine renders it).
+
+    A DX7 voice (a ``dexed`` synth) is a single-voice dump ``<stem>.syx`` and is also added to
+    the folder's 32-voice cartridge ``<synth>.cartridge.syx`` (made on the first voice), named
+    from the title's text before `` (``: the target's name; a refined voice ends in `` R``.
+    """
     stem = stem or spec.name
+    voice = None
+    if spec.backend == "dexed":  # the voice first: the named values are then the voice's (the DX7's steps)
+        preset = voice = _write_dx7_voice(folder, spec, preset, title, stem)
     named = {"synth": spec.name, "name": title, "normalized": spec.preset_to_dict(preset)}
     if any(p.units for p in spec.params):  # the synth's own units (seconds, semitones, ...)
         named["units"] = amsynth.presets_to_bank_values(spec, preset)[0]
+        if voice is not None:  # a DX7 voice's values: whole numbers, a categorical one its class number
+            named["units"] = {
+                p.name: int(round(v * (p.units[1] - p.units[0]) + p.units[0] if p.units else v * (p.classes - 1)))
+                for p, v in zip(spec.params, preset)
+            }
     (folder / f"{stem}.preset.json").write_text(json.dumps(named, indent=1) + "\n")
     if spec.name == "amsynth" or any(s.get("kind") == "amsynth_bank" for s in spec.presets):
         path = amsynth.write_bank(folder / f"{stem}.bank", spec, preset[None], [title[:60]])
         return amsynth.bank_to_presets(spec, amsynth.read_bank(path))[0]
+    if voice is not None:
+        return voice
     if spec.backend == "faust":
         path = write_preset_file(folder / f"{stem}.faust.json", spec, preset[None], [title])
         return read_preset_file(spec, path)[1][0]
@@ -66,6 +81,17 @@ def write_preset_outputs(
     document = {"synth": spec.name, "plugin": spec.source, "normalized_parameters": listing}
     (folder / f"{stem}.params.json").write_text(json.dumps(document, indent=1) + "\n")
     return spec.snap(np.array(values))
+
+
+def _write_dx7_voice(folder: Path, spec: SynthSpec, preset: np.ndarray, title: str, stem: str) -> np.ndarray:
+    name = title.split(" (")[0]
+    if stem.endswith(".refined"):
+        name = dx7.voice_name(name)[: dx7.NAME_CHARS - 2].rstrip() + " R"
+    voice = dx7.write_syx(folder / f"{stem}.syx", dx7.single_voice_sysex(dx7.to_patch(spec, preset, name)))
+    cartridge = folder / f"{spec.name}.cartridge.syx"
+    voices = [p for n, p in dx7.read_voices(cartridge) if n != "INIT VOICE"] if cartridge.is_file() else []
+    dx7.write_syx(cartridge, dx7.bank_sysex([*voices, *(p for _, p in dx7.read_voices(voice))][-dx7.BANK_VOICES :]))
+    return dx7.read_voice_presets(spec, voice)[1][0]
 
 
 def plot_comparison(path: Path, target: Target, mels: dict[str, np.ndarray], results: list[dict]) -> None:

@@ -54,7 +54,8 @@ def write_match_report(folder: Path, summary: dict, mels: dict[str, np.ndarray])
         summary=summary,
         matches=matches,
         closest=rendered[0]["synth"] if rendered else None,
-        extras=[name for name in ("compare.png", "match.json") if (folder / name).is_file()],
+        extras=[name for name in ("compare.png", "match.json") if (folder / name).is_file()]
+        + sorted(p.name for p in folder.glob("*.cartridge.syx")),  # a DX7 cartridge of the match's voices
     )
 
 

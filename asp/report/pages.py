@@ -19,7 +19,7 @@ INDEX_PAGE = "index.html"
 REPORT_FOLDER = "report"  # <evaluation out>/report/index.html and its audio
 PRESETS = "presets.npz"
 REPORT_SAMPLES = 12  # samples an evaluation report renders again by default
-PRESET_FILES = (".bank", ".faust.json", ".params.json", ".preset.json")  # links per match, in this order
+PRESET_FILES = (".bank", ".faust.json", ".params.json", ".syx", ".preset.json")  # links per match, in this order
 # ... then the match's LV2 preset bundle, <target>.<stem>.lv2/ (data_generation/lv2/)
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 GENERATOR = "multi-task-asp report.py"  # every page's <meta name="generator">: our mark (kept as it was: older pages)
