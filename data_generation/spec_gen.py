@@ -114,6 +114,42 @@ def _faust_param(d: dict, index: int) -> dict:
     }
 
 
+def _param_entry(r: dict, pname: str, backend: str, prev) -> dict:
+    """One parameter's spec entry from its described form ``r``, keeping ``prev``'s declarations."""
+    entry = {
+        "name": pname,
+        "index": r["index"],
+        "classes": r["classes"],
+        "group": r.get("group") or guess_group(pname),
+        "default": min(max(r["default"], 0.0), 1.0),
+        "sample_range": r.get("sample_range", [0.0, 1.0]),
+        "native_range": r["native_range"],
+    }
+    if "units" in r:
+        entry["units"] = r["units"]
+    if backend != "faust" and r["label"] != pname:
+        entry["label"] = r["label"]
+    if "choices" in r:
+        entry["choices"] = r["choices"]
+    if any(w in r["label"].lower() for w in _FIXED_WORDS):
+        entry["fixed"] = True
+    if prev is not None:
+        entry["group"] = prev.group
+        entry["sample_range"] = list(prev.sample_range)
+        if prev.classes and not entry["classes"]:
+            entry["classes"] = prev.classes
+        for key in ("units", "rate_hz", "fixed", "choices"):
+            value = getattr(prev, key)
+            if value not in (None, False):
+                entry[key] = list(value) if isinstance(value, tuple) else value
+        if backend != "faust" and prev.name != pname:
+            entry["name"] = prev.name
+    if entry["classes"] >= 2:
+        n = entry["classes"] - 1
+        entry["default"] = round(entry["default"] * n) / n
+    return entry
+
+
 def build_spec(
     *,
     name: str,
@@ -150,39 +186,8 @@ def build_spec(
         while pname in seen:
             pname, k = f"{base}_{k}", k + 1
         seen.add(pname)
-        entry = {
-            "name": pname,
-            "index": r["index"],
-            "classes": r["classes"],
-            "group": r.get("group") or guess_group(pname),
-            "default": min(max(r["default"], 0.0), 1.0),
-            "sample_range": r.get("sample_range", [0.0, 1.0]),
-            "native_range": r["native_range"],
-        }
-        if "units" in r:
-            entry["units"] = r["units"]
-        if backend != "faust" and r["label"] != pname:
-            entry["label"] = r["label"]
-        if "choices" in r:
-            entry["choices"] = r["choices"]
-        if any(w in r["label"].lower() for w in _FIXED_WORDS):
-            entry["fixed"] = True
         prev = old.get((r["label"], None if backend == "faust" else r["index"]))
-        if prev is not None:
-            entry["group"] = prev.group
-            entry["sample_range"] = list(prev.sample_range)
-            if prev.classes and not entry["classes"]:
-                entry["classes"] = prev.classes
-            for key in ("units", "rate_hz", "fixed", "choices"):
-                value = getattr(prev, key)
-                if value not in (None, False):
-                    entry[key] = list(value) if isinstance(value, tuple) else value
-            if backend != "faust" and prev.name != pname:
-                entry["name"] = prev.name
-        if entry["classes"] >= 2:
-            n = entry["classes"] - 1
-            entry["default"] = round(entry["default"] * n) / n
-        params.append(entry)
+        params.append(_param_entry(r, pname, backend, prev))
     data = {
         "name": name,
         "description": description or (previous.description if previous else f"{name} ({backend})"),
