@@ -3,7 +3,9 @@
 atomic_write      writes a file through a temp file in the same folder, fsync, rename
 atomic_path       the same for libraries that write to a path themselves (Keras, numpy)
 atomic_folder     fills a temp folder, then swaps it in for a folder the toolkit owns
-write_json, read_json, remove_stale_temps, remove_stale_folders
+write_json, remove_stale_temps, remove_stale_folders
+read_json         the one JSON reader: limits, no blocking on a pipe or a device, one line naming the file
+not_a_file_problem  why a path is not a regular file (a named pipe, a device, a folder) before opening it
 write_sound       soundfile.write whose failures (a full disk) are one ASPError naming the file
 path_problem      why a path given cannot be opened: missing, a symbolic link loop, a file on the way
 """
@@ -16,6 +18,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,28 +35,93 @@ TEMP_MARK = ".tmp"  # every temp file is named <name>.<pid>.tmp[<suffix>]
 # reading and writing files
 
 
-def read_json(path: str | Path, what: str, fix: str = "") -> object:
-    """Reads a JSON file a user gave or a run wrote; unreadable or invalid JSON is an ``ASPError``.
+JSON_MAX_BYTES = 256 << 20  # no JSON the project reads comes near this; a bigger one is not ours
+JSON_MAX_DIGITS = 100  # an integer literal longer than this is damage (Python refuses 4,300 with a traceback)
+
+
+class _BigInteger(ValueError):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > JSON_MAX_DIGITS:
+        raise _BigInteger(len(text.lstrip("-")))
+    return int(text)
+
+
+def not_a_file_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a regular file that can be read without blocking (a named pipe, a device
+    such as ``/dev/zero``, a socket, a folder), in words that name it; None for a regular file and
+    for a path that does not exist (``path_problem`` says that). Checked before opening: opening a
+    named pipe for reading waits for a writer forever, and ``/dev/zero`` never ends."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    kind = (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a regular file"
+    )
+    return f"{path} is {kind}, not a file"
+
+
+def read_json(path: str | Path, what: str, fix: str = "", *, max_bytes: int = JSON_MAX_BYTES) -> object:
+    """Reads a JSON file a user gave, a run wrote or the project ships: the one JSON reader.
+
+    Refused with an ``ASPError`` naming the file (and ``fix``): a missing or unreadable file; a
+    named pipe, a device or a folder (checked before opening, so nothing blocks); a file over
+    ``max_bytes``; invalid JSON, text that is not UTF-8, nesting too deep; an integer of more than
+    ``JSON_MAX_DIGITS`` digits (Python's own limit is a ``ValueError`` traceback).
 
     Args:
         path: the file.
         what: what the file is, for the message ("preset file", "experiment config").
-        fix: what to do about invalid JSON, appended to the message.
+        fix: what to do about a damaged file, appended to the message.
+        max_bytes: the largest file read.
     """
     path = Path(path)
+    hint = f"; {fix}" if fix else ""
+    problem = not_a_file_problem(path)
+    if problem:
+        raise ASPError(f"{what} {problem}; give a JSON file") from None
     try:
-        return json.loads(path.read_text())
-    except IsADirectoryError:
-        raise ASPError(f"{what} {path} is a folder, not a file") from None
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
     except OSError as err:
+        if err.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
+            raise ASPError(f"{what} {path_problem(path) or path}") from None
         raise ASPError(f"cannot read {what} {path} ({err.strerror})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        if isinstance(err, json.JSONDecodeError):
-            where = f"{err.msg} at line {err.lineno}"
-        else:
-            where = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nested too deeply"
-        hint = f"; {fix}" if fix else ""
-        raise ASPError(f"{what} {path} is not valid JSON ({where}){hint}") from None
+    if len(raw) > max_bytes:
+        raise ASPError(f"{what} {path} is over {max_bytes >> 20} MB, too large for one{hint}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ASPError(f"{what} {path} is not valid JSON (not UTF-8 text){hint}") from None
+    return parse_json(text, f"{what} {path}", fix)
+
+
+def parse_json(text: str, what: str, fix: str = "") -> object:
+    """JSON text (a file's, read by ``read_json``, or an environment variable's such as
+    TF_CONFIG) with the same limits and one-line errors; ``what`` names it ("run config x.json")."""
+    hint = f"; {fix}" if fix else ""
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except _BigInteger as err:
+        raise ASPError(
+            f"{what} is damaged: it holds an integer of {err.args[0]} digits (at most {JSON_MAX_DIGITS} are read){hint}"
+        ) from None
+    except (json.JSONDecodeError, RecursionError) as err:
+        where = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "nested too deeply"
+        raise ASPError(f"{what} is not valid JSON ({where}){hint}") from None
 
 
 def path_problem(path: str | Path) -> str | None:

@@ -3,7 +3,6 @@ refused when it holds another dataset (unless forced), assembled when every shar
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -17,7 +16,7 @@ from asp.builder.plan import WORK_DIR, Plan, Settings, Shard, make_plan
 from asp.builder.shards import _warm_up, read_shard, render_shard
 from asp.cluster import run_tasks
 from asp.errors import ASPError
-from asp.files import remove_stale_temps, write_json
+from asp.files import read_json, remove_stale_temps, write_json
 from asp.locks import folder_lock
 from data.dataset import MANIFEST, SPLITS, dataset_layout
 from data.mels import SHARD_FOLDER
@@ -38,8 +37,8 @@ def _check_writable(out: Path) -> None:
 def _fingerprint(plan_file: Path) -> str | None:
     """The fingerprint of the plan an unfinished run left, or None (none, or unreadable)."""
     try:
-        data = json.loads(plan_file.read_text())
-    except (OSError, ValueError):
+        data = read_json(plan_file, "plan")
+    except ASPError:
         return None
     return data.get("fingerprint") if isinstance(data, dict) else None
 
@@ -47,8 +46,8 @@ def _fingerprint(plan_file: Path) -> str | None:
 def _read_manifest(path: Path) -> dict | None:
     """A finished dataset's manifest, or None when it is damaged (not JSON, or keys missing)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(path, "dataset manifest")
+    except ASPError:
         return None
     if not (isinstance(data, dict) and isinstance(data.get("fingerprint"), str)):
         return None

@@ -49,6 +49,7 @@ from asp.backend import keras_backend, tensorflow
 from asp.checkpoints import CONFIG, WEIGHTS
 from asp.config import TrainConfig
 from asp.errors import ASPError
+from asp.files import parse_json
 from asp.locks import folder_lock
 from asp.training.checkpoints import BACKUP
 from asp.training.stream import make_stream, stream_arrays
@@ -417,7 +418,7 @@ def _tf_config() -> tuple[list[str], int]:
     if not text:
         raise ASPError(f"--distribute multi-worker reads its cluster from {TF_CONFIG}, which is not set; {fix}")
     try:
-        spec = json.loads(text)
+        spec = parse_json(text, TF_CONFIG, fix)
         jobs = spec["cluster"]
         kind, index = spec["task"]["type"], spec["task"]["index"]
         chief = list(jobs.get("chief", []))

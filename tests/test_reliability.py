@@ -1,0 +1,172 @@
+"""Reliability on the new surfaces (issue 42): never overwrite a user's file, never hang, every
+damaged shipped or user file named. The helpers and the rules are tests/test_faults.py's: a
+failure is exit 2 with one ``error:`` line, no traceback, nothing half-written; a command that
+would wait forever ends on SIGTERM within seconds.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_faults import error_line
+
+from asp.checkpoints import read_config
+from asp.errors import ASPError
+from asp.experiments.config import load_config
+from asp.files import not_a_file_problem, parse_json, read_json
+from data_generation import amsynth
+from data_generation.presets import random_presets, read_preset_file
+from data_generation.spec import load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+HUGE = "1" + "0" * 5000  # Python refuses to parse an integer of over 4,300 digits with a ValueError
+
+
+def run(*args, timeout=120, env=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **(env or {}))
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# one JSON reader: limits, no blocking, one line naming the file
+
+
+def test_read_json_refuses_a_huge_integer_naming_the_file(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(f'{{"a": {HUGE}}}')
+    with pytest.raises(ASPError, match=r"x.json is damaged: it holds an integer of 5001 digits"):
+        read_json(path, "preset file")
+    path.write_text('{"a": 12345678901234567890, "b": -3}')
+    assert read_json(path, "preset file") == {"a": 12345678901234567890, "b": -3}
+    with pytest.raises(ASPError, match="TF_CONFIG is damaged"):
+        parse_json(f'{{"task": {HUGE}}}', "TF_CONFIG")
+
+
+@pytest.mark.parametrize("what", ["preset", "spec", "experiment", "run config"])
+def test_every_json_the_project_reads_refuses_a_huge_integer(what, tmp_path):
+    """A preset, a synth spec, an experiment config and a run's config.json holding a 5,000-digit
+    integer: before, Python's integer-string limit ValueError (a traceback); now one line."""
+    if what == "preset":
+        path = tmp_path / "p.faust.json"
+        path.write_text(f'{{"synth": "va", "values": {{"filter_cutoff": {HUGE}}}}}')
+        call = lambda: read_preset_file(load_spec("va"), path)  # noqa: E731
+    elif what == "spec":
+        path = tmp_path / "big.json"
+        spec = json.loads(load_spec("va").path.read_text())
+        spec["render"] = dict(spec.get("render", {}), sample_rate=12345)
+        path.write_text(json.dumps(spec).replace("12345", HUGE))
+        call = lambda: load_spec(path)  # noqa: E731
+    elif what == "experiment":
+        path = tmp_path / "exp.json"
+        path.write_text(f'{{"rows": [], "epochs": {HUGE}}}')
+        call = lambda: load_config(path)  # noqa: E731
+    else:
+        path = tmp_path / "run" / "config.json"
+        path.parent.mkdir()
+        path.write_text(f'{{"latent_size": {HUGE}}}')
+        call = lambda: read_config(path.parent)  # noqa: E731
+    with pytest.raises(ASPError, match=rf"{path.name} is damaged: it holds an integer of 5001 digits"):
+        call()
+
+
+def test_named_pipes_and_devices_are_named_as_such_not_opened(tmp_path):
+    pipe = fifo(tmp_path / "pipe.json")
+    assert not_a_file_problem(pipe) == f"{pipe} is a named pipe (FIFO), not a file"
+    assert not_a_file_problem("/dev/zero") == "/dev/zero is a device, not a file"
+    assert not_a_file_problem(tmp_path) == f"{tmp_path} is a folder, not a file"
+    assert not_a_file_problem(tmp_path / "missing") is None
+    with pytest.raises(ASPError, match="is a named pipe"):
+        read_json(pipe, "experiment config")  # would block forever when opened
+    with pytest.raises(ASPError, match="/dev/zero is a device, not a file"):
+        read_preset_file(load_spec("va"), "/dev/zero")  # would read forever
+    with pytest.raises(ASPError, match="synth spec file .*spec.json is a named pipe"):
+        load_spec(fifo(tmp_path / "spec.json"))  # was "not found"
+
+
+def _ends_within(proc: subprocess.Popen, seconds: float) -> tuple[int, str]:
+    """Waits for ``proc``; still running after ``seconds``, it gets SIGTERM, then must end within 10 s."""
+    try:
+        _, err = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("the command ignored SIGTERM (killed with SIGKILL)")
+        pytest.fail(f"the command hung for {seconds} s (ended on SIGTERM): {err[-2000:]}")
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["render_presets", "experiment"])
+def test_a_named_pipe_as_an_input_file_is_refused_not_waited_on(command, tmp_path):
+    pipe = fifo(tmp_path / "in.json")
+    args = (
+        ["data_generation/render_presets.py", "--synth", "va", "--preset-file", pipe, "--out", tmp_path / "o"]
+        if command == "render_presets"
+        else ["experiments/run.py", pipe, "--results", tmp_path / "r"]
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env)
+    code, err = _ends_within(proc, 60)
+    res = subprocess.CompletedProcess(args, code, "", err)
+    assert "is a named pipe (FIFO), not a file" in error_line(res)
+
+
+# ---------------------------------------------------------------------------------------
+# amsynth banks cut short; --plugin for a built-in synth
+
+
+def test_an_amsynth_bank_cut_mid_preset_is_refused(tmp_path):
+    spec = load_spec("amsynth")
+    presets = random_presets(spec, 2, np.random.default_rng(0))
+    path = amsynth.write_bank(tmp_path / "two.bank", spec, presets, ["one", "two"])
+    whole = path.read_text()
+    assert len(read_preset_file(spec, path)[0]) == 2
+    lines = whole.splitlines(keepends=True)
+    second = max(i for i, line in enumerate(lines) if line.startswith("<preset>"))
+    cut = tmp_path / "cut.bank"
+    cut.write_text("".join(lines[: second + 11]))  # the second preset's name and 10 of its parameters
+    with pytest.raises(ASPError, match=r"cut.bank is cut short in preset 1 \('two': 10 of 4\d parameters"):
+        read_preset_file(spec, cut)
+    cut.write_text(whole[: whole.rindex(".") + 2])  # cut mid-line: the last value loses digits
+    with pytest.raises(ASPError, match="its last line cut"):
+        read_preset_file(spec, cut)
+
+
+def test_plugin_for_a_built_in_synth_or_a_device_is_refused(tmp_path):
+    with pytest.raises(ASPError, match=r"--plugin va=/dev/null: synth 'va' is built in"):
+        load_spec("va").resolve_source("/dev/null")
+    with pytest.raises(ASPError, match="/dev/null is a device, not a file"):
+        load_spec("amsynth").resolve_source("/dev/null")
+
+
+@pytest.mark.slow
+def test_render_presets_with_plugin_va_dev_null_is_refused(tmp_path):
+    res = run(
+        "data_generation/render_presets.py",
+        "--synth",
+        "va",
+        "--random",
+        "1",
+        "--plugin",
+        "va=/dev/null",
+        "--out",
+        tmp_path / "o",
+    )
+    assert "--plugin va=/dev/null: synth 'va' is built in" in error_line(res)
+    assert not (tmp_path / "o").exists()
