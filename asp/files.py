@@ -8,12 +8,15 @@ read_json         the one JSON reader: limits, no blocking on a pipe or a device
 not_a_file_problem  why a path is not a regular file (a named pipe, a device, a folder) before opening it
 write_sound       soundfile.write whose failures (a full disk) are one ASPError naming the file
 path_problem      why a path given cannot be opened: missing, a symbolic link loop, a file on the way
+check_outputs     refuses to replace a file or folder no command wrote (unless --overwrite)
+mark_written, output_path   record what a command wrote (.asp-written.json), so its next run may replace it
 """
 
 from __future__ import annotations
 
 import errno
 import fnmatch
+import hashlib
 import json
 import os
 import re
@@ -324,3 +327,87 @@ def remove_stale_temps(folder: str | Path, *names: str) -> list[Path]:
             p.unlink(missing_ok=True)
             removed.append(p)
     return removed
+
+
+# ---------------------------------------------------------------------------------------
+# outputs: never replace what the toolkit did not write
+
+WRITTEN = ".asp-written.json"  # in each folder the commands write into: {name: digest of what was written}
+OVERWRITE_FLAG = "--overwrite"
+
+
+def _digest(path: Path) -> str:
+    """A file's sha256, or a folder's: of its files' relative names and contents (symbolic links
+    by their target), so that anything changed, added or removed since it was written shows."""
+    h = hashlib.sha256()
+    if path.is_file() and not path.is_symlink():
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    for p in sorted(path.rglob("*")) if path.is_dir() and not path.is_symlink() else [path]:
+        h.update(str(p.relative_to(path) if p != path else ".").encode() + b"\0")
+        if p.is_symlink():
+            h.update(b"link:" + os.readlink(p).encode())
+        elif p.is_file():
+            h.update(_digest(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _written(folder: Path) -> dict:
+    try:
+        data = read_json(folder / WRITTEN, "record of written files")
+    except ASPError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def is_ours(path: str | Path) -> bool:
+    """Whether ``path`` (a file or a folder) is as a command of this toolkit wrote it: recorded in
+    its folder's ``.asp-written.json`` with the same contents (a user's edit since makes it theirs)."""
+    path = Path(path)
+    recorded = _written(path.parent).get(path.name)
+    return isinstance(recorded, str) and (path.exists() or path.is_symlink()) and recorded == _digest(path)
+
+
+def check_outputs(paths, *, overwrite: bool = False, flag: str = OVERWRITE_FLAG) -> None:
+    """Refuses, before any work, to replace a file or folder the toolkit did not write: each of
+    ``paths`` that exists must be one a command wrote (``is_ours``), unless ``overwrite`` (the user
+    said ``--overwrite``). One line names the first one in the way and the two ways out.
+
+    Raises:
+        ASPError: a path exists and is not ours.
+    """
+    if overwrite:
+        return
+    for path in map(Path, paths):
+        if (path.exists() or path.is_symlink()) and not is_ours(path):
+            kind = "folder" if path.is_dir() else "file"
+            raise ASPError(
+                f"{path} already exists and was not written by this toolkit (or was changed since); nothing was "
+                f"changed: move the {kind} away, choose another output path, or give {flag} to replace it"
+            )
+
+
+def mark_written(*paths: str | Path) -> None:
+    """Records files or folders a command just wrote as the toolkit's (``check_outputs`` lets a
+    later run replace them), in ``.asp-written.json`` of their folders."""
+    by_folder: dict[Path, list[Path]] = {}
+    for path in map(Path, paths):
+        by_folder.setdefault(path.parent, []).append(path)
+    for folder, items in by_folder.items():
+        record = _written(folder)
+        record = {k: v for k, v in record.items() if (folder / k).exists()}
+        record.update({p.name: _digest(p) for p in items})
+        write_json(folder / WRITTEN, record)
+
+
+@contextmanager
+def output_path(path: str | Path, *, overwrite: bool = False, suffix: str = "") -> Iterator[Path]:
+    """``atomic_path`` for a command's output file: refused (``check_outputs``) where ``path`` is a
+    file the toolkit did not write, recorded as written (``mark_written``) once it is whole."""
+    check_outputs([path], overwrite=overwrite)
+    with atomic_path(path, suffix=suffix) as tmp:
+        yield tmp
+    mark_written(path)

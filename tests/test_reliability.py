@@ -170,3 +170,128 @@ def test_render_presets_with_plugin_va_dev_null_is_refused(tmp_path):
     )
     assert "--plugin va=/dev/null: synth 'va' is built in" in error_line(res)
     assert not (tmp_path / "o").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# outputs: a file or folder the toolkit did not write is never replaced (unless --overwrite)
+
+
+def test_check_outputs_refuses_what_no_command_wrote_and_allows_what_one_did(tmp_path):
+    from asp.files import WRITTEN, check_outputs, is_ours, mark_written, output_path
+
+    mine = tmp_path / "summary.md"
+    mine.write_text("my notes")
+    with pytest.raises(ASPError, match=r"summary.md already exists and was not written by this toolkit.*--overwrite"):
+        check_outputs([tmp_path / "new.md", mine])
+    check_outputs([mine], overwrite=True)  # said explicitly
+    with pytest.raises(ASPError, match="not written by this toolkit"):
+        with output_path(mine) as tmp:
+            tmp.write_text("ours")
+    assert mine.read_text() == "my notes"
+
+    ours = tmp_path / "out.txt"
+    with output_path(ours) as tmp:
+        tmp.write_text("first")
+    assert is_ours(ours) and (tmp_path / WRITTEN).is_file()
+    with output_path(ours) as tmp:  # a second run replaces its own file
+        tmp.write_text("second")
+    assert ours.read_text() == "second"
+    ours.write_text("edited by the user")  # edited since: the user's now
+    with pytest.raises(ASPError, match="or was changed since"):
+        check_outputs([ours])
+
+    folder = tmp_path / "va.lv2"
+    folder.mkdir()
+    (folder / "a.ttl").write_text("x")
+    mark_written(folder)
+    check_outputs([folder])
+    (folder / "b.ttl").write_text("a file the user added")
+    with pytest.raises(ASPError, match="va.lv2 already exists"):
+        check_outputs([folder])
+
+
+def test_demo_sound_refuses_a_users_file_and_replaces_its_own(tmp_path):
+    user = tmp_path / "pluck.wav"
+    user.write_bytes(b"my own recording")
+    res = run("data_generation/demo_sound.py", user, "--seconds", "0.1")
+    assert "pluck.wav already exists and was not written by this toolkit" in error_line(res)
+    assert user.read_bytes() == b"my own recording"
+    ours = tmp_path / "demo.wav"
+    for _ in range(2):  # its own file, again
+        assert run("data_generation/demo_sound.py", ours, "--seconds", "0.1").returncode == 0
+    assert run("data_generation/demo_sound.py", user, "--seconds", "0.1", "--overwrite").returncode == 0
+    assert user.read_bytes()[:4] == b"RIFF"
+
+
+@pytest.mark.slow
+def test_render_presets_refuses_to_write_over_a_users_wav(tmp_path):
+    out = tmp_path / "renders"
+    out.mkdir()
+    (out / "000_random_000.wav").write_bytes(b"mine")
+    args = ["data_generation/render_presets.py", "--synth", "va", "--random", "2", "--out", out]
+    assert "000_random_000.wav already exists and was not written" in error_line(run(*args))
+    assert (out / "000_random_000.wav").read_bytes() == b"mine" and not (out / "001_random_001.wav").exists()
+    (out / "000_random_000.wav").unlink()
+    assert run(*args).returncode == 0
+    assert run(*args).returncode == 0  # its own files: replaced
+    assert (out / "001_random_001.wav").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_view_parameters_write_spec_refuses_a_users_file(tmp_path):
+    mine = tmp_path / "my.json"
+    mine.write_text('{"mine": true}')
+    res = run("data_generation/view_parameters.py", "--synth", "va", "--write-spec", mine)
+    assert "my.json already exists and was not written by this toolkit" in error_line(res)
+    assert mine.read_text() == '{"mine": true}'
+    new = tmp_path / "va_copy.json"
+    for _ in range(2):
+        assert run("data_generation/view_parameters.py", "--synth", "va", "--write-spec", new).returncode == 0
+    assert json.loads(new.read_text())["name"] == "va"
+
+
+def test_evaluate_and_audibility_refuse_a_users_summary_before_any_work(tmp_path):
+    from asp.evaluation.audibility import audibility
+    from asp.evaluation.run import run_evaluation
+
+    (tmp_path / "summary.md").write_text("my summary")
+    with pytest.raises(ASPError, match="summary.md already exists and was not written by this toolkit"):
+        run_evaluation(None, tmp_path / "no_data", tmp_path, report_samples=0)
+    (tmp_path / "summary.md").unlink()
+    (tmp_path / "sweeps.csv").write_text("my sweeps")
+    with pytest.raises(ASPError, match="sweeps.csv already exists and was not written by this toolkit"):
+        audibility(tmp_path / "no_data", tmp_path)
+    assert (tmp_path / "sweeps.csv").read_text() == "my sweeps"
+
+
+def test_build_plugins_refuses_a_users_bundle_in_out(tmp_path):
+    bundle = tmp_path / "va.lv2"
+    bundle.mkdir()
+    (bundle / "manifest.ttl").write_text("# my own va plugin\n")
+    res = run("data_generation/build_plugins.py", "--synths", "va", "--out", tmp_path, "--check", "0")
+    assert "va.lv2 already exists and was not written by this toolkit" in error_line(res)
+    assert (bundle / "manifest.ttl").read_text() == "# my own va plugin\n"
+
+
+@pytest.mark.slow
+def test_generate_force_deletes_only_the_files_a_dataset_writes(tmp_path):
+    from asp.builder import Settings, generate
+
+    out = tmp_path / "data"
+    generate(
+        Settings(synths=("va",), presets={"va": ("random",)}, n=4, notes=(60,), seed=0, hpss=False),
+        out,
+        workers=1,
+        progress=False,
+    )
+    mine = out / "train_my_labels.npy"
+    np.save(mine, np.arange(3))
+    generate(
+        Settings(synths=("fm",), presets={"fm": ("random",)}, n=4, notes=(60,), seed=1, hpss=False),
+        out,
+        workers=1,
+        progress=False,
+        force=True,
+    )
+    assert np.array_equal(np.load(mine), np.arange(3))
+    assert not list(out.glob("*_va_params.npy")) and list(out.glob("train_fm_params.npy"))
