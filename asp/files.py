@@ -101,7 +101,7 @@ def read_json(path: str | Path, what: str, fix: str = "", *, max_bytes: int = JS
             raw = f.read(max_bytes + 1)
     except OSError as err:
         if err.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-            raise ASPError(f"{what} {path_problem(path) or path}") from None
+            raise ASPError(f"cannot read {what}: {path_problem(path) or path}") from None
         raise ASPError(f"cannot read {what} {path} ({err.strerror})") from None
     if len(raw) > max_bytes:
         raise ASPError(f"{what} {path} is over {max_bytes >> 20} MB, too large for one{hint}") from None

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +296,63 @@ def test_generate_force_deletes_only_the_files_a_dataset_writes(tmp_path):
     )
     assert np.array_equal(np.load(mine), np.arange(3))
     assert not list(out.glob("*_va_params.npy")) and list(out.glob("train_fm_params.npy"))
+
+
+# ---------------------------------------------------------------------------------------
+# waits on a cluster: a time limit, the addresses in the message, a clean end on SIGTERM
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _lonely_worker(data: Path, model_dir: Path, wait: str | None) -> tuple[subprocess.Popen, str]:
+    """Worker 0 of a two-worker TF_CONFIG whose worker 1 never comes."""
+    hosts = [f"localhost:{_free_port()}", f"localhost:{_free_port()}"]
+    tf_config = json.dumps({"cluster": {"worker": hosts}, "task": {"type": "worker", "index": 0}})
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_CONFIG=tf_config)
+    if wait is not None:
+        env["ASP_CLUSTER_WAIT"] = wait
+    cmd = ["train_multi.py", "-d", data, "--model-dir", model_dir, "-l", "4", "--epochs", "1"]
+    proc = subprocess.Popen(
+        [sys.executable, *map(str, cmd), "--distribute", "multi-worker"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    return proc, hosts[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_whose_peer_never_comes_ends_at_its_time_limit_naming_it(tiny_data, tmp_path):
+    proc, missing = _lonely_worker(tiny_data, tmp_path / "models", "3")
+    code, err = _ends_within(proc, 90)
+    line = error_line(subprocess.CompletedProcess([], code, "", err))
+    assert f"waited 3 s for the workers of TF_CONFIG at {missing}, which did not answer" in line
+    assert not list((tmp_path / "models").rglob("*.weights.h5"))
+
+
+@pytest.mark.slow
+def test_multi_worker_waiting_for_its_peer_ends_on_sigterm(tiny_data, tmp_path):
+    proc, _ = _lonely_worker(tiny_data, tmp_path / "models", None)  # the default wait: minutes
+    out = ""
+    deadline = time.monotonic() + 90
+    while "waiting for the 2 workers" not in out and time.monotonic() < deadline:  # in the wait now
+        out += proc.stdout.readline()
+    assert "waiting for the 2 workers" in out
+    time.sleep(1)
+    proc.send_signal(signal.SIGTERM)
+    start = time.monotonic()
+    try:
+        _, err = proc.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("the worker ignored SIGTERM (SIGKILL needed)")
+    assert proc.returncode == 143 and time.monotonic() - start < 10, err[-2000:]
+    assert "Traceback" not in err
