@@ -36,8 +36,11 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import select
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -128,11 +131,18 @@ def ray_session(address: str | None = None, *, shared: str | Path | None = None)
     if _SESSION is not None:
         raise RuntimeError("a Ray session is already open in this process")
     ray = _import_ray()
-    address = resolve_address(address)
-    _check_reachable(address)
+    address, named_by = _local_address(resolve_address(address))
+    _check_reachable(address, named_by)
     env = {k: "1" for k in parallel.THREAD_VARS}  # one BLAS/FFT thread per task, as in the local pool
+    limit = wait_limit()
+    late = (
+        f"the Ray cluster at {address}{named_by} did not answer within {limit:g} s (its port is open, but its GCS "
+        "does not reply: a head that is half dead or still starting); restart it (`ray stop`, then `ray start "
+        "--head`), or check the address (ASP_CLUSTER_WAIT sets the wait in seconds; docs/scaling.md)"
+    )
     try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, runtime_env={"env_vars": env})
+        with native_wait(late, limit):  # Ray retries its GCS in native code, where SIGTERM would wait
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, runtime_env={"env_vars": env})
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ASPError(
@@ -165,7 +175,23 @@ def ray_session(address: str | None = None, *, shared: str | Path | None = None)
         ray.shutdown()
 
 
-def _check_reachable(address: str) -> None:
+def _local_address(address: str) -> tuple[str, str]:
+    """``auto`` as the address of the cluster ``ray start`` last started on this machine, read from
+    Ray's cluster file as Ray reads it, and the words naming that file (a head killed without
+    ``ray stop`` leaves it behind, and Ray would retry its address forever); any other address as
+    given, with no words."""
+    if address != "auto":
+        return address, ""
+    temp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    path = Path(temp) / "ray" / "ray_current_cluster"
+    try:
+        found = path.read_text().strip() if path.is_file() else ""
+    except OSError:
+        found = ""
+    return (found, f" (named by Ray's cluster file {path})") if found else (address, "")
+
+
+def _check_reachable(address: str, named_by: str = "") -> None:
     """Fails at once when nothing answers at a ``host:port`` address (Ray itself retries for minutes)."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
@@ -173,10 +199,52 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
     except OSError as err:
+        stale = " (a head stopped without `ray stop` leaves that file: run `ray stop`)" if named_by else ""
         raise ASPError(
-            f"nothing answers at the Ray address {address} ({err.strerror or err}); start the cluster's head there "
-            "with `ray start --head --port PORT`, or check the address (docs/scaling.md)"
+            f"nothing answers at the Ray address {address}{named_by} ({err.strerror or err}){stale}; start the "
+            "cluster's head there with `ray start --head --port PORT`, or check the address (docs/scaling.md)"
         ) from None
+
+
+@contextlib.contextmanager
+def native_wait(message: str, limit: float) -> Iterator[None]:
+    """Bounds a wait inside native code (Ray's GCS retries), where a Python signal handler runs only
+    once the call returns: a watcher thread ends the process with ``error: <message>`` (exit 2)
+    after ``limit`` seconds, or at SIGTERM / Ctrl-C (exit 143 / 130), seen through the wakeup fd of
+    Python's C signal handler. Nothing is written before the wait ends, so there is nothing to
+    clean up. Outside the main thread it only runs the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    old = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    done = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + limit
+        while not done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                print(f"error: {message}", file=sys.stderr, flush=True)
+                os._exit(2)
+            if select.select([read], [], [], min(left, 0.2))[0] and not done.is_set():
+                got = os.read(read, 64)
+                if signal.SIGTERM in got or signal.SIGINT in got:
+                    term = signal.SIGTERM in got
+                    print("terminated" if term else "interrupted", file=sys.stderr, flush=True)
+                    os._exit(143 if term else 130)
+
+    watcher = threading.Thread(target=watch, name="asp-native-wait", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(old)
+        watcher.join()
+        os.close(read)
+        os.close(write)
 
 
 def wait_limit() -> float:

@@ -356,3 +356,66 @@ def test_multi_worker_waiting_for_its_peer_ends_on_sigterm(tiny_data, tmp_path):
         pytest.fail("the worker ignored SIGTERM (SIGKILL needed)")
     assert proc.returncode == 143 and time.monotonic() - start < 10, err[-2000:]
     assert "Traceback" not in err
+
+
+def _silent_head() -> tuple[subprocess.Popen, int]:
+    """A 'half-dead' Ray head: its port accepts connections and never answers."""
+    code = (
+        "import socket, sys\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', 0)); s.listen(64); print(s.getsockname()[1], flush=True)\n"
+        "held = []\n"
+        "while True: held.append(s.accept()[0])\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    return proc, int(proc.stdout.readline())
+
+
+def _generate_on_ray(tmp_path: Path, address: str, **env) -> subprocess.Popen:
+    args = ["data_generation/generate.py", "--synths", "va", "--n", "2", "--out", tmp_path / "d", "--ray", address]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", RAY_TMPDIR=str(tmp_path), **env)
+    return subprocess.Popen([sys.executable, *map(str, args)], cwd=ROOT, stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_auto_with_a_stale_cluster_file_names_it_at_once(tmp_path):
+    pytest.importorskip("ray")
+    port = _free_port()  # nothing listens there: the head was killed without `ray stop`
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}\n")
+    code, err = _ends_within(_generate_on_ray(tmp_path, "auto"), 60)
+    line = error_line(subprocess.CompletedProcess([], code, "", err))
+    assert f"nothing answers at the Ray address 127.0.0.1:{port} (named by Ray's cluster file" in line
+    assert "run `ray stop`" in line
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+@pytest.mark.parametrize("end", ["time limit", "SIGTERM"])
+def test_ray_with_a_half_dead_head_ends_at_its_time_limit_or_on_sigterm(end, tmp_path):
+    pytest.importorskip("ray")
+    head, port = _silent_head()
+    try:
+        if end == "time limit":
+            code, err = _ends_within(_generate_on_ray(tmp_path, f"127.0.0.1:{port}", ASP_CLUSTER_WAIT="4"), 60)
+            line = error_line(subprocess.CompletedProcess([], code, "", err))
+            assert f"the Ray cluster at 127.0.0.1:{port} did not answer within 4 s" in line
+        else:
+            proc = _generate_on_ray(tmp_path, f"127.0.0.1:{port}")  # the default wait: minutes
+            time.sleep(8)  # in ray.init's GCS retries by now
+            assert proc.poll() is None
+            proc.send_signal(signal.SIGTERM)
+            start = time.monotonic()
+            try:
+                _, err = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                pytest.fail("generate.py --ray ignored SIGTERM (SIGKILL needed)")
+            assert proc.returncode == 143 and time.monotonic() - start < 10, err[-2000:]
+            assert "Traceback" not in err
+        assert not list(tmp_path.glob("d/*.npy"))
+    finally:
+        head.kill()
+        head.wait()
