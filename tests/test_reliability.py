@@ -419,3 +419,73 @@ def test_ray_with_a_half_dead_head_ends_at_its_time_limit_or_on_sigterm(end, tmp
     finally:
         head.kill()
         head.wait()
+
+
+# ---------------------------------------------------------------------------------------
+# the shipped model's files verified on load
+
+
+@pytest.fixture
+def shipped_copy(tmp_path):
+    import shutil
+
+    from asp.runs import SHIPPED
+
+    copy = tmp_path / "pretrained"
+    shutil.copytree(SHIPPED, copy)
+    return copy
+
+
+def _truncate(path: Path, keep: float = 0.5) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+RESTORE = "git checkout -- saved_models/pretrained"
+
+
+@pytest.mark.parametrize("damage", ["index truncated", "index missing", "weights truncated"])
+def test_a_damaged_or_missing_shipped_file_is_named_with_the_fix(damage, shipped_copy):
+    from models import load_model
+
+    name = "index.npz" if "index" in damage else "inference.weights.npz"
+    if "missing" in damage:
+        (shipped_copy / name).unlink()  # before: the search silently lost its nearest-preset starts
+        message = f"{name} is missing from the exported model"
+    else:
+        _truncate(shipped_copy / name)  # before: zipfile.BadZipFile from the search starts
+        message = f"{name} is damaged \\(its checksum differs"
+    with pytest.raises(ASPError, match=message) as err:
+        load_model(shipped_copy)
+    assert RESTORE in str(err.value) and "--fresh" not in str(err.value) and "backup" not in str(err.value)
+
+
+def test_a_truncated_or_changed_shipped_config_is_named_with_the_fix(shipped_copy, monkeypatch):
+    from asp import runs
+    from models import load_model
+
+    text = (shipped_copy / "config.json").read_text()
+    config = json.loads(text)
+    config["synths"][0]["name"] = "va2"  # renamed: before, an array count was reported
+    (shipped_copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ASPError, match="config.json was changed since the model was exported") as err:
+        load_model(shipped_copy)
+    assert RESTORE in str(err.value)
+    (shipped_copy / "config.json").write_text(text[: len(text) // 2])  # before: a JSONDecodeError traceback
+    with pytest.raises(ASPError, match=f"config.json is not valid JSON .*{RESTORE}"):
+        load_model(shipped_copy)
+    monkeypatch.setattr(runs, "SHIPPED", shipped_copy)
+    with pytest.raises(ASPError, match=f"the shipped model's config .* is not valid JSON .*{RESTORE}"):
+        runs.shipped_model("multi")
+
+
+def test_an_index_without_checksums_that_is_truncated_is_named(shipped_copy):
+    from asp.inference import Matcher
+
+    config = json.loads((shipped_copy / "config.json").read_text())
+    del config["export"]["sha256"]  # an export made before the checksums
+    (shipped_copy / "config.json").write_text(json.dumps(config))
+    _truncate(shipped_copy / "index.npz")
+    matcher = Matcher(shipped_copy, data_dir=None)
+    with pytest.raises(ASPError, match=f"index.npz is damaged .*{RESTORE}"):
+        matcher.index()
