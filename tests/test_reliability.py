@@ -489,3 +489,24 @@ def test_an_index_without_checksums_that_is_truncated_is_named(shipped_copy):
     matcher = Matcher(shipped_copy, data_dir=None)
     with pytest.raises(ASPError, match=f"index.npz is damaged .*{RESTORE}"):
         matcher.index()
+
+
+# ---------------------------------------------------------------------------------------
+# datasets: one synth's broken data, swapped shards, shard manifests
+
+
+@pytest.mark.parametrize("fill", [0.0, 0.25])
+def test_a_synth_whose_mels_are_all_zero_or_constant_is_refused_by_name(fill, tiny_data, tmp_path):
+    import shutil
+
+    from asp.training import TrainConfig, train
+
+    bad = tmp_path / "data"
+    shutil.copytree(tiny_data, bad)
+    mels = np.load(bad / "train_mels.npy")
+    mels[np.load(bad / "train_synth.npy") == "va"] = fill  # every va training spectrogram
+    np.save(bad / "train_mels.npy", mels)
+    what = "all zeros" if fill == 0 else "the one value 0.25"
+    with pytest.raises(ASPError, match=rf"every spectrogram of synth 'va' in the train split .* is {what}"):
+        train(TrainConfig(approach="multi", data_dir=str(bad), model_dir=str(tmp_path / "m"), latent_size=4, verbose=0))
+    assert not (tmp_path / "m").exists()
