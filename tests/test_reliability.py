@@ -510,3 +510,73 @@ def test_a_synth_whose_mels_are_all_zero_or_constant_is_refused_by_name(fill, ti
     with pytest.raises(ASPError, match=rf"every spectrogram of synth 'va' in the train split .* is {what}"):
         train(TrainConfig(approach="multi", data_dir=str(bad), model_dir=str(tmp_path / "m"), latent_size=4, verbose=0))
     assert not (tmp_path / "m").exists()
+
+
+def _sharded(out: Path, mel_dtype: str = "float32") -> Path:
+    """A sharded dataset of va and fm: 8 presets each at note 60, in shards of equal size."""
+    from asp.builder import Settings, generate
+
+    synths = ("va", "fm")
+    settings = Settings(
+        synths=synths,
+        presets={s: ("random",) for s in synths},
+        n=8,
+        notes=(60,),
+        seed=0,
+        hpss=False,
+        mel_dtype=mel_dtype,
+    )
+    generate(settings, out, layout="sharded", workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sharded_data(tmp_path_factory):
+    return _sharded(tmp_path_factory.mktemp("sharded") / "data")
+
+
+def _copy(folder: Path, to: Path) -> Path:
+    import shutil
+
+    shutil.copytree(folder, to)
+    return to
+
+
+def test_swapped_shards_are_refused(sharded_data, tmp_path):
+    from data.dataset import load_split
+
+    data = _copy(sharded_data, tmp_path / "data")
+    by_size: dict[int, list[Path]] = {}
+    for p in sorted((data / "shards").glob("shard_*.npz")):
+        by_size.setdefault(p.stat().st_size, []).append(p)
+    a, b = next(files for files in by_size.values() if len(files) >= 2)[:2]  # two shards of equal size
+    load_split(data, "train")
+    tmp = a.with_suffix(".swap")
+    a.rename(tmp), b.rename(a), tmp.rename(b)
+    with pytest.raises(ASPError, match=rf"{a} is not shard \d+ of this dataset .*were swapped"):
+        for split in ("train", "valid", "test"):
+            load_split(data, split)
+
+
+@pytest.mark.parametrize("stored, dtype", [("float32", "float16"), ("float16", "float32")])
+def test_a_changed_mel_dtype_in_the_manifest_is_named_not_called_truncation(stored, dtype, sharded_data, tmp_path):
+    from data.dataset import load_split
+
+    data = _copy(sharded_data, tmp_path / "data") if stored == "float32" else _sharded(tmp_path / "data", stored)
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert manifest["mel_dtype"] == stored
+    manifest["mel_dtype"] = dtype  # float16 -> float32: was called a truncated shard
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(
+        ASPError, match=f"holds {stored} mels .* the dataset's manifest says {dtype}.*manifest was changed"
+    ):
+        load_split(data, "train")
+
+
+def test_a_missing_manifest_of_a_sharded_dataset_is_named(sharded_data, tmp_path):
+    from data.dataset import load_split
+
+    data = _copy(sharded_data, tmp_path / "data")
+    (data / "manifest.json").unlink()
+    with pytest.raises(ASPError, match=r"manifest.json is missing \(a sharded dataset needs it\)"):
+        load_split(data, "train")  # before: "train_mels.npy is missing"
