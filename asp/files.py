@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import stat
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -125,6 +126,18 @@ def parse_json(text: str, what: str, fix: str = "") -> object:
     except (json.JSONDecodeError, RecursionError) as err:
         where = f"{err.msg} at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else "nested too deeply"
         raise ASPError(f"{what} is not valid JSON ({where}){hint}") from None
+
+
+def distinct_slug(text: str) -> str:
+    """``text`` as a safe file name and URI part: itself when it is one (ASCII letters, digits,
+    ``_``, ``-``), else its ASCII letters and digits (accents dropped, the rest as ``-``) and the
+    first 8 hex digits of its sha256, so that distinct names stay distinct (``ö`` -> ``o-<hash>``,
+    ``音`` -> ``preset-<hash>``, ``a b`` and ``a-b`` apart)."""
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", plain).strip("-")
+    if slug == text:
+        return slug
+    return f"{slug or 'preset'}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
 
 
 def path_problem(path: str | Path) -> str | None:

@@ -49,7 +49,31 @@ def folder_lock(folder: str | Path, *, what: str = "another run", fix: str = "ch
         ASPError: another process holds the folder; the message names its pid, start time and
             command line.
     """
-    path = Path(folder) / LOCK_FILE
+    with _hold(Path(folder) / LOCK_FILE, folder, what, fix) as path:
+        yield path
+
+
+@contextmanager
+def output_lock(out: str | Path, *, what: str = "another run", fix: str = "choose another --out") -> Iterator[Path]:
+    """Holds the output path ``out`` (a folder the run will write or replace whole, or may not exist
+    yet) for this run, as ``folder_lock`` does a folder, through ``.<name>.lock`` beside it: a lock
+    inside would be swapped out with the folder. The lock file stays afterwards; it is ours.
+
+    Raises:
+        ASPError: another process holds ``out``, naming it.
+    """
+    out = Path(out)
+    if out.name in ("", ".", ".."):
+        out = out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _hold(out.parent / f".{out.name}.lock", out, what, fix) as path:
+        yield path
+
+
+@contextmanager
+def _hold(path: Path, shown: str | Path, what: str, fix: str) -> Iterator[Path]:
+    """An exclusive ``flock`` on the file ``path`` for the block; ``shown`` names what it guards."""
+    folder = shown
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inherited by worker processes
     try:
         try:

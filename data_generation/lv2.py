@@ -49,7 +49,7 @@ from urllib.request import url2pathname
 import numpy as np
 
 from asp.errors import ASPError
-from asp.files import atomic_folder
+from asp.files import atomic_folder, distinct_slug
 from data_generation.render import Renderer, flushed_denormals, quiet_native_output
 from data_generation.spec import SynthSpec, load_spec
 
@@ -104,8 +104,10 @@ def class_name(spec: SynthSpec) -> str:
 
 def preset_bundle_name(target: str, stem: str) -> str:
     """The folder name of a match's preset bundle: ``<target>.<stem>.lv2`` (``pluck.va.lv2``,
-    ``pluck.va.refined.lv2``), unique among matches, so that many can be installed side by side."""
-    return f"{_slug(target)}.{stem}.lv2"
+    ``pluck.va.refined.lv2``), unique among matches, so that many can be installed side by side
+    (a target name that is not plain ASCII is made so and keeps a hash of itself: ``音`` and ``ö``
+    get distinct names, see ``asp.files.distinct_slug``)."""
+    return f"{distinct_slug(target)}.{stem}.lv2"
 
 
 def _slug(text: str) -> str:
@@ -510,8 +512,8 @@ def write_preset_bundle(path: str | Path, spec: SynthSpec, preset: np.ndarray, l
         for key, text in _VOCABULARY.items()
     )
     with atomic_folder(path) as tmp:
-        (tmp / "manifest.ttl").write_text(manifest)
-        (tmp / name).write_text(body)
+        (tmp / "manifest.ttl").write_text(manifest, encoding="utf-8")
+        (tmp / name).write_text(body, encoding="utf-8")  # labels in any script
     return path
 
 

@@ -580,3 +580,77 @@ def test_a_missing_manifest_of_a_sharded_dataset_is_named(sharded_data, tmp_path
     (data / "manifest.json").unlink()
     with pytest.raises(ASPError, match=r"manifest.json is missing \(a sharded dataset needs it\)"):
         load_split(data, "train")  # before: "train_mels.npy is missing"
+
+
+# ---------------------------------------------------------------------------------------
+# run_inference: one run per --out at a time; a folder of many sounds
+
+
+def _tone(path: Path, seconds: float = 0.5) -> Path:
+    import soundfile as sf
+
+    t = np.arange(int(44100 * seconds)) / 44100
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 261.63 * t)).astype(np.float32), 44100)
+    return path
+
+
+def test_a_second_match_into_the_same_out_is_refused_naming_the_first(tmp_path):
+    import asp
+    from asp.locks import folder_lock, output_lock
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir(), b.mkdir()
+    _tone(a / "tone.wav"), _tone(b / "tone.wav")  # different inputs of the same name
+    out = tmp_path / "matches"
+    with output_lock(out):  # a first run of a single sound, still running
+        with pytest.raises(ASPError, match=rf"{out} is in use by another run_inference.py run \(pid {os.getpid()}"):
+            asp.match(a / "tone.wav", out=out, note=60)
+    assert not out.exists()
+    out.mkdir()
+    with folder_lock(out):  # a first run of a folder of sounds
+        with pytest.raises(ASPError, match="is in use by another run_inference.py run"):
+            asp.match(b, out=out, note=60)
+    assert [p.name for p in out.iterdir()] == [".lock"]
+
+
+def test_the_comparison_picture_leaves_no_figure_open(tmp_path):
+    """pyplot keeps every figure until closed: a folder of 300 sounds grew to 2.5 GB."""
+    import matplotlib.pyplot as plt
+
+    from asp.inference.outputs import plot_comparison
+    from asp.inference.target import Target
+
+    mel = np.random.default_rng(0).random((128, 431)).astype(np.float32)
+    target = Target(name="t", mel=mel, audio=np.zeros(10, np.float32), note=60)
+    results = [{"synth": "va", "lsd": 1.0}]
+    for k in range(3):
+        plot_comparison(tmp_path / f"c{k}.png", target, {"va": mel}, results)
+    assert plt.get_fignums() == [] and (tmp_path / "c2.png").stat().st_size > 1000
+
+
+# ---------------------------------------------------------------------------------------
+# LV2 preset bundles of sounds named in any script
+
+
+def test_preset_bundles_of_non_ascii_names_stay_distinct_safe_and_read_back(tmp_path):
+    from asp.files import distinct_slug
+    from data_generation import lv2
+
+    names = ["音", "ö", "ü", "o", "a b", "a-b", "pluck"]
+    bundles = [lv2.preset_bundle_name(n, "va") for n in names]
+    assert len(set(bundles)) == len(names)  # before: preset.va.lv2 for 音, ö and ü alike
+    assert all(b.isascii() and "/" not in b and " " not in b for b in bundles)
+    assert lv2.preset_bundle_name("pluck", "va") == "pluck.va.lv2"  # plain names unchanged
+    assert distinct_slug("ö").startswith("o-") and distinct_slug("音").startswith("preset-")
+    spec = load_spec("va")
+    written = []
+    for name in ("音", "ö"):
+        preset = random_presets(spec, 1, np.random.default_rng(len(name)))[0]
+        path = lv2.write_match_bundle(tmp_path, spec, preset, name, "va")
+        written.append(path)
+        label, values = read_preset_file(spec, path)
+        assert label == [f"{name} (va)"] and np.allclose(values[0], spec.snap(preset), atol=1e-5)
+    assert len({p.name for p in tmp_path.iterdir()}) == 2
+    label = 'quote " backslash \\ tab\t音'
+    path = lv2.write_preset_bundle(tmp_path / "q.lv2", spec, spec.defaults, label)
+    assert read_preset_file(spec, path)[0] == [label]  # Turtle escaped
