@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from asp.errors import RESTORE_SHIPPED, ASPError
-from asp.files import read_json
+from asp.files import file_sha256, read_json
 
 CONFIG = "config.json"
 WEIGHTS = "model.weights.h5"
@@ -31,15 +31,6 @@ def damaged_fix(run_dir: Path) -> str:
     return "restore it, or retrain the run with --fresh"
 
 
-def file_digest(path: Path) -> str:
-    """A file's sha256, hex."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def model_digest(config: dict) -> str:
     """The sha256 of the config keys that define an exported model (``MODEL_KEYS``): a renamed synth
     or a changed latent size shows, a moved data folder does not."""
@@ -50,7 +41,7 @@ def model_digest(config: dict) -> str:
 def export_checksums(folder: Path, config: dict, files: list[str]) -> dict:
     """What an export records in its config's ``export`` block to be verified on load: each file's
     sha256 and the model keys' digest."""
-    return {"sha256": {name: file_digest(folder / name) for name in files}, "model_sha256": model_digest(config)}
+    return {"sha256": {name: file_sha256(folder / name) for name in files}, "model_sha256": model_digest(config)}
 
 
 def verify_export(run_dir: str | Path, config: dict) -> None:
@@ -77,7 +68,7 @@ def verify_export(run_dir: str | Path, config: dict) -> None:
         path = run_dir / str(name)
         if not path.is_file():
             raise ASPError(f"{path} is missing from the exported model; {fix}")
-        if file_digest(path) != digest:
+        if file_sha256(path) != digest:
             raise ASPError(f"{path} is damaged (its checksum differs from the one in {CONFIG}); {fix}")
 
 

@@ -349,15 +349,21 @@ WRITTEN = ".asp-written.json"  # in each folder the commands write into: {name: 
 OVERWRITE_FLAG = "--overwrite"
 
 
+def file_sha256(path: str | Path) -> str:
+    """A file's sha256, hex (read in 1 MB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def _digest(path: Path) -> str:
     """A file's sha256, or a folder's: of its files' relative names and contents (symbolic links
     by their target), so that anything changed, added or removed since it was written shows."""
-    h = hashlib.sha256()
     if path.is_file() and not path.is_symlink():
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+        return file_sha256(path)
+    h = hashlib.sha256()
     for p in sorted(path.rglob("*")) if path.is_dir() and not path.is_symlink() else [path]:
         h.update(str(p.relative_to(path) if p != path else ".").encode() + b"\0")
         if p.is_symlink():
