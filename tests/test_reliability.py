@@ -654,3 +654,18 @@ def test_preset_bundles_of_non_ascii_names_stay_distinct_safe_and_read_back(tmp_
     label = 'quote " backslash \\ tab\t音'
     path = lv2.write_preset_bundle(tmp_path / "q.lv2", spec, spec.defaults, label)
     assert read_preset_file(spec, path)[0] == [label]  # Turtle escaped
+
+
+@pytest.mark.slow
+def test_evaluate_replaces_its_own_outputs_and_refuses_them_once_edited(tiny_data, tmp_path):
+    from asp.evaluation.run import run_evaluation
+
+    out = tmp_path / "ev"
+    kw = dict(baselines=("mean",), max_samples=2, workers=1, report_samples=0)
+    for _ in range(2):  # the second run replaces what the first wrote
+        run_evaluation(None, tiny_data, out, **kw)
+    (out / "summary.md").write_text("my notes on it")
+    with pytest.raises(ASPError, match="summary.md already exists and was not written by this toolkit"):
+        run_evaluation(None, tiny_data, out, **kw)
+    run_evaluation(None, tiny_data, out, overwrite=True, **kw)
+    assert "my notes" not in (out / "summary.md").read_text()

@@ -78,6 +78,7 @@ def run_evaluation(
         refine=refine,
         refine_starts=refine_starts,
     )
+    _mark(out)  # as soon as written: a run that fails in its report leaves outputs its rerun may replace
     print((Path(out) / "summary.md").read_text().split("## mrsd")[0])
     verdict = comparison(rows)
     if verdict:
@@ -88,5 +89,9 @@ def run_evaluation(
     source = Path(data_dir if test_dir is None else test_dir)
     about = sounds_line(split, source, data_dir if test_dir is not None else None)
     print(f"report: {write_report(out, rows, report_samples=report_samples, title=title, about=about)}")
-    mark_written(*(Path(out) / name for name in OUTPUTS if (Path(out) / name).exists()))
+    _mark(out)
     return rows
+
+
+def _mark(out: str | Path) -> None:
+    mark_written(*(Path(out) / name for name in OUTPUTS if (Path(out) / name).exists()))
