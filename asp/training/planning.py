@@ -142,6 +142,8 @@ def check_each_synth_varies(split: Split, rows: np.ndarray, *, data_dir: str | P
         low, high = np.inf, -np.inf
         for start in range(0, len(mine), chunk):
             mels = np.asarray(split.mels[mine[start : start + chunk]])
+            if not np.isfinite(mels).all():  # NaN or infinity: check_finite's to name
+                break
             low, high = min(low, float(mels.min())), max(high, float(mels.max()))
             if low < high:
                 break
