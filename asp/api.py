@@ -197,14 +197,15 @@ def match(
 
 
 def _output_lock(source: Path, files: list[Path], out) -> contextlib.AbstractContextManager:
-    """Holds the output of a match of sound files until it ends: a folder's root of matches (a lock
-    inside it), or one sound's folder (beside it, as that folder is replaced whole), so that a
-    second run into it at once is refused, naming the first, instead of replacing its results."""
+    """Holds the output of a match of sound files until it ends: a folder's root of matches, or one
+    sound's folder, through a lock file beside it (inside ``.`` or ``..``), removed at the end, so
+    that a second run into it at once is refused, naming the first, instead of replacing its results."""
     what, fix = "another run_inference.py run", "choose another --out"
     if source.is_dir():
         root = Path(out) if out else Path("inference_out")
-        root.mkdir(parents=True, exist_ok=True)
-        return folder_lock(root, what=what, fix=fix)
+        if root.name in ("", ".", ".."):  # an existing folder, never replaced: the lock goes inside
+            return folder_lock(root, what=what, fix=fix, remove=True)
+        return output_lock(root, what=what, fix=fix)
     name = output_names(files)[files[0]]
     folder = output_folder(out, name) if out else Path("inference_out") / name
     return output_lock(folder, what=what, fix=fix)

@@ -594,7 +594,7 @@ def _tone(path: Path, seconds: float = 0.5) -> Path:
     return path
 
 
-def test_a_second_match_into_the_same_out_is_refused_naming_the_first(tmp_path):
+def test_a_second_match_into_the_same_out_is_refused_naming_the_first(tmp_path, monkeypatch):
     import asp
     from asp.locks import folder_lock, output_lock
 
@@ -606,11 +606,15 @@ def test_a_second_match_into_the_same_out_is_refused_naming_the_first(tmp_path):
         with pytest.raises(ASPError, match=rf"{out} is in use by another run_inference.py run \(pid {os.getpid()}"):
             asp.match(a / "tone.wav", out=out, note=60)
     assert not out.exists()
-    out.mkdir()
-    with folder_lock(out):  # a first run of a folder of sounds
+    with output_lock(out):  # a first run of a folder of sounds
         with pytest.raises(ASPError, match="is in use by another run_inference.py run"):
             asp.match(b, out=out, note=60)
-    assert [p.name for p in out.iterdir()] == [".lock"]
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]  # the lock removed
+    monkeypatch.chdir(tmp_path / "a")
+    with folder_lock(".", remove=True):  # --out .: the lock inside
+        with pytest.raises(ASPError, match="is in use by another run_inference.py run"):
+            asp.match(b, out=".", note=60, model_dir=ROOT / "saved_models")
+    assert [p.name for p in (tmp_path / "a").iterdir()] == ["tone.wav"]
 
 
 def test_the_comparison_picture_leaves_no_figure_open(tmp_path):
