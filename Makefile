@@ -34,18 +34,19 @@ DEMO_EPOCHS ?= 8
 DATA_ARGS = --synths va fm modal --n 1000 --no-hpss --out npy_data
 HELDOUT = $(PY) data_generation/generate.py --synths va fm modal --presets random --n 120 --seed 77 \
 	--split-all test --out npy_heldout
+# demo_out/ is the demo's own: --overwrite lets a rerun replace what an older version wrote unrecorded
 demo: venv
 	$(PY) data_generation/view_parameters.py --list
 	$(PY) data_generation/generate.py $(DATA_ARGS)
 	$(HELDOUT)
 	$(PY) train_multi.py --epochs $(DEMO_EPOCHS)
 	$(PY) experiments/evaluate.py saved_models/vae_multi_64_paper -d npy_data --test-dir npy_heldout \
-		--max-samples 90 --out demo_out/heldout
+		--max-samples 90 --out demo_out/heldout --overwrite
 	@echo "the shipped pretrained model (saved_models/pretrained: 50,043 sounds at notes 36-84) on the same sounds:"
 	$(PY) experiments/evaluate.py saved_models/pretrained -d npy_data --test-dir npy_heldout \
-		--max-samples 90 --baselines none --report-samples 0 --out demo_out/heldout_pretrained
+		--max-samples 90 --baselines none --report-samples 0 --out demo_out/heldout_pretrained --overwrite
 	$(PY) run_inference.py -s 0 -a --refine-renders 300 --out demo_out/test_sample
-	$(PY) data_generation/demo_sound.py demo_out/pluck.wav
+	$(PY) data_generation/demo_sound.py demo_out/pluck.wav --overwrite
 	$(PY) run_inference.py --input demo_out/pluck.wav --out demo_out/pluck
 	@echo "reports to open in a browser (static files, no server needed):"
 	@echo "  demo_out/pluck/report.html          the pluck and each synth's match, refined and one-shot"

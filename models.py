@@ -38,7 +38,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from asp.checkpoints import WEIGHTS, read_config
+from asp.checkpoints import EXPORTED_WEIGHTS, WEIGHTS, damaged_fix, read_config, verify_export
 from asp.config import APPROACHES, LEGACY, PARAM_LOSSES
 from asp.errors import ASPError
 from data.encoding import Codec
@@ -657,15 +657,19 @@ def load_model(run_dir: str | Path, *, latent_size: int | None = None) -> tuple[
     weights = run_dir / WEIGHTS
     if not weights.is_file() and (run_dir / INFERENCE_WEIGHTS).is_file():
         weights = run_dir / INFERENCE_WEIGHTS  # an exported model (experiments/export_model.py)
+        verify_export(run_dir, config)  # its files against the checksums its config records
     if not weights.is_file():
         raise ASPError(f"{weights} is missing: the run has not finished an epoch yet; train it first")
     model = build_model(config)
     problem = load_weights(model, weights)
     if problem:
-        raise ASPError(
-            f"{weights} cannot be loaded ({problem}); it is damaged or from another model: retrain the run "
-            "with --fresh, or copy its newest backup/epoch_*.weights.h5 over it (the last epoch's, not the best)"
+        fix = (
+            damaged_fix(run_dir)
+            if weights.name == INFERENCE_WEIGHTS
+            else "retrain the run with --fresh, or copy its newest backup/epoch_*.weights.h5 over it (the last "
+            "epoch's, not the best)"
         )
+        raise ASPError(f"{weights} cannot be loaded ({problem}); it is damaged or from another model: {fix}")
     if not finite_weights(model):
         raise ASPError(
             f"{weights} holds NaN or infinite weights (a run that diverged); retrain it with --fresh and a lower --lr"
@@ -673,7 +677,7 @@ def load_model(run_dir: str | Path, *, latent_size: int | None = None) -> tuple[
     return model, config
 
 
-INFERENCE_WEIGHTS = "inference.weights.npz"  # an exported model's: encoder and heads only
+INFERENCE_WEIGHTS = EXPORTED_WEIGHTS  # an exported model's: encoder and heads only
 
 
 def inference_parts(model: SynthVAE) -> dict[str, keras.Model]:

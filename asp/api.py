@@ -17,6 +17,8 @@ once TensorFlow is loaded (see ``data.sound``).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -33,6 +35,7 @@ from asp.checkpoints import CONFIG, read_config
 from asp.config import DATA_DIR, MODEL_DIR
 from asp.errors import ASPError
 from asp.files import path_problem
+from asp.locks import folder_lock, output_lock
 from asp.report import check_index, write_index
 from asp.runs import find_run
 from asp.search import NEAREST_STARTS, Budget
@@ -85,7 +88,9 @@ def run_folder(model: str | Path, model_dir: str | Path, latent_size: int | None
 @dataclass
 class Matches:
     """What ``match`` did: per target matched, {"target" (an ``asp.inference.Target``), "out"
-    (its folder), "results" (per synth, closest first: synth, lsd, mrsd, refined_lsd, ...),
+    (its folder; for a folder of sounds without its audio and mel, which are in that folder, so that
+    memory stays flat in the number of files), "results" (per synth, closest first: synth, lsd, mrsd,
+    refined_lsd, ...),
     "summary" (what match.json holds), "model_seconds"}; (file, error) per sound that could not be
     matched; the index.html of a folder's matches (or None); how many sounds there were."""
 
@@ -164,6 +169,9 @@ def match(
         if synth is None and (source is None or source < 0):  # a baseline matches its own synth's sounds
             synth = config.get("target_synth")
         index = pick_test_index(data_dir, -1 if source is None else source, synth=synth, hpss=hpss, seed=seed)
+    held = contextlib.ExitStack()  # the output's lock: a second run into the same --out is refused
+    if is_sound:
+        held.enter_context(_output_lock(Path(source), files, out))
     own = matcher is None
     if own:
         from asp.inference import Matcher  # TensorFlow: after the sounds' notes
@@ -185,6 +193,22 @@ def match(
     finally:
         if own:
             matcher.close()  # the search workers
+        held.close()
+
+
+def _output_lock(source: Path, files: list[Path], out) -> contextlib.AbstractContextManager:
+    """Holds the output of a match of sound files until it ends: a folder's root of matches, or one
+    sound's folder, through a lock file beside it (inside ``.`` or ``..``), removed at the end, so
+    that a second run into it at once is refused, naming the first, instead of replacing its results."""
+    what, fix = "another run_inference.py run", "choose another --out"
+    if source.is_dir():
+        root = Path(out) if out else Path("inference_out")
+        if root.name in ("", ".", ".."):  # an existing folder, never replaced: the lock goes inside
+            return folder_lock(root, what=what, fix=fix, remove=True)
+        return output_lock(root, what=what, fix=fix)
+    name = output_names(files)[files[0]]
+    folder = output_folder(out, name) if out else Path("inference_out") / name
+    return output_lock(folder, what=what, fix=fix)
 
 
 def _read_sounds(source: Path, out, seconds: float, note: int | None) -> tuple[list[Path], dict, Matches]:
@@ -201,7 +225,8 @@ def _read_sounds(source: Path, out, seconds: float, note: int | None) -> tuple[l
         raise ASPError(f"input {path_problem(source)}")
     found.sounds = len(files)
     notes: dict[Path, int] = {}
-    for file in files:
+    what = "notes" if note is None else "read"  # pyin takes seconds per file: progress from the first
+    for file in tqdm(files, desc=what, unit="file", disable=not source.is_dir()):
         try:
             audio = load_audio(file, seconds)
             notes[file] = note if note is not None else estimate_note(audio)
@@ -225,6 +250,8 @@ def _match_sounds(matcher, source: Path, files, notes, out, found: Matches, sett
             result = matcher.match(target, folder, all_outputs=True, progress=single, **settings)
             if on_match is not None:
                 on_match(target, result)
+            if not single:  # memory flat in the number of files: its audio and mel are in its folder now
+                target = dataclasses.replace(target, audio=np.zeros(0, np.float32), mel=np.zeros((0, 0), np.float32))
             found.matched.append({"target": target, **result})
         except ASPError as err:
             if single:

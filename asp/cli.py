@@ -123,3 +123,13 @@ def parse_plugin_paths(items: list[str] | None) -> dict[str, str]:
             raise ASPError(f"--plugin takes NAME=PATH (e.g. serum=/path/to/Serum.so), got {item!r}")
         out[name] = path
     return out
+
+
+def add_overwrite_flag(parser: argparse.ArgumentParser) -> None:
+    """The ``--overwrite`` flag of a command that writes outputs: without it, a file or folder in the
+    way that no command of this toolkit wrote is refused (``asp.files.check_outputs``)."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files or folders in the way that this toolkit did not write (default: refuse)",
+    )

@@ -36,8 +36,11 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import select
+import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -51,6 +54,7 @@ TASK_RETRIES = 3  # times Ray runs a task again after the worker or node running
 IN_FLIGHT_PER_CPU = 2
 LIMIT_REFRESH = 5.0  # s between reads of the cluster's CPU count
 CONNECT_TIMEOUT = 10.0  # s to reach the head's port
+CLUSTER_WAIT = 300.0  # s a command waits for the other members of a cluster (ASP_CLUSTER_WAIT)
 PROBE_WAIT = 10.0  # s a worker waits for the driver's probe file (a network file system's attribute cache)
 NO_CPU_WAIT = 120.0  # s the run waits for a cluster that lost every CPU to get one back
 REQUIREMENTS = "requirements-ray.txt"
@@ -127,11 +131,18 @@ def ray_session(address: str | None = None, *, shared: str | Path | None = None)
     if _SESSION is not None:
         raise RuntimeError("a Ray session is already open in this process")
     ray = _import_ray()
-    address = resolve_address(address)
-    _check_reachable(address)
+    address, named_by = _local_address(resolve_address(address))
+    _check_reachable(address, named_by)
     env = {k: "1" for k in parallel.THREAD_VARS}  # one BLAS/FFT thread per task, as in the local pool
+    limit = wait_limit()
+    late = (
+        f"the Ray cluster at {address}{named_by} did not answer within {limit:g} s (its port is open, but its GCS "
+        "does not reply: a head that is half dead or still starting); restart it (`ray stop`, then `ray start "
+        "--head`), or check the address (ASP_CLUSTER_WAIT sets the wait in seconds; docs/scaling.md)"
+    )
     try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, runtime_env={"env_vars": env})
+        with native_wait(late, limit):  # Ray retries its GCS in native code, where SIGTERM would wait
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False, runtime_env={"env_vars": env})
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ASPError(
@@ -164,7 +175,23 @@ def ray_session(address: str | None = None, *, shared: str | Path | None = None)
         ray.shutdown()
 
 
-def _check_reachable(address: str) -> None:
+def _local_address(address: str) -> tuple[str, str]:
+    """``auto`` as the address of the cluster ``ray start`` last started on this machine, read from
+    Ray's cluster file as Ray reads it, and the words naming that file (a head killed without
+    ``ray stop`` leaves it behind, and Ray would retry its address forever); any other address as
+    given, with no words."""
+    if address != "auto":
+        return address, ""
+    temp = os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp"
+    path = Path(temp) / "ray" / "ray_current_cluster"
+    try:
+        found = path.read_text().strip() if path.is_file() else ""
+    except OSError:
+        found = ""
+    return (found, f" (named by Ray's cluster file {path})") if found else (address, "")
+
+
+def _check_reachable(address: str, named_by: str = "") -> None:
     """Fails at once when nothing answers at a ``host:port`` address (Ray itself retries for minutes)."""
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
@@ -172,10 +199,115 @@ def _check_reachable(address: str) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT).close()
     except OSError as err:
+        stale = " (a head stopped without `ray stop` leaves that file: run `ray stop`)" if named_by else ""
         raise ASPError(
-            f"nothing answers at the Ray address {address} ({err.strerror or err}); start the cluster's head there "
-            "with `ray start --head --port PORT`, or check the address (docs/scaling.md)"
+            f"nothing answers at the Ray address {address}{named_by} ({err.strerror or err}){stale}; start the "
+            "cluster's head there with `ray start --head --port PORT`, or check the address (docs/scaling.md)"
         ) from None
+
+
+@contextlib.contextmanager
+def native_wait(message: str, limit: float) -> Iterator[None]:
+    """Bounds a wait inside native code (Ray's GCS retries), where a Python signal handler runs only
+    once the call returns: a watcher thread ends the process with ``error: <message>`` (exit 2)
+    after ``limit`` seconds, or at SIGTERM / Ctrl-C (exit 143 / 130), seen through the wakeup fd of
+    Python's C signal handler. Nothing is written before the wait ends, so there is nothing to
+    clean up. Outside the main thread it only runs the block."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    old = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    done = threading.Event()
+
+    def watch() -> None:
+        deadline = time.monotonic() + limit
+        while not done.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                print(f"error: {message}", file=sys.stderr, flush=True)
+                os._exit(2)
+            if select.select([read], [], [], min(left, 0.2))[0] and not done.is_set():
+                got = os.read(read, 64)
+                if signal.SIGTERM in got or signal.SIGINT in got:
+                    term = signal.SIGTERM in got
+                    print("terminated" if term else "interrupted", file=sys.stderr, flush=True)
+                    os._exit(143 if term else 130)
+
+    watcher = threading.Thread(target=watch, name="asp-native-wait", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(old)
+        watcher.join()
+        os.close(read)
+        os.close(write)
+
+
+def wait_limit() -> float:
+    """Seconds a command waits for the other members of a cluster (Ray's head, TF_CONFIG's
+    workers): ``$ASP_CLUSTER_WAIT``, default ``CLUSTER_WAIT``."""
+    text = os.environ.get("ASP_CLUSTER_WAIT", "")
+    try:
+        value = float(text) if text else CLUSTER_WAIT
+    except ValueError:
+        value = -1.0
+    if not (value > 0 and value < float("inf")):
+        raise ASPError(f"ASP_CLUSTER_WAIT must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _answers(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=1.0).close()
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def wait_for_peers(peers: list[str], own: str | None, *, what: str, fix: str, limit: float | None = None) -> None:
+    """Waits, in Python (so SIGTERM and Ctrl-C end it at once, with cleanup), until every
+    ``host:port`` of ``peers`` accepts a connection, at most ``limit`` seconds (``wait_limit()``).
+    While it waits it listens on ``own``'s port (its own address in the cluster), so that peers
+    waiting the same way see it; the port is free again when this returns.
+
+    Raises:
+        ASPError: a peer did not answer within the limit, naming the addresses waited for; or
+            ``own``'s port is taken by another process.
+    """
+    limit = wait_limit() if limit is None else limit
+    listener = None
+    if own is not None:
+        listener = socket.socket(socket.AF_INET6 if own.startswith("[") else socket.AF_INET)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("", int(own.rpartition(":")[2])))
+            listener.listen(16)
+        except OSError as err:
+            listener.close()
+            raise ASPError(
+                f"{own}, this process's address among the {what}, is in use by another process ({err.strerror}); {fix}"
+            ) from None
+    try:
+        deadline = time.monotonic() + limit
+        waiting = list(peers)
+        while waiting:
+            waiting = [a for a in waiting if not _answers(a)]
+            if not waiting:
+                break
+            if time.monotonic() >= deadline:
+                raise ASPError(
+                    f"waited {limit:g} s for the {what} at {', '.join(waiting)}, which did not answer; {fix} "
+                    "(ASP_CLUSTER_WAIT sets the wait in seconds)"
+                )
+            time.sleep(0.5)
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 def add_ray_argument(parser) -> None:

@@ -4,6 +4,7 @@ Nothing heavy is imported here, so any module may use it.
 
     ASPError        a problem with the user's input or files; its message says what to do
     os_error_line   an OSError as one line: what happened, to which path, what to free or fix
+    RESTORE_SHIPPED the fix for a damaged file of the shipped pretrained model
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import re
 
 class ASPError(ValueError):
     """A problem with the user's input: the message says what was wrong and what to do."""
+
+
+RESTORE_SHIPPED = "git checkout -- saved_models/pretrained"  # the fix for a damaged file of the shipped model
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import re
 from pathlib import Path
 
 from asp.config import DEFAULT_ENCODER, MODEL_DIR, OPERATIONAL, TrainConfig
-from asp.errors import ASPError
+from asp.errors import RESTORE_SHIPPED, ASPError
+from asp.files import read_json
 
 # the model the project ships (``make pretrained`` makes it): used when no run of one's own is found
 SHIPPED = Path(__file__).resolve().parent.parent / MODEL_DIR / "pretrained"
@@ -24,7 +25,11 @@ def shipped_model(model: str, latent_size: int | None = None, encoder: str | Non
     model; its latent size and encoder if given), else None."""
     if model != "multi" or not (SHIPPED / "config.json").is_file():
         return None
-    config = json.loads((SHIPPED / "config.json").read_text())
+    config = read_json(SHIPPED / "config.json", "the shipped model's config", f"restore it: `{RESTORE_SHIPPED}`")
+    if not isinstance(config, dict):
+        raise ASPError(
+            f"the shipped model's config {SHIPPED / 'config.json'} is damaged; restore it: `{RESTORE_SHIPPED}`"
+        )
     if latent_size not in (None, config.get("latent_size")) or encoder not in (None, config.get("encoder")):
         return None
     return SHIPPED

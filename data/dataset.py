@@ -304,6 +304,8 @@ def load_split(data_dir: str | Path, split: str) -> Split:
     layout, mel_dtype = dataset_layout(manifest)
     mel_path = data_dir / (f"{split}_mels.npy" if layout == "assembled" else f"{split}_mel_shard.npy")
     if not mel_path.is_file():
+        if manifest is None and (data_dir / f"{split}_mel_shard.npy").is_file():  # sharded: only the manifest says
+            raise ASPError(f"{data_dir / MANIFEST} is missing (a sharded dataset needs it); restore it or regenerate")
         raise ASPError(f"{mel_path} is missing; is {data_dir} an npy_data folder?")
     synths = dataset_synths(data_dir, split)
     if not synths:
@@ -384,7 +386,7 @@ def _shard_mels(data_dir: Path, split: str, manifest: dict, mel_dtype: str) -> S
     mel = manifest.get("mel", {})
     shape = (int(mel.get("n_mels", 128)), int(mel.get("frames", 431)))
     mels = ShardMels(data_dir / SHARD_FOLDER, shard, offset, shape, mel_dtype, f"the {split} split of {data_dir}")
-    mels.check()
+    mels.check(manifest.get("shard_tasks"))  # swapped shards, a changed dtype (datasets made since the check)
     return mels
 
 

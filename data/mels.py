@@ -195,14 +195,19 @@ class ShardMels(_Rows):
         self._files: OrderedDict[int, int] = OrderedDict()
         self._lock = threading.Lock()
 
-    def check(self) -> None:
-        """Refuses a missing or truncated shard file (one ``stat`` per shard).
+    def check(self, tasks: list | None = None) -> None:
+        """Refuses a missing or truncated shard file (one ``stat`` per shard), one whose mels are not
+        of the dtype and shape the manifest says (one read of each shard's headers) and, given the
+        manifest's ``tasks`` (each shard's task id, by number), one that is not the shard its
+        number names (swapped, or from another dataset).
 
         Raises:
             ASPError: naming the first such file.
         """
         if not len(self.shard):
             return
+        for number in np.unique(self.shard):
+            self._check_shard(int(number), tasks)
         order = np.argsort(self.shard, kind="stable")
         shards, first = np.unique(self.shard[order], return_index=True)
         ends = np.maximum.reduceat(self.offset[order], first) + self.row_bytes
@@ -217,6 +222,31 @@ class ShardMels(_Rows):
                 ) from None
             if size < end:
                 raise ASPError(f"{path} is truncated ({size} of at least {end} bytes); regenerate the dataset")
+
+    def _check_shard(self, number: int, tasks: list | None) -> None:
+        path = self.folder / shard_file(number)
+        if not path.is_file():
+            return  # the size check below names it
+        expected = tasks[number] if tasks is not None and 0 <= number < len(tasks) else None
+        try:
+            _, dtype, shape = npz_member(path, "mels")
+            if tasks is not None:
+                with np.load(path, allow_pickle=False) as z:
+                    task = bytes(z["task"]).decode(errors="replace")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            return  # a cut file: the size check names it; the reads need no zip directory
+        if dtype != self.stored_dtype or tuple(shape[1:]) != tuple(self.shape[1:]):
+            raise ASPError(
+                f"{path} holds {dtype} mels of shape {tuple(shape[1:])}, but the dataset's manifest says "
+                f"{self.stored_dtype} of shape {tuple(self.shape[1:])}: the manifest was changed; restore it or "
+                "regenerate the dataset"
+            )
+        if tasks is not None and task != expected:
+            raise ASPError(
+                f"{path} is not shard {number} of this dataset (its task id is {task!r}, the manifest's "
+                f"{expected!r}): shard files were swapped or copied from another dataset; copy the dataset's "
+                "shards/ folder again, or regenerate it"
+            )
 
     def _fd(self, number: int) -> int:
         fd = self._files.pop(number, None)

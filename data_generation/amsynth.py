@@ -48,18 +48,23 @@ def read_bank(path: str | Path) -> list[BankPreset]:
     """
     path = Path(path)
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        text = path.read_text(encoding="utf-8", errors="replace")
+        lines = text.splitlines()
     except OSError as err:
         raise ASPError(f"cannot read amsynth bank {path}: {err.strerror}") from None
     if not lines or lines[0].strip() != BANK_HEADER:
         raise ASPError(f"malformed amsynth bank {path}: the first line must be {BANK_HEADER!r}")
+    if not text.endswith("\n") and lines[-1].strip() != "EOF":  # a copy stopped mid-line
+        raise ASPError(f"amsynth bank {path} is cut short (its last line cut, no EOF line); copy the whole file again")
     presets: list[BankPreset] = []
     name: str | None = None
     values: dict[str, float] = {}
+    ended = False
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         if line.strip() == "EOF":  # amsynth ends its banks with this line
+            ended = True
             break
         if m := _PRESET_LINE.match(line):
             if name is not None:
@@ -75,7 +80,23 @@ def read_bank(path: str | Path) -> list[BankPreset]:
             raise ASPError(f"malformed amsynth bank {path}, line {number}: {m.group(2)!r} is not a number") from None
     if name is not None:
         presets.append(BankPreset(name, values, f"{path.name}#{len(presets)}"))
+    _check_whole(path, presets, ended=ended)
     return presets
+
+
+def _check_whole(path: Path, presets: list[BankPreset], *, ended: bool) -> None:
+    """Refuses a bank cut short between lines (a copy or download stopped midway): with no ``EOF``
+    line, a last preset with fewer parameters than the one before it (amsynth writes every
+    parameter of every preset; a missing one would silently take its default)."""
+    if len(presets) < 2 or ended:
+        return
+    last = presets[-1]
+    if len(last.values) < len(presets[-2].values):
+        how = f"{len(last.values)} of {len(presets[-2].values)} parameters"
+        raise ASPError(
+            f"amsynth bank {path} is cut short in preset {len(presets) - 1} ({last.name!r}: {how}, and no EOF line); "
+            "copy the whole file again"
+        )
 
 
 def read_banks(pattern: str | Path) -> list[BankPreset]:

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from asp.cli import ArgumentParser, add_overwrite_flag, nonnegative_int, positive_int, run_cli
 from asp.errors import ASPError
+from asp.files import check_outputs
 from asp.metrics import log_spectral_distance
 from data_generation import lv2
 from data_generation.presets import random_presets
@@ -29,6 +30,15 @@ from data_generation.spec import load_spec
 
 BUILT_IN = ("va", "fm", "modal")
 CHECK_LSD = 0.05  # a render through the plugin must be this close to the toolkit's
+
+
+def _built_here(bundle: Path, spec) -> bool:
+    """Whether ``bundle`` is a build of ``spec``'s plugin by this toolkit (its Turtle has an asp:specHash,
+    as ``lv2.install_plugin`` checks), which a new build may replace; a user's own bundle of that name is not."""
+    try:
+        return lv2.read_plugin(bundle, lv2.plugin_uri(spec)).spec_hash is not None
+    except ASPError:
+        return False
 
 
 def main() -> int:
@@ -49,12 +59,15 @@ def main() -> int:
         metavar="DIR",
         help="copy the bundles to DIR (default: the first LV2_PATH folder, else ~/.lv2)",
     )
+    add_overwrite_flag(parser)
     args = parser.parse_args()
 
     specs = [load_spec(name) for name in args.synths]
     not_faust = [s.name for s in specs if s.backend != "faust"]
     if not_faust:
         raise ASPError(f"only Faust synths are built as plugins; {', '.join(not_faust)} are plugins already")
+    targets = [(spec, Path(args.out) / f"{lv2.class_name(spec)}.lv2") for spec in specs]
+    check_outputs([t for spec, t in targets if t.exists() and not _built_here(t, spec)], overwrite=args.overwrite)
     lv2.check_tools()
     for spec in specs:
         start = time.perf_counter()

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asp.cli import ArgumentParser, positive_float, run_cli
+from asp.cli import ArgumentParser, add_overwrite_flag, positive_float, run_cli
 from asp.errors import ASPError
-from asp.files import atomic_path, write_sound
+from asp.files import check_outputs, output_path, write_sound
 
 RATE = 22050
 
@@ -41,6 +41,7 @@ def main() -> int:
     parser.add_argument("path")
     parser.add_argument("--note", type=int, default=57)
     parser.add_argument("--seconds", type=positive_float, default=3.0)
+    add_overwrite_flag(parser)
     args = parser.parse_args()
     if not 20 <= args.note <= 108:
         raise ASPError(f"--note must be 20-108, got {args.note}")
@@ -51,9 +52,10 @@ def main() -> int:
         raise ASPError(f"{path} is a folder; give a file name such as {path / 'demo.wav'}")
     if path.suffix[1:].upper() not in sf.available_formats():
         raise ASPError(f"{path}: give a sound file name ending in .wav, .flac or .ogg")
+    check_outputs([path], overwrite=args.overwrite)  # a user's own pluck.wav: refused
     mono = pluck(args.note, args.seconds)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with output_path(path, overwrite=args.overwrite) as tmp:
         write_sound(tmp, np.stack([mono, 0.9 * mono], axis=1), RATE, format=path.suffix[1:].upper(), shown=path)
     print(f"wrote {path}: plucked string, note {args.note}, {args.seconds} s, stereo {RATE} Hz")
     return 0

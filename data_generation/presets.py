@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from asp.errors import ASPError
-from asp.files import read_json, write_json
+from asp.files import not_a_file_problem, read_json, write_json
 from data_generation import amsynth, dx7, lv2
 from data_generation.spec import SynthSpec
 
@@ -66,6 +66,8 @@ def read_preset_file(spec: SynthSpec, path: str | Path) -> tuple[list[str], np.n
             the message lists the values it takes).
     """
     path = Path(path)
+    if not path.is_dir() and (problem := not_a_file_problem(path)):  # a named pipe would block the read
+        raise ASPError(f"preset file {problem}; give {PRESET_FORMATS}")
     if path.suffix == ".lv2" or (path / "manifest.ttl").is_file():  # an LV2 preset bundle (a folder)
         name, preset = lv2.preset_from_bundle(spec, path)
         return [name], preset[None]

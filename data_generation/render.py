@@ -146,7 +146,7 @@ class Renderer:
         cached = self._faust.get(spec.name)
         if cached is not None:
             return cached
-        source = spec.resolve_source()
+        source = spec.resolve_source(self.plugin_paths.get(spec.name))  # refuses --plugin for a Faust synth
         try:
             os.getcwd()
         except FileNotFoundError:  # DawDreamer's Faust compiler segfaults without a working folder

@@ -22,9 +22,9 @@ import numpy as np
 from tqdm import tqdm
 
 import asp
-from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positive_int, run_cli
+from asp.cli import ArgumentParser, add_overwrite_flag, nonnegative_int, parse_plugin_paths, positive_int, run_cli
 from asp.errors import ASPError
-from asp.files import atomic_path, write_sound
+from asp.files import atomic_path, check_outputs, mark_written, write_sound
 from data_generation.presets import human_presets, random_presets, read_preset_file
 from data_generation.render import rms
 from data_generation.spec import load_spec
@@ -61,6 +61,7 @@ def main() -> int:
     parser.add_argument("--note", type=int, default=None, help="MIDI note (default: the spec's, 60)")
     parser.add_argument("--out", default=None, help="output folder (default: renders/<synth>)")
     parser.add_argument("--plugin", action="append", metavar="NAME=PATH", help="plugin path of a synth")
+    add_overwrite_flag(parser)
     args = parser.parse_args()
 
     if args.note is not None and not 0 <= args.note <= 127:
@@ -95,13 +96,15 @@ def main() -> int:
     plugin_paths = parse_plugin_paths(args.plugin)
     asp.render(spec, presets[0], note=args.note, plugin_paths=plugin_paths)  # fail early (missing plugin) first
     out = Path(args.out or f"renders/{spec.name}")
+    paths = [out / f"{i:03d}_{safe_name(name)}.wav" for i, name in enumerate(names)]
+    check_outputs(paths, overwrite=args.overwrite)  # a user's own 000_random_000.wav: refused before any work
     out.mkdir(parents=True, exist_ok=True)  # a path that is a file, or unwritable: one line (run_cli)
     rows = []
-    for i, (name, preset) in enumerate(tqdm(list(zip(names, presets)), desc=f"render {spec.name}", unit="preset")):
+    for path, preset in tqdm(list(zip(paths, presets)), desc=f"render {spec.name}", unit="preset"):
         audio = asp.render(spec, preset, note=args.note, plugin_paths=plugin_paths)
-        path = out / f"{i:03d}_{safe_name(name)}.wav"
         with atomic_path(path) as tmp:  # a killed run leaves whole files only
             write_sound(tmp, audio, spec.render.sample_rate, format="WAV", subtype="FLOAT", shown=path)
+        mark_written(path)
         rows.append((path.name, float(rms(audio)), float(np.abs(audio).max())))
     for file, level, peak in rows:
         print(f"{file:<40} rms {level:.3f}  peak {peak:.3f}" + ("  (silent)" if level <= 0.01 else ""))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from asp.errors import ASPError
-from asp.files import read_json, write_json
+from asp.files import not_a_file_problem, path_problem, read_json, write_json
 from data_generation.params import (  # noqa: F401  (re-exported: a spec's parts)
     DEFAULT_RENDER,
     GROUPS,
@@ -243,6 +243,11 @@ class SynthSpec:
             ASPError: when the plugin is not found, saying how to point at it.
         """
         if self.backend == "faust":
+            if override:
+                raise ASPError(
+                    f"--plugin {self.name}={override}: synth {self.name!r} is built in (Faust, from its .dsp) and "
+                    f"loads no plugin; drop --plugin {self.name}=..."
+                )
             if self.source is None:
                 raise ASPError(f"faust synth {self.name!r} names no .dsp source in its spec")
             src = Path(self.source)
@@ -266,6 +271,8 @@ class SynthSpec:
         if not Path(source).exists():
             hint = " (install it with `apt-get install amsynth`)" if self.name == "amsynth" else ""
             raise ASPError(f"plugin {source} of synth {self.name!r} not found{hint}; {how}")
+        if not Path(source).is_dir() and (problem := not_a_file_problem(source)):  # /dev/null, a pipe
+            raise ASPError(f"plugin of synth {self.name!r}: {problem}; {how}")
         return source
 
 
@@ -373,8 +380,8 @@ def load_spec(name_or_path: str | Path) -> SynthSpec:
                 "(or give the path of a spec .json file)"
             )
         path = found[0]
-    if not path.is_file():
-        raise ASPError(f"synth spec file {path} not found")
+    if not path.is_file():  # missing, or a named pipe or a device: say which
+        raise ASPError(f"synth spec file {not_a_file_problem(path) or path_problem(path) or f'{path} not found'}")
     data = read_json(path, "synth spec", "fix the file or regenerate it with view_parameters.py --write-spec")
     _check_keys(data, str(path))
     spec = spec_from_json(data, path=path.resolve())

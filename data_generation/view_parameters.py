@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from asp.cli import ArgumentParser, run_cli
+from asp.cli import ArgumentParser, add_overwrite_flag, run_cli
 from asp.errors import ASPError
+from asp.files import check_outputs, mark_written
 from data_generation.dx7 import describe_dexed
 from data_generation.spec import SYNTH_DIR, SynthSpec, available_synths, load_spec
 from data_generation.spec_gen import build_spec, describe_faust, describe_plugin, snake
@@ -72,6 +73,7 @@ def main() -> int:
         help="write a spec generated from the synth's own parameter list "
         "(default path: the existing spec, or ./<name>.json)",
     )
+    add_overwrite_flag(parser)
     args = parser.parse_args()
     if args.write_spec and Path(args.write_spec).is_dir():
         raise ASPError(f"--write-spec {args.write_spec} is a folder; give a file path such as my_synth.json")
@@ -120,7 +122,11 @@ def main() -> int:
         out = Path(f"{name}.json")
     if out.parent != Path("") and not out.parent.is_dir():
         raise ASPError(f"folder {out.parent} does not exist; create it or choose another --write-spec path")
+    regenerating = previous is not None and previous.path is not None and out.resolve() == previous.path.resolve()
+    check_outputs([out], overwrite=args.overwrite or regenerating)  # a user's my.json: refused
     spec.write(out)
+    if not regenerating:  # the synth's own spec is the user's to regenerate; a new file is ours
+        mark_written(out)
     print(f"wrote {out}: {spec.n_params} parameters, encoded size {spec.encoded_size}")
     if out.parent.resolve() != SYNTH_DIR:
         print(f"use it with its path, or put its folder in ASP_SYNTH_PATH to use it by name {name!r}")

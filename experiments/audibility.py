@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asp.evaluation.audibility
 from asp import cluster
-from asp.cli import ArgumentParser, nonnegative_int, positive_float, positive_int, run_cli
+from asp.cli import ArgumentParser, add_overwrite_flag, nonnegative_int, positive_float, positive_int, run_cli
 from asp.evaluation.audibility import THRESHOLD, audibility
 from asp.parallel import cap_workers
 
@@ -37,6 +37,7 @@ def main() -> int:
     p.add_argument("--workers", type=positive_int, default=None)
     p.add_argument("--seed", type=nonnegative_int, default=0)
     cluster.add_ray_argument(p)
+    add_overwrite_flag(p)
     args = p.parse_args()
     with cluster.session_from_args(args):  # each sound a task on a Ray cluster (--ray)
         audibility(
@@ -49,6 +50,7 @@ def main() -> int:
             threshold=args.threshold,
             workers=cap_workers(args.workers),
             seed=args.seed,
+            overwrite=args.overwrite,
         )
     print((Path(args.out) / "summary.md").read_text().split("\n## ")[0])
     print(f"per sound and parameter: {Path(args.out) / 'sweeps.csv'}")

@@ -28,7 +28,7 @@ from asp import backend  # noqa: F401  (dawdreamer before tensorflow: the other 
 import argparse
 
 from asp import cluster
-from asp.cli import ArgumentParser, nonnegative_int, positive_int, run_cli
+from asp.cli import ArgumentParser, add_overwrite_flag, nonnegative_int, positive_int, run_cli
 from asp.config import DATA_DIR
 from asp.errors import ASPError
 from asp.evaluation.run import run_evaluation
@@ -80,6 +80,7 @@ def parser() -> argparse.ArgumentParser:
         f"others between (default {REPORT_SAMPLES}; 0: the report without audio)",
     )
     cluster.add_ray_argument(p)
+    add_overwrite_flag(p)
     return p
 
 
@@ -110,6 +111,7 @@ def main() -> int:
             refine=refine,
             refine_starts=args.refine_starts,
             report_samples=args.report_samples,
+            overwrite=args.overwrite,
         )
     return 0
 

@@ -221,6 +221,15 @@ def _copy_mels(plan: Plan, out: Path, split: str, recs: list[tuple], commit: Exi
     return path
 
 
+def _shard_tasks(plan: Plan) -> list[str]:
+    """Each shard file's task id (its ``task`` member), by shard number: what reading a sharded
+    dataset checks, so that shard files swapped or copied from another dataset are refused."""
+    tasks = [""] * (max((s.index for s in plan.shards), default=-1) + 1)
+    for shard in plan.shards:
+        tasks[shard.index] = shard.digest
+    return tasks
+
+
 def _manifest(plan: Plan, counts: dict, kept: dict, dropped: dict, layout: str) -> dict:
     """What manifest.json holds: the settings, the synths' specs, the mel settings and storage, the
     counts."""
@@ -228,6 +237,7 @@ def _manifest(plan: Plan, counts: dict, kept: dict, dropped: dict, layout: str) 
         "generator_version": GENERATOR_VERSION,
         "layout": layout,
         "mel_dtype": plan.settings.mel_dtype,
+        **({"shard_tasks": _shard_tasks(plan)} if layout == "sharded" else {}),
         "fingerprint": plan.fingerprint,
         "settings": plan.settings.to_json(),
         "synths": [

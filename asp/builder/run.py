@@ -3,7 +3,6 @@ refused when it holds another dataset (unless forced), assembled when every shar
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -17,9 +16,9 @@ from asp.builder.plan import WORK_DIR, Plan, Settings, Shard, make_plan
 from asp.builder.shards import _warm_up, read_shard, render_shard
 from asp.cluster import run_tasks
 from asp.errors import ASPError
-from asp.files import remove_stale_temps, write_json
+from asp.files import read_json, remove_stale_temps, write_json
 from asp.locks import folder_lock
-from data.dataset import MANIFEST, SPLITS, dataset_layout
+from data.dataset import MANIFEST, SPLITS, dataset_layout, split_files
 from data.mels import SHARD_FOLDER
 
 
@@ -38,8 +37,8 @@ def _check_writable(out: Path) -> None:
 def _fingerprint(plan_file: Path) -> str | None:
     """The fingerprint of the plan an unfinished run left, or None (none, or unreadable)."""
     try:
-        data = json.loads(plan_file.read_text())
-    except (OSError, ValueError):
+        data = read_json(plan_file, "plan")
+    except ASPError:
         return None
     return data.get("fingerprint") if isinstance(data, dict) else None
 
@@ -47,18 +46,37 @@ def _fingerprint(plan_file: Path) -> str | None:
 def _read_manifest(path: Path) -> dict | None:
     """A finished dataset's manifest, or None when it is damaged (not JSON, or keys missing)."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(path, "dataset manifest")
+    except ASPError:
         return None
     if not (isinstance(data, dict) and isinstance(data.get("fingerprint"), str)):
         return None
     return data if all(isinstance(data.get(k), dict) for k in ("kept", "dropped", "counts")) else None
 
 
-def _remove_dataset(out: Path) -> None:
-    """Removes a dataset's own files (``{split}_*.npy``, the manifest, the work folder, the shard
+def _dataset_files(out: Path, synths: tuple[str, ...] = ()) -> list[Path]:
+    """The npy files of ``out`` that a dataset of this toolkit writes: each split's arrays in either
+    layout (``data.dataset.split_files``) for the synths its manifest, its unfinished plan or
+    ``synths`` name, and the lookup index; a user's ``train_my_labels.npy`` is none of them."""
+    names = set(synths)
+    for path, key in ((out / MANIFEST, "synths"), (out / WORK_DIR / "plan.json", "settings")):
+        try:
+            data = read_json(path, "dataset manifest")
+        except ASPError:
+            continue
+        entries = data.get(key) if isinstance(data, dict) else None
+        if key == "settings":
+            entries = entries.get("synths") if isinstance(entries, dict) else None
+        names |= {e.get("name") if isinstance(e, dict) else e for e in entries or []} - {None}
+    names = {Path(str(n)).stem if str(n).endswith(".json") else str(n) for n in names}  # a spec path: its name
+    files = {f for split in SPLITS for layout in ("assembled", "sharded") for f in split_files(split, names, layout)}
+    return sorted({out / f for f in files if (out / f).is_file()} | set(out.glob("train_lookup*.npy")))
+
+
+def _remove_dataset(out: Path, synths: tuple[str, ...] = ()) -> None:
+    """Removes a dataset's own files (``_dataset_files``, the manifest, the work folder, the shard
     files and plan of ``shards/``), nothing else."""
-    for p in [p for split in SPLITS for p in out.glob(f"{split}_*.npy")]:
+    for p in _dataset_files(out, synths):
         p.unlink()
     (out / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out / WORK_DIR, ignore_errors=True)
@@ -189,7 +207,7 @@ def _take_over(plan: Plan, out: Path, force: bool, layout: str = "auto") -> Summ
                         f"{out} holds this dataset in the {has} layout; pass --force to generate it again in the "
                         f"{layout} layout, or choose another --out"
                     )
-                _remove_dataset(out)
+                _remove_dataset(out, tuple(s.name for s in plan.specs))
                 return _take_over(plan, out, force, layout)
             shutil.rmtree(work, ignore_errors=True)
             summary = Summary(out, manifest["kept"], manifest["dropped"], manifest["counts"], 0.0, True, already=True)
@@ -197,7 +215,7 @@ def _take_over(plan: Plan, out: Path, force: bool, layout: str = "auto") -> Summ
             return summary
         if not force:
             _refuse_finished(plan, out, manifest)
-        _remove_dataset(out)
+        _remove_dataset(out, tuple(s.name for s in plan.specs))
     elif any(out.glob("*_mel*.npy")) and not force and previous != plan.fingerprint:
         # (with this run's plan in the work folder they are this run's, from an interrupted assembly)
         raise ASPError(
@@ -211,7 +229,7 @@ def _take_over(plan: Plan, out: Path, force: bool, layout: str = "auto") -> Summ
                     f"{out} holds an unfinished dataset made with other arguments; rerun that "
                     "command to finish it, or pass --force to start this one instead"
                 )
-            _remove_dataset(out)
+            _remove_dataset(out, tuple(s.name for s in plan.specs))
             work.mkdir()
     write_json(plan_file, {"fingerprint": plan.fingerprint, "settings": plan.settings.to_json()})
     remove_stale_temps(work)  # shards of killed workers

@@ -52,4 +52,7 @@ def repeat_dataset(src: str | Path, dst: str | Path, times: int) -> None:
     manifest["fingerprint"] += f"x{times}"
     for key in ("counts", "kept", "dropped"):
         manifest[key] = {name: count * times for name, count in manifest[key].items()}
+    if isinstance(manifest.get("shard_tasks"), list):  # each copy is the shard it was copied from
+        tasks = manifest["shard_tasks"]
+        manifest["shard_tasks"] = [tasks[n] if n < len(tasks) else "" for _ in range(times) for n in range(step)]
     write_json(dst / MANIFEST, manifest)

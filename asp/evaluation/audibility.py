@@ -34,7 +34,7 @@ from asp import metrics
 from asp.cluster import run_tasks
 from asp.errors import ASPError
 from asp.evaluation.results import cores, held_out_split, warm_up, write_csv
-from asp.files import atomic_write
+from asp.files import atomic_write, check_outputs, mark_written
 from data.dataset import Split, load_split, mean_vector
 from data.encoding import Codec
 from data_generation.render import Renderer
@@ -112,6 +112,7 @@ def audibility(
     workers: int | None = None,
     seed: int = 0,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, dict]:
     """Sweeps every sound of a split (``--max-samples``: the seeded choice ``evaluate.py`` makes
     with the same seed) and writes ``sweeps.csv`` and ``summary.md`` under ``out``.
@@ -126,6 +127,8 @@ def audibility(
         threshold: LSD under which a parameter counts as inaudible.
         workers: render workers (default: all cores).
         seed: seed of the ``max_samples`` choice.
+        overwrite: replace a ``sweeps.csv`` or ``summary.md`` in ``out`` that no run wrote (else refused
+            before any work).
 
     Returns:
         {synth: {"sounds", "inaudible", "floor", "mean_mse" (or None), "per_param": {name: (audible
@@ -133,6 +136,7 @@ def audibility(
     """
     if not (np.isfinite(threshold) and threshold > 0):
         raise ASPError(f"--threshold must be a positive LSD, got {threshold}")
+    check_outputs([Path(out) / "sweeps.csv", Path(out) / "summary.md"], overwrite=overwrite)  # a user's summary.md
     test = load_split(data_dir, split) if train_dir is None else held_out_split(data_dir, split, train_dir)
     train = load_split(train_dir, "train") if train_dir is not None else None
     wanted = synths or test.synths
@@ -168,6 +172,7 @@ def audibility(
     write_csv(out / "sweeps.csv", csv_rows)
     with atomic_write(out / "summary.md") as f:
         f.write(summary_markdown(results, threshold=threshold, about=f"the {split} split of {data_dir}"))
+    mark_written(out / "sweeps.csv", out / "summary.md")
     return results
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +45,7 @@ from asp.config import MODEL_DIR
 from asp.errors import ASPError
 from asp.evaluation.real_tables import SOUNDS, listening_page, summary
 from asp.evaluation.results import write_csv
-from asp.files import atomic_write, path_problem, write_json, write_sound
+from asp.files import atomic_write, path_problem, read_json, write_json, write_sound
 from asp.report import save_mel_png, write_index
 from asp.runs import find_run
 from asp.search import NEAREST_STARTS, Budget
@@ -357,7 +356,7 @@ def _write_tables(out: Path, sounds: list[RealSound], rows: list[dict], *, title
         f.write(doc.markdown())
     write_csv(out / "table.csv", table_rows)
     entries = [
-        {"folder": out / SOUNDS / s.name, "summary": json.loads((out / SOUNDS / s.name / "match.json").read_text())}
+        {"folder": out / SOUNDS / s.name, "summary": read_json(out / SOUNDS / s.name / "match.json", "match summary")}
         for s in sounds
     ]
     write_index(out / SOUNDS, entries, [])
@@ -366,8 +365,8 @@ def _write_tables(out: Path, sounds: list[RealSound], rows: list[dict], *, title
 
 def _read_scores(path: Path) -> dict | None:
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(path, "scores")
+    except ASPError:
         return None
     return data if isinstance(data, dict) and "match" in data and isinstance(data.get("rows"), list) else None
 
@@ -389,7 +388,7 @@ def _score_match(sound: RealSound, target, folder: Path, specs: dict) -> list[di
     """A matched sound's rows: each synth's one-shot and searched match, from the wavs
     ``Matcher.match`` wrote into ``folder``."""
     features = metrics.AudioFeatures(target.audio, SAMPLE_RATE)
-    searched = {r["synth"]: r for r in json.loads((folder / "match.json").read_text())["results"]}
+    searched = {r["synth"]: r for r in read_json(folder / "match.json", "match summary")["results"]}
     rows = []
     for name in specs:
         if (folder / f"{name}.wav").is_file():

@@ -8,8 +8,12 @@ from pathlib import Path
 from asp.evaluation.evaluate import evaluate, sounds_line
 from asp.evaluation.plots import plot
 from asp.evaluation.summary import BASELINES, comparison, summary_document
+from asp.files import check_outputs, mark_written
 from asp.report import PRESETS, evaluation_report
+from asp.report.pages import REPORT_FOLDER
 from asp.search import NEAREST_STARTS, Budget
+
+OUTPUTS = ("samples.csv", "summary.md", PRESETS, "lsd_boxplot.png", "lsd_per_hpss.png", REPORT_FOLDER)  # in --out
 
 
 def write_report(
@@ -53,9 +57,13 @@ def run_evaluation(
     refine: Budget | None = None,
     refine_starts: int = NEAREST_STARTS,
     report_samples: int,
+    overwrite: bool = False,
 ) -> list[dict]:
     """Evaluates (``evaluate``, same arguments), prints the summary's first tables and the
-    comparison with the baselines, and writes the report (``write_report``); returns the rows."""
+    comparison with the baselines, and writes the report (``write_report``); returns the rows.
+    Outputs in ``out`` that no evaluation wrote (a user's ``summary.md``) are refused before any
+    work, unless ``overwrite``."""
+    check_outputs([Path(out) / name for name in OUTPUTS], overwrite=overwrite)
     rows = evaluate(
         run_dir,
         data_dir,
@@ -70,6 +78,7 @@ def run_evaluation(
         refine=refine,
         refine_starts=refine_starts,
     )
+    _mark(out)  # as soon as written: a run that fails in its report leaves outputs its rerun may replace
     print((Path(out) / "summary.md").read_text().split("## mrsd")[0])
     verdict = comparison(rows)
     if verdict:
@@ -80,4 +89,9 @@ def run_evaluation(
     source = Path(data_dir if test_dir is None else test_dir)
     about = sounds_line(split, source, data_dir if test_dir is not None else None)
     print(f"report: {write_report(out, rows, report_samples=report_samples, title=title, about=about)}")
+    _mark(out)
     return rows
+
+
+def _mark(out: str | Path) -> None:
+    mark_written(*(Path(out) / name for name in OUTPUTS if (Path(out) / name).exists()))

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from asp.checkpoints import damaged_fix
 from asp.errors import ASPError
 from asp.files import atomic_folder, write_sound
 from asp.inference.outputs import SAMPLE_RATE, SUMMARY, check_output_folder, plot_comparison, write_preset_outputs
@@ -102,8 +104,12 @@ class Matcher:
         """The exported run's start index (``asp.training.export``: per synth the z_mean, encoded
         preset and note of every training sound), or None for a run without one."""
         if self._index is None and (self.run_dir / INDEX).is_file():
-            with np.load(self.run_dir / INDEX) as saved:
-                self._index = {k: saved[k] for k in saved.files}
+            try:
+                with np.load(self.run_dir / INDEX) as saved:
+                    self._index = {k: saved[k] for k in saved.files}
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # an export without checksums
+                why = " ".join(str(err).split())[:120] or type(err).__name__
+                raise ASPError(f"{self.run_dir / INDEX} is damaged ({why}); {damaged_fix(self.run_dir)}") from None
         return self._index
 
     def nearest_starts(self, target: Target, synth: str, k: int) -> dict[str, np.ndarray]:

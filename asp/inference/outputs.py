@@ -109,11 +109,14 @@ def plot_comparison(path: Path, target: Target, mels: dict[str, np.ndarray], res
             label = f"LSD {r['refined_lsd']:.2f} ({r['search_renders']} renders, {r['search_seconds']:.0f} s)"
             rows.append((f"{r['synth']} refined", mels[f"{r['synth']} refined"], label))
     fig, axes = plt.subplots(len(rows), 1, figsize=(8, 2.2 * len(rows)), squeeze=False)
-    for ax, (name, mel, label) in zip(axes[:, 0], rows):
-        ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1)
-        ax.set_title(f"{name} {label}".strip(), fontsize=9)
-        ax.set_yticks([])
-        ax.set_xticks([])
-    fig.suptitle(f"{target.name} (note {target.note})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    try:
+        for ax, (name, mel, label) in zip(axes[:, 0], rows):
+            ax.imshow(mel, origin="lower", aspect="auto", cmap="magma", vmin=0, vmax=1)
+            ax.set_title(f"{name} {label}".strip(), fontsize=9)
+            ax.set_yticks([])
+            ax.set_xticks([])
+        fig.suptitle(f"{target.name} (note {target.note})", fontsize=10)
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+    finally:
+        plt.close(fig)  # pyplot keeps every figure until closed: a folder of sounds grew by MBs per file

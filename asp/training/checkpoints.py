@@ -5,7 +5,6 @@ diverged epoch (NaN or infinite loss or weights) stops the run before anything o
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 from pathlib import Path
@@ -16,7 +15,7 @@ import numpy as np
 
 from asp.checkpoints import CONFIG, WEIGHTS
 from asp.errors import ASPError
-from asp.files import atomic_path, atomic_write, remove_stale_temps, write_json
+from asp.files import atomic_path, atomic_write, read_json, remove_stale_temps, write_json
 from models import SynthVAE, finite_weights, load_weights
 
 BACKUP = "backup"
@@ -149,8 +148,8 @@ def _resume_points(run_dir: Path, config: dict) -> list[tuple[Path, int]]:
     points = _backups(run_dir)
     legacy = run_dir / BACKUP / "latest.weights.h5"
     try:
-        legacy_epoch = json.loads((run_dir / BACKUP / "training_metadata.json").read_text())["epoch"]
-    except (OSError, ValueError, KeyError, TypeError):
+        legacy_epoch = read_json(run_dir / BACKUP / "training_metadata.json", "training metadata")["epoch"]
+    except (ASPError, KeyError, TypeError):
         legacy_epoch = None
     if legacy.is_file() and isinstance(legacy_epoch, int):
         points.append((legacy, legacy_epoch))

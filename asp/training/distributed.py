@@ -46,8 +46,10 @@ import numpy as np
 
 from asp.backend import keras_backend, tensorflow
 from asp.checkpoints import CONFIG, WEIGHTS
+from asp.cluster import wait_for_peers
 from asp.config import TrainConfig
 from asp.errors import ASPError
+from asp.files import parse_json
 from asp.locks import folder_lock
 from asp.training.checkpoints import BACKUP
 from asp.training.stream import make_stream, replica_batches, stream_arrays
@@ -346,6 +348,9 @@ def connect(cfg: TrainConfig) -> Cluster:
     if key not in _STRATEGY:
         if cfg.verbose:
             print(f"waiting for the {len(cluster)} workers of TF_CONFIG ({', '.join(cluster)})", flush=True)
+        others = [a for i, a in enumerate(cluster) if i != task]
+        fix = f"start every worker of {TF_CONFIG} with the same command, or check their addresses ({DOCS})"
+        wait_for_peers(others, cluster[task], what="workers of TF_CONFIG", fix=fix)  # TensorFlow's wait has no end
         _STRATEGY[key] = tf.distribute.MultiWorkerMirroredStrategy()
     strategy = _STRATEGY[key]
     workers = len(cluster)
@@ -367,7 +372,7 @@ def _tf_config() -> tuple[list[str], int]:
     if not text:
         raise ASPError(f"--distribute multi-worker reads its cluster from {TF_CONFIG}, which is not set; {fix}")
     try:
-        spec = json.loads(text)
+        spec = parse_json(text, TF_CONFIG, fix)
         jobs = spec["cluster"]
         kind, index = spec["task"]["type"], spec["task"]["index"]
         chief = list(jobs.get("chief", []))

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from asp.checkpoints import CONFIG
+from asp.checkpoints import CONFIG, export_checksums
 from asp.errors import ASPError
 from asp.files import atomic_folder, write_json
 from data.dataset import load_split, training_rows
@@ -76,5 +76,6 @@ def export(run_dir: str | Path, data_dir: str | Path, out: str | Path, *, dtype:
     with atomic_folder(out) as tmp:
         np.savez(tmp / INFERENCE_WEIGHTS, **variables)
         np.savez(tmp / INDEX, **index)
+        config["export"].update(export_checksums(tmp, config, [INFERENCE_WEIGHTS, INDEX]))  # verified on load
         write_json(tmp / CONFIG, config)
     return out

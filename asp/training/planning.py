@@ -16,7 +16,16 @@ from asp.errors import ASPError
 from asp.files import write_json
 from asp.training.checkpoints import BACKUP
 from asp.training.stream import dataset_specs
-from data.dataset import Split, check_finite, check_not_blank, data_fingerprint, has_split, load_split, training_rows
+from data.dataset import (
+    Split,
+    check_finite,
+    check_not_blank,
+    data_fingerprint,
+    has_split,
+    load_split,
+    mel_file,
+    training_rows,
+)
 from data_generation.spec import SynthSpec
 from models import ENCODERS, MODEL_VERSION, SPEC_DECODERS
 
@@ -108,10 +117,43 @@ def plan(cfg: TrainConfig) -> Plan:
     _check_every_synth_has_samples(cfg, available, train_split.synth[train_idx])
     check_finite(train_split, train_idx, data_dir=cfg.data_dir)  # NaN in, NaN weights out
     check_not_blank(train_split, train_idx, data_dir=cfg.data_dir)  # silence in, nothing learnt
+    check_each_synth_varies(train_split, train_idx, data_dir=cfg.data_dir)  # one synth's data broken
     if len(valid_idx):
         check_finite(valid_split, valid_idx, data_dir=cfg.data_dir)
         check_not_blank(valid_split, valid_idx, data_dir=cfg.data_dir)
+        check_each_synth_varies(valid_split, valid_idx, data_dir=cfg.data_dir)
     return Plan(specs, train_split, train_idx, valid_split, valid_idx)
+
+
+def check_each_synth_varies(split: Split, rows: np.ndarray, *, data_dir: str | Path = "", chunk: int = 64) -> None:
+    """Refuses a split in which one synth's spectrograms (of ``rows``) all hold one value (all zeros,
+    or one constant): its renders were silent or its part of the data is damaged, and the model
+    would learn nothing of that synth while the others train (``check_not_blank`` sees only a split
+    that is blank as a whole). Reads each synth's rows in chunks until they vary: one chunk each
+    for a sound dataset.
+
+    Raises:
+        ASPError: naming the synth, the split and its file.
+    """
+    rows = np.sort(np.asarray(rows))
+    synths = split.synth[rows]
+    for synth in dict.fromkeys(synths.tolist()):
+        mine = rows[synths == synth]
+        low, high = np.inf, -np.inf
+        for start in range(0, len(mine), chunk):
+            mels = np.asarray(split.mels[mine[start : start + chunk]])
+            if not np.isfinite(mels).all():  # NaN or infinity: check_finite's to name
+                break
+            low, high = min(low, float(mels.min())), max(high, float(mels.max()))
+            if low < high:
+                break
+        else:
+            what = "all zeros" if high == 0 else f"the one value {high:g}"
+            raise ASPError(
+                f"every spectrogram of synth {synth!r} in the {split.name} split ({Path(data_dir) / mel_file(split)}) "
+                f"is {what}: its sounds are silent or its part of the file is damaged; regenerate the dataset, "
+                f"or leave {synth} out with --synths"
+            )
 
 
 def run_config(cfg: TrainConfig, p: Plan) -> dict:

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from asp.errors import ASPError
+from asp.files import distinct_slug
 from data_generation.spec import SynthSpec
 
 URI_PREFIX = "urn:multi-task-asp:lv2"
@@ -65,8 +66,10 @@ def class_name(spec: SynthSpec) -> str:
 
 def preset_bundle_name(target: str, stem: str) -> str:
     """The folder name of a match's preset bundle: ``<target>.<stem>.lv2`` (``pluck.va.lv2``,
-    ``pluck.va.refined.lv2``), unique among matches, so that many can be installed side by side."""
-    return f"{_slug(target)}.{stem}.lv2"
+    ``pluck.va.refined.lv2``), unique among matches, so that many can be installed side by side
+    (a target name that is not plain ASCII is made so and keeps a hash of itself: ``音`` and ``ö``
+    get distinct names, see ``asp.files.distinct_slug``)."""
+    return f"{distinct_slug(target)}.{stem}.lv2"
 
 
 def _slug(text: str) -> str:

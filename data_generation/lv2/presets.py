@@ -215,8 +215,8 @@ def write_preset_bundle(path: str | Path, spec: SynthSpec, preset: np.ndarray, l
         for key, text in _VOCABULARY.items()
     )
     with atomic_folder(path) as tmp:
-        (tmp / "manifest.ttl").write_text(manifest)
-        (tmp / name).write_text(body)
+        (tmp / "manifest.ttl").write_text(manifest, encoding="utf-8")
+        (tmp / name).write_text(body, encoding="utf-8")  # labels in any script
     return path
 
 
