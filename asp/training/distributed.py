@@ -46,13 +46,13 @@ import numpy as np
 
 from asp.backend import keras_backend, tensorflow
 from asp.checkpoints import CONFIG, WEIGHTS
-from asp.cluster import wait_for_peers
 from asp.config import TrainConfig
 from asp.errors import ASPError
 from asp.files import parse_json
 from asp.locks import folder_lock
 from asp.training.checkpoints import BACKUP
 from asp.training.stream import make_stream, replica_batches, stream_arrays
+from asp.waits import wait_for_peers
 from data.dataset import Split
 
 TF_CONFIG = "TF_CONFIG"
