@@ -111,6 +111,7 @@ def match(
     refine: Budget | None = None,
     refine_synths: int | list[str] = 2,
     refine_starts: int = NEAREST_STARTS,
+    best_of: int | None = None,
     workers: int | None = None,
     plot: bool = True,
     plugin_paths: dict[str, str] | None = None,
@@ -135,6 +136,9 @@ def match(
         refine_synths / refine_starts / workers: the synths refined (how many of the closest, or
             names), the nearest training presets the search also starts from, and its render
             processes (default: all cores).
+        best_of: K presets drawn per synth from the model's generative heads, rendered with the
+            network's and the nearest presets, the closest kept (``<synth>.best.*``) and searched
+            from; 0 turns it off; None: ``asp.search.BEST_OF_K`` for a model with the heads, else off.
         on_load / on_match: called with the loaded model and its run folder, and after each sound
             with its target and result (``run_inference.py`` prints them).
 
@@ -169,6 +173,7 @@ def match(
         "refine": refine,
         "refine_synths": refine_synths,
         "refine_starts": refine_starts,
+        "best_of": best_of,
         "workers": workers or os.cpu_count() or 1,
         "seed": seed or 0,
         "plot": plot,

@@ -144,3 +144,60 @@ def test_an_unknown_generative_head_is_refused_before_training(tiny_data, tmp_pa
     with pytest.raises(ASPError, match="--generative-head 'gan' is not a registered head; use one of flow"):
         train(cfg)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.fixture(scope="module")
+def run_with_heads(tiny_models, tiny_data, tmp_path_factory):
+    import shutil
+
+    run = tmp_path_factory.mktemp("heads") / "run"
+    shutil.copytree(tiny_models / "vae_multi_8_paper", run)
+    add_generative_head(run, data_dir=tiny_data, units=16, epochs=2, progress=False)
+    return run
+
+
+@pytest.mark.slow
+def test_best_of_k_ranks_every_candidate_and_the_search_starts_from_the_winner(run_with_heads, tiny_data, tmp_path):
+    import soundfile as sf
+
+    from asp.inference import Matcher
+    from asp.search import Budget
+    from data.dataset import load_split
+    from data_generation.presets import read_preset_file
+    from data_generation.render import Renderer
+    from data_generation.spec import load_spec
+
+    matcher = Matcher(run_with_heads, data_dir=tiny_data)
+    try:
+        target = matcher.test_target(tiny_data, 2)
+        found = matcher.match(
+            target, tmp_path / "m", all_outputs=True, best_of=4, refine=Budget(renders=12), refine_synths=["va"]
+        )
+    finally:
+        matcher.close()
+    train = load_split(tiny_data, "train")
+    rows = {r["synth"]: r for r in found["results"]}
+    for synth, row in rows.items():
+        c = row["candidates"]
+        nearest = min(8, int(np.sum(train.synth == synth)))
+        assert c["by_source"] == {"network": 1, "sample": 4, "nearest": nearest} and c["count"] == 5 + nearest
+        assert c["distance"]["min"] == min(c["best_by_source"].values()) <= c["best_by_source"]["network"]
+        spec = load_spec(synth)
+        _, presets = read_preset_file(spec, tmp_path / "m" / f"{synth}.best.faust.json")
+        best, _ = sf.read(tmp_path / "m" / f"{synth}.best.wav", dtype="float32")
+        np.testing.assert_array_equal(Renderer().render(spec, presets[0], note=target.note), best)
+    assert rows["va"]["search_start"] == rows["va"]["candidates"]["winner"]
+    assert rows["va"]["search_distance"] <= rows["va"]["search_distance_start"]
+    page = (tmp_path / "m" / "report.html").read_text()
+    assert page.count("<h3>best of K") == 3 and "va.best.wav" in page and "drawn" in page
+
+
+def test_best_of_k_needs_generative_heads(tiny_models):
+    from asp.inference import Matcher
+
+    matcher = Matcher(tiny_models / "vae_multi_8_paper")
+    assert matcher.best_of(None) == 0  # off by default without heads
+    with pytest.raises(ASPError, match="--best-of 3: the model in .* has no generative heads"):
+        matcher.best_of(3)
+    with pytest.raises(ASPError, match="--best-of must be 0"):
+        matcher.best_of(-1)
