@@ -679,16 +679,30 @@ class SynthVAE(keras.Model):
     def _torch_train_step(self, batch):
         import torch
 
-        self.zero_grad()
+        losses, grads = self.torch_gradients(batch)
+        with torch.no_grad():
+            self.optimizer.apply(grads, self.trainable_variables)
+        self.step.assign_add(1)
+        return self._record({k: v.detach() if hasattr(v, "detach") else v for k, v in losses.items()})
+
+    def torch_gradients(self, batch) -> tuple[dict, list]:
+        """One batch's losses and the gradient of its total loss for each trainable variable
+        (PyTorch backend).
+
+        Not ``self.zero_grad()`` first: torch's module tree registers a Keras variable under its
+        path, and the heads' paths are the same (head_va/dense0/kernel and head_fm/dense0/kernel are
+        both dense0/kernel), so it held only the last head's and zero_grad() left the other heads'
+        gradients to add up over every step (the GPU run's va and fm heads learned little and its
+        loss rose after epoch 3: docs/notes/2026-12-07-hypotheses.md). Each variable's gradient is
+        cleared here instead.
+        """
+        variables = self.trainable_variables
+        for v in variables:
+            v.value.grad = None
         out = self(batch, training=True)
         losses = self.compute_losses(batch, out)
         losses["loss"].backward()
-        variables = self.trainable_variables
-        grads = [v.value.grad for v in variables]
-        with torch.no_grad():
-            self.optimizer.apply(grads, variables)
-        self.step.assign_add(1)
-        return self._record({k: v.detach() if hasattr(v, "detach") else v for k, v in losses.items()})
+        return losses, [v.value.grad for v in variables]
 
     def test_step(self, batch):
         out = self(batch, training=False)
