@@ -297,6 +297,8 @@ class TrainConfig:
 
 
 OPERATIONAL = ("model_dir", "fresh", "verbose", "distribute", "devices")  # how a run is carried out, not what it is
+# settings added after runs were keyed (asp.runs.identity), with the value that leaves a run's key as it was
+KEYED_WITHOUT = {"generative_head": None}
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 

@@ -98,6 +98,7 @@ def test_summarize_counts_sources_and_breaks_ties_by_order():
     assert s["best_by_source"] == {"network": 0.5, "sample": 0.3, "nearest": 0.9}
 
 
+@pytest.mark.slow
 def test_a_head_added_to_a_trained_run_loads_with_it(tiny_models, tiny_data, tmp_path):
     import shutil
 
