@@ -38,6 +38,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from asp.checkpoints import CONFIG as CONFIG_NAME
 from asp.checkpoints import EXPORTED_WEIGHTS, WEIGHTS, damaged_fix, read_config, verify_export
 from asp.config import APPROACHES, LEGACY, PARAM_LOSSES
 from asp.errors import ASPError
@@ -346,6 +347,146 @@ def heads_for(
 
 
 # ---------------------------------------------------------------------------------------
+# generative parameter heads: several presets per sound, drawn from a model of every preset that
+# makes it (a regression head predicts their average, which may make none of them)
+
+GENERATIVE_HEADS: dict[str, type] = {}
+GENERATIVE_WEIGHTS = "generative.weights.npz"  # beside a run's weights: {synth}/{i} per head variable
+
+
+def register_generative_head(name: str):
+    """Registers a generative head class: ``cls(layout, latent_size, note_input, units)`` with
+    ``net`` (a keras.Model), ``training_pairs(z, notes, vectors, rng)`` and ``sample(z, notes, k,
+    seed)``. A run records it in config.json (``generative``: kind, note input, units)."""
+
+    def add(cls):
+        GENERATIVE_HEADS[name] = cls
+        return cls
+
+    return add
+
+
+FLOW_UNITS = 512
+FLOW_STEPS = 16  # Euler steps from noise to a preset (bimodal test: 8 already separates the modes)
+TIME_FREQUENCIES = 8  # sinusoidal features of the flow time t
+
+
+def one_hot_blocks(vectors: np.ndarray, layout: Layout) -> np.ndarray:
+    """Encoded vectors (..., size) in [0, 1] -> the same with every categorical block set to the
+    one-hot of its highest value (continuous positions unchanged)."""
+    out = np.array(vectors, dtype=np.float32, copy=True)
+    categorical = layout.continuous == 0
+    for segment in np.unique(layout.segments[categorical]):
+        positions = np.flatnonzero(layout.segments == segment)
+        winner = np.argmax(out[..., positions], axis=-1)
+        out[..., positions] = np.eye(len(positions), dtype=np.float32)[winner]
+    return out
+
+
+@register_generative_head("flow")
+class FlowHead:
+    """Conditional flow matching (Lipman et al. 2023; rectified flow, Liu et al. 2023) over one
+    synth's encoded preset, conditioned on z (and the note).
+
+    The encoded vector v in [0, 1] (continuous values, categorical one-hot blocks) is mapped to
+    x1 = 2v - 1; a path x_t = (1 - t) x0 + t x1 from Gaussian noise x0 is learned by regressing
+    the network's velocity on x1 - x0. Sampling integrates the velocity from noise with
+    ``FLOW_STEPS`` Euler steps, maps back to [0, 1] and takes the highest class of each
+    categorical block. Where several presets make one sound the flow carries noise to each of
+    them (a regression head predicts their mean); the network is
+    (z, [note], x_t, sin/cos features of t) -> Dense ``units`` x 3 (SiLU) -> velocity.
+    """
+
+    def __init__(self, layout: Layout, latent_size: int, note_input: bool = True, units: int = FLOW_UNITS):
+        self.layout, self.latent_size, self.note_input = layout, int(latent_size), bool(note_input)
+        size = layout.size
+        z = keras.Input((latent_size,), name="z")
+        x = keras.Input((size,), name="x_t")
+        t = keras.Input((1,), name="t")
+        inputs = [z, x, t] + ([keras.Input((1,), name="note")] if note_input else [])
+        angles = t * ops.convert_to_tensor(np.pi * 2.0 ** np.arange(TIME_FREQUENCIES, dtype=np.float32))
+        h = layers.Concatenate(name="inputs")([z, x, ops.sin(angles), ops.cos(angles), *inputs[3:]])
+        for i in range(3):
+            h = layers.Dense(units, activation="silu", name=f"dense{i}")(h)
+        self.net = keras.Model(inputs, layers.Dense(size, name="velocity")(h), name=f"flow_{safe(layout.name)}")
+
+    def _inputs(self, z, x, t, notes) -> list:
+        inputs = [np.asarray(z, np.float32), np.asarray(x, np.float32), np.asarray(t, np.float32).reshape(-1, 1)]
+        if self.note_input:
+            inputs.append(((np.asarray(notes, np.float32) - NOTE_CENTER) / NOTE_SCALE).reshape(-1, 1))
+        return inputs
+
+    def training_pairs(self, z: np.ndarray, notes: np.ndarray, vectors: np.ndarray, rng: np.random.Generator):
+        """One draw of (inputs, target velocity) for ``net.fit`` from n training samples.
+
+        Args:
+            z: (n, latent) z_mean of each sound; notes: (n,) MIDI notes; vectors: (n, size) encoded presets.
+            rng: draws t ~ U(0, 1) and the noise.
+        """
+        x1 = 2.0 * np.asarray(vectors, np.float32) - 1.0
+        x0 = rng.standard_normal(x1.shape).astype(np.float32)
+        t = rng.uniform(0.0, 1.0, (len(x1), 1)).astype(np.float32)
+        return self._inputs(z, (1.0 - t) * x0 + t * x1, t, notes), x1 - x0
+
+    def sample(self, z: np.ndarray, notes: np.ndarray, k: int, seed: int = 0, steps: int = FLOW_STEPS) -> np.ndarray:
+        """k presets per sound: (n, k, size) encoded vectors (one-hot blocks), the same for a seed.
+
+        Args:
+            z: (n, latent) z_mean of each sound; notes: (n,) MIDI notes (ignored without note input).
+        """
+        z = np.repeat(np.asarray(z, np.float32), k, axis=0)
+        notes = np.repeat(np.asarray(notes, np.float32).reshape(-1), k)
+        x = np.random.default_rng(seed).standard_normal((len(z), self.layout.size)).astype(np.float32)
+        for i in range(steps):
+            t = np.full((len(z),), i / steps, np.float32)
+            x = x + ops.convert_to_numpy(self.net(self._inputs(z, x, t, notes), training=False)) / steps
+        vectors = one_hot_blocks(np.clip((x + 1.0) / 2.0, 0.0, 1.0), self.layout)
+        return vectors.reshape(-1, k, self.layout.size)
+
+
+class GenerativeHeads:
+    """The generative head of each synth of a model (``kind`` in ``GENERATIVE_HEADS``), trained on
+    the model's frozen encoder (``asp.training.generative``) and saved in ``GENERATIVE_WEIGHTS``."""
+
+    def __init__(self, kind: str, layouts: list[Layout], latent_size: int, *, note_input: bool, units: int):
+        cls = _part(GENERATIVE_HEADS, "generative head", kind)
+        self.kind, self.note_input, self.units = kind, bool(note_input), int(units)
+        self.heads = {lay.name: cls(lay, latent_size, note_input, units) for lay in layouts}
+
+    def record(self) -> dict:
+        """What config.json records of the heads (``generative``): kind, note input, units."""
+        return {"kind": self.kind, "note_input": self.note_input, "units": self.units}
+
+    @classmethod
+    def from_record(cls, record: dict, layouts: list[Layout], latent_size: int) -> GenerativeHeads:
+        return cls(
+            record["kind"], layouts, latent_size, note_input=record.get("note_input", True), units=record["units"]
+        )
+
+    def variables(self) -> dict[str, np.ndarray]:
+        return {
+            f"{synth}/{i}": ops.convert_to_numpy(v)
+            for synth, head in self.heads.items()
+            for i, v in enumerate(head.net.weights)
+        }
+
+    def load(self, path: Path) -> None:
+        """Sets the heads' variables from ``path`` (any float dtype).
+
+        Raises:
+            ValueError: the file holds other variables than the heads have.
+        """
+        with np.load(path) as saved:
+            expected = {f"{s}/{i}": v for s, head in self.heads.items() for i, v in enumerate(head.net.weights)}
+            if set(saved.files) != set(expected):
+                raise ValueError(f"it holds {len(saved.files)} arrays, the heads have {len(expected)} variables")
+            for key, variable in expected.items():
+                if tuple(saved[key].shape) != tuple(variable.shape):
+                    raise ValueError(f"{key} has shape {saved[key].shape}, the head's is {tuple(variable.shape)}")
+                variable.assign(saved[key].astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------
 # the model
 
 
@@ -418,6 +559,7 @@ class SynthVAE(keras.Model):
         self._head_of = {lay.name: head for head in self._param_heads for lay in head.layouts}
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.step = self.add_weight(shape=(), initializer="zeros", trainable=False, name="kl_step", dtype="int64")
+        self.generative: GenerativeHeads | None = None  # set by load_model for a run that has them
         names = ["loss", "recon_loss", "spec_loss", "param_loss", "kl_loss", "beta"]
         self.trackers = {n: keras.metrics.Mean(name=n) for n in names}
 
@@ -537,16 +679,30 @@ class SynthVAE(keras.Model):
     def _torch_train_step(self, batch):
         import torch
 
-        self.zero_grad()
+        losses, grads = self.torch_gradients(batch)
+        with torch.no_grad():
+            self.optimizer.apply(grads, self.trainable_variables)
+        self.step.assign_add(1)
+        return self._record({k: v.detach() if hasattr(v, "detach") else v for k, v in losses.items()})
+
+    def torch_gradients(self, batch) -> tuple[dict, list]:
+        """One batch's losses and the gradient of its total loss for each trainable variable
+        (PyTorch backend).
+
+        Not ``self.zero_grad()`` first: torch's module tree registers a Keras variable under its
+        path, and the heads' paths are the same (head_va/dense0/kernel and head_fm/dense0/kernel are
+        both dense0/kernel), so it held only the last head's and zero_grad() left the other heads'
+        gradients to add up over every step (the GPU run's va and fm heads learned little and its
+        loss rose after epoch 3: docs/notes/2026-12-07-hypotheses.md). Each variable's gradient is
+        cleared here instead.
+        """
+        variables = self.trainable_variables
+        for v in variables:
+            v.value.grad = None
         out = self(batch, training=True)
         losses = self.compute_losses(batch, out)
         losses["loss"].backward()
-        variables = self.trainable_variables
-        grads = [v.value.grad for v in variables]
-        with torch.no_grad():
-            self.optimizer.apply(grads, variables)
-        self.step.assign_add(1)
-        return self._record({k: v.detach() if hasattr(v, "detach") else v for k, v in losses.items()})
+        return losses, [v.value.grad for v in variables]
 
     def test_step(self, batch):
         out = self(batch, training=False)
@@ -580,6 +736,37 @@ class SynthVAE(keras.Model):
         return {
             lay.name: np.concatenate(out[lay.name]) if out[lay.name] else np.zeros((0, lay.size), np.float32)
             for lay in self.layouts
+        }
+
+    def latent(self, mels: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """z_mean of each mel: (n, latent_size) float32."""
+        out = [
+            ops.convert_to_numpy(self.encoder(np.asarray(mels[s : s + batch_size], np.float32), training=False)[0])
+            for s in range(0, len(mels), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros((0, self.latent_size), np.float32)
+
+    def sample_vectors(self, mels: np.ndarray, notes: np.ndarray, k: int, seed: int = 0) -> dict[str, np.ndarray]:
+        """k presets per sound for every synth, drawn from the generative heads.
+
+        Args:
+            mels: (n, 128, 431) float32; notes: (n,) MIDI notes of the sounds.
+
+        Returns:
+            {synth: (n, k, encoded size) float32, categorical blocks one-hot}.
+
+        Raises:
+            ASPError: the model has no generative heads.
+        """
+        if self.generative is None:
+            raise ASPError(
+                "this model has no generative heads to draw presets from; add them with "
+                "add_generative_head.py RUN (or pass --candidates 0)"
+            )
+        z = self.latent(mels)
+        return {
+            name: head.sample(z, notes, k, seed=seed + i)
+            for i, (name, head) in enumerate(self.generative.heads.items())
         }
 
 
@@ -674,7 +861,28 @@ def load_model(run_dir: str | Path, *, latent_size: int | None = None) -> tuple[
         raise ASPError(
             f"{weights} holds NaN or infinite weights (a run that diverged); retrain it with --fresh and a lower --lr"
         )
+    if config.get("generative"):
+        model.generative = load_generative(model, config, run_dir)
     return model, config
+
+
+def load_generative(model: SynthVAE, config: dict, run_dir: Path) -> GenerativeHeads:
+    """The generative heads config.json records (``generative``), loaded from the run's
+    ``GENERATIVE_WEIGHTS``.
+
+    Raises:
+        ASPError: the file is missing or does not fit the heads.
+    """
+    path = Path(run_dir) / GENERATIVE_WEIGHTS
+    fix = "add them again with add_generative_head.py"
+    if not path.is_file():
+        raise ASPError(f"{path} is missing, but {CONFIG_NAME} records generative heads; {fix}")
+    heads = GenerativeHeads.from_record(config["generative"], model.layouts, model.latent_size)
+    try:
+        heads.load(path)
+    except Exception as err:  # numpy and zipfile raise their own kinds for a damaged file
+        raise ASPError(f"{path} cannot be loaded ({' '.join(str(err).split())[:200]}); {fix}") from None
+    return heads
 
 
 INFERENCE_WEIGHTS = EXPORTED_WEIGHTS  # an exported model's: encoder and heads only

@@ -32,7 +32,7 @@ from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positiv
 from asp.config import DATA_DIR, MODEL_DIR
 from asp.errors import ASPError
 from asp.parallel import cap_workers
-from asp.search import INPUT_REFINE_SECONDS, NEAREST_STARTS, Budget
+from asp.search import BEST_OF_K, INPUT_REFINE_SECONDS, NEAREST_STARTS, Budget
 from data_generation.lv2 import install_lines
 
 
@@ -97,6 +97,14 @@ def parser() -> argparse.ArgumentParser:
         metavar="[SYNTH=]FILE",
         help="a preset file the search also starts from, every preset in it (a DX7 .syx needs no SYNTH=); repeatable",
     )
+    p.add_argument(
+        "--best-of",
+        type=nonnegative_int,
+        default=None,
+        metavar="K",
+        help=f"presets drawn per synth from the model's generative heads, rendered with the network's and the "
+        f"nearest, the closest kept and searched from (default {BEST_OF_K} for a model with the heads; 0: off)",
+    )
     p.add_argument("--workers", type=positive_int, default=None, help="search render processes (default: all cores)")
     return p
 
@@ -125,7 +133,8 @@ def main() -> int:
         refine=refine,
         refine_synths=refine_synths,
         refine_starts=args.refine_starts,
-        workers=cap_workers(args.workers) if refine else 1,
+        best_of=args.best_of,
+        workers=cap_workers(args.workers) if refine or args.best_of != 0 else 1,
         plot=not args.no_plot,
         plugin_paths=parse_plugin_paths(args.plugin),
         on_load=lambda matcher, run_dir: (print_loaded(matcher, run_dir), matcher.add_starts(args.start_from or [])),
@@ -165,6 +174,13 @@ def print_match(target, result: dict) -> None:
             print(f"     {row['synth']:<16} not rendered: {row['error']}")
         else:
             print(f"  {rank}. {row['synth']:<16} LSD {row['lsd']:8.2f}   MRSD {row['mrsd']:8.2f}")
+        if "best_lsd" in row:
+            c = row["candidates"]
+            print(
+                f"     {'best of ' + str(c['count']):<16} LSD {row['best_lsd']:8.2f}   MRSD {row['best_mrsd']:8.2f}   "
+                f"(search distance {c['distance']['min']:.3f}, median {c['distance']['median']:.3f}, from "
+                f"{c['winner']}, {c['seconds']:.1f} s)"
+            )
         if "refined_lsd" in row:
             print(
                 f"     {'refined':<16} LSD {row['refined_lsd']:8.2f}   MRSD {row['refined_mrsd']:8.2f}   "

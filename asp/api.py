@@ -128,6 +128,7 @@ def match(
     refine: Budget | None = None,
     refine_synths: int | list[str] = 2,
     refine_starts: int = NEAREST_STARTS,
+    best_of: int | None = None,
     workers: int | None = None,
     plot: bool = True,
     plugin_paths: dict[str, str] | None = None,
@@ -152,6 +153,9 @@ def match(
         refine_synths / refine_starts / workers: the synths refined (how many of the closest, or
             names), the nearest training presets the search also starts from, and its render
             processes (default: all cores).
+        best_of: K presets drawn per synth from the model's generative heads, rendered with the
+            network's and the nearest presets, the closest kept (``<synth>.best.*``) and searched
+            from; 0 turns it off; None: ``asp.search.BEST_OF_K`` for a model with the heads, else off.
         on_load / on_match: called with the loaded model and its run folder, and after each sound
             with its target and result (``run_inference.py`` prints them).
 
@@ -174,26 +178,37 @@ def match(
         held.enter_context(_output_lock(Path(source), files, out))
     own = matcher is None
     if own:
-        from asp.inference import Matcher  # TensorFlow: after the sounds' notes
-
-        matcher = Matcher(run_dir, latent_size=latent_size, plugin_paths=plugin_paths, data_dir=data_dir)
-        if on_load is not None:
-            on_load(matcher, run_dir)
-    settings = dict(refine=refine, refine_synths=refine_synths, refine_starts=refine_starts, plot=plot)
-    settings.update(workers=workers or os.cpu_count() or 1, seed=seed or 0)
+        matcher = _load_matcher(run_dir, latent_size, plugin_paths, data_dir, on_load)
+    settings = dict(refine=refine, refine_synths=refine_synths, refine_starts=refine_starts, best_of=best_of)
+    settings.update(workers=workers or os.cpu_count() or 1, seed=seed or 0, plot=plot)
     try:
         if is_sound:
             return _match_sounds(matcher, Path(source), files, notes, out, found, settings, on_match)
-        target = matcher.test_target(data_dir, index)
-        folder = output_folder(out, target.name) if out else Path("inference_out") / target.name
-        result = matcher.match(target, folder, all_outputs=all_outputs, **settings)
-        if on_match is not None:
-            on_match(target, result)
-        return Matches([{"target": target, **result}])
+        return _match_test_sample(matcher, data_dir, index, out, all_outputs, settings, on_match)
     finally:
         if own:
             matcher.close()  # the search workers
         held.close()
+
+
+def _load_matcher(run_dir: Path, latent_size, plugin_paths, data_dir, on_load) -> Matcher:
+    """The run's model, loaded (TensorFlow: only after the sounds' notes are estimated)."""
+    from asp.inference import Matcher
+
+    matcher = Matcher(run_dir, latent_size=latent_size, plugin_paths=plugin_paths, data_dir=data_dir)
+    if on_load is not None:
+        on_load(matcher, run_dir)
+    return matcher
+
+
+def _match_test_sample(matcher: Matcher, data_dir, index: int, out, all_outputs: bool, settings: dict, on_match):
+    """Matches test sample ``index`` of ``data_dir`` into its folder under ``out``."""
+    target = matcher.test_target(data_dir, index)
+    folder = output_folder(out, target.name) if out else Path("inference_out") / target.name
+    result = matcher.match(target, folder, all_outputs=all_outputs, **settings)
+    if on_match is not None:
+        on_match(target, result)
+    return Matches([{"target": target, **result}])
 
 
 def _output_lock(source: Path, files: list[Path], out) -> contextlib.AbstractContextManager:

@@ -175,6 +175,15 @@ class TrainConfig:
         help="give the parameter heads each sound's MIDI note beside z (for data at many notes; "
         "inference then takes the sound's note, as every match already knows it)",
     )
+    generative_head: str | None = setting(
+        None,
+        flag="--generative-head",
+        check=or_null(text),
+        what="a generative head name or null",
+        learns=False,  # trained after the run, on its frozen encoder: what the run learns is the same
+        help="after training, add a generative head per synth on the frozen encoder (flow: conditional flow "
+        "matching), which run_inference.py draws best-of-K candidates from (default none)",
+    )
     epochs: int = setting(
         500,
         flag="--epochs",
@@ -288,6 +297,8 @@ class TrainConfig:
 
 
 OPERATIONAL = ("model_dir", "fresh", "verbose", "distribute", "devices")  # how a run is carried out, not what it is
+# settings added after runs were keyed (asp.runs.identity), with the value that leaves a run's key as it was
+KEYED_WITHOUT = {"generative_head": None}
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 
 

@@ -12,7 +12,7 @@ import json
 import re
 from pathlib import Path
 
-from asp.config import DEFAULT_ENCODER, MODEL_DIR, OPERATIONAL, TrainConfig
+from asp.config import DEFAULT_ENCODER, KEYED_WITHOUT, MODEL_DIR, OPERATIONAL, TrainConfig
 from asp.errors import RESTORE_SHIPPED, ASPError
 from asp.files import read_json
 
@@ -47,7 +47,11 @@ def run_name(cfg: TrainConfig | dict) -> str:
 def identity(cfg: TrainConfig, fingerprint: str, model_version: int) -> str:
     """A key of everything a run is trained with (the experiment runner shares a checkpoint
     between configs that train the same model): 12 hex digits."""
-    values = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in OPERATIONAL}
+    values = {
+        k: v
+        for k, v in dataclasses.asdict(cfg).items()
+        if k not in OPERATIONAL and not (k in KEYED_WITHOUT and v == KEYED_WITHOUT[k])
+    }
     key = json.dumps(values, sort_keys=True, default=list) + fingerprint + f"model{model_version}"
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 

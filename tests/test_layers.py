@@ -73,6 +73,7 @@ def test_the_network_module_imports_only_what_lies_below_it():
 COMMANDS = [
     *(f"train_{name}.py" for name in ("multi", "single", "synth", "serum", "diva", "tyrell")),
     "run_inference.py",
+    "add_generative_head.py",
     *(f"experiments/{name}.py" for name in ("evaluate", "run", "audibility")),
     *(f"data_generation/{name}.py" for name in ("generate", "render_presets", "view_parameters", "demo_sound")),
     "data_generation/build_plugins.py",

@@ -13,11 +13,12 @@ import numpy as np
 from asp.checkpoints import damaged_fix
 from asp.errors import ASPError
 from asp.files import atomic_folder, write_sound
+from asp.inference.candidates import candidates, summarize
 from asp.inference.outputs import SAMPLE_RATE, SUMMARY, check_output_folder, plot_comparison, write_preset_outputs
 from asp.inference.target import Target
 from asp.metrics import log_spectral_distance, multi_resolution_spectral_distance
 from asp.report import write_match_report
-from asp.search import NEAREST_STARTS, Budget, Searcher, SearchObjective
+from asp.search import BEST_OF_K, DEFAULT_STARTS_KEPT, NEAREST_STARTS, Budget, Searcher, SearchObjective
 from asp.training.export import INDEX
 from data.dataset import load_split
 from data.encoding import Codec
@@ -179,6 +180,7 @@ class Matcher:
         refine: Budget | None = None,
         refine_synths: int | list[str] = 2,
         refine_starts: int = NEAREST_STARTS,
+        best_of: int | None = None,
         workers: int = 1,
         seed: int = 0,
         progress: bool = True,
@@ -190,6 +192,11 @@ class Matcher:
             refine: a search budget per refined synth; None for the network's presets alone.
             refine_synths: the synths to refine, or how many of the closest one-shot matches.
             refine_starts: nearest training presets (of ``data_dir``) the search also starts from.
+            best_of: K presets drawn per synth from the generative heads, ranked with the
+                network's and the ``refine_starts`` nearest presets by the search's distance; the
+                closest is written as ``<synth>.best.*`` and a search starts from the best few. 0:
+                off (the network's preset alone, searched from it and the nearest); None:
+                ``BEST_OF_K`` for a model with generative heads, else off.
             workers: search render processes.
             seed: the search's seed.
 
@@ -199,16 +206,29 @@ class Matcher:
             search_renders, search_seconds}] closest first, "summary": what match.json holds}.
         """
         out = Path(out)
+        best_of = self.best_of(best_of)
         check_output_folder(out)
         start = time.perf_counter()
         vectors = self.model.predict_vectors(target.mel[None].astype(np.float32), notes=np.array([target.note]))
         model_seconds = time.perf_counter() - start
         with atomic_folder(out) as tmp:  # ours (check_output_folder): replaced whole, never half-written
             results, mels = self._write(target, vectors, tmp, self.synths_for(target, all_outputs))
+            ranked = {}
+            if best_of > 0:
+                for row in results:
+                    if "lsd" in row:
+                        ranked[row["synth"]] = self._best_of(
+                            target, vectors, tmp, row, best_of, refine_starts, workers, seed
+                        )
+                        mels[f"{row['synth']} best"] = ranked[row["synth"]].pop("mel")
+                results.sort(key=lambda r: min(r.get("lsd", np.inf), r.get("best_lsd", np.inf)))
             if refine is not None:
                 for row in self._to_refine(results, refine_synths):
-                    mels.update(self._refine(target, vectors, tmp, row, refine, refine_starts, workers, seed, progress))
-            results.sort(key=lambda r: min(r.get("lsd", np.inf), r.get("refined_lsd", np.inf)))
+                    starts = ranked.get(row["synth"], {}).get("starts")
+                    mels.update(
+                        self._refine(target, vectors, tmp, row, refine, refine_starts, workers, seed, progress, starts)
+                    )
+            results.sort(key=lambda r: min(r.get(k, np.inf) for k in ("lsd", "best_lsd", "refined_lsd")))
             summary = {"target": target.name, "note": target.note, **target.info, "results": results}
             if target.synth:
                 summary["true_synth"] = target.synth
@@ -254,19 +274,86 @@ class Matcher:
             )
         return [r for r in rendered if r["synth"] in refine_synths]
 
-    def _refine(self, target, vectors, folder, row, budget, refine_starts, workers, seed, progress) -> dict:
-        """Searches from the network's preset and the nearest training presets; writes the refined
-        preset files and wav, fills ``row``; returns {"<synth> refined": mel}."""
-        name = row["synth"]
-        spec = self.specs[name]
-        starts = {"network": np.asarray(vectors[name][0])}
-        if refine_starts > 0:
-            starts.update(self.nearest_starts(target, name, refine_starts))
-        starts.update(self.extra_starts.get(name, {}))  # --start-from
+    def best_of(self, k: int | None) -> int:
+        """K as ``match`` uses it: ``BEST_OF_K`` for None with generative heads, else 0.
+
+        Raises:
+            ASPError: K below 0, or above 0 for a model without generative heads.
+        """
+        if k is None:
+            return BEST_OF_K if self.model.generative is not None else 0
+        if k < 0:
+            raise ASPError(f"--best-of must be 0 (off) or more, got {k}")
+        if k > 0 and self.model.generative is None:
+            raise ASPError(
+                f"--best-of {k}: the model in {self.run_dir} has no generative heads to draw presets from; add them "
+                "with add_generative_head.py, or pass --best-of 0"
+            )
+        return k
+
+    def searcher(self, workers: int) -> Searcher:
+        """The search's worker pool (started on first use, restarted for another worker count)."""
         if self._searcher is None or self._searcher.workers != workers:
             self.close()
             self._searcher = Searcher(workers=workers, plugin_paths=self.plugin_paths)
-        found = self._searcher.search(spec, target.audio, target.note, starts, budget, seed=seed, progress=progress)
+        return self._searcher
+
+    def candidate_presets(self, target: Target, vectors: dict, synth: str, k: int, nearest: int, seed: int) -> dict:
+        """{label: encoded vector} a synth's best of K is chosen from: the network's preset, k drawn
+        from its generative head (none without one) and the ``nearest`` presets of the index."""
+        drawn = np.zeros((0, vectors[synth].shape[1]), np.float32)
+        if k > 0:
+            drawn = self.model.sample_vectors(target.mel[None], np.array([target.note]), k, seed=seed)[synth][0]
+        near = self.nearest_starts(target, synth, nearest) if nearest > 0 else {}
+        return candidates(vectors[synth][0], drawn, near)
+
+    def _best_of(self, target, vectors, folder, row, k, nearest, workers, seed) -> dict:
+        """Renders and ranks a synth's candidates by the search's distance; writes the closest as
+        ``<synth>.best.*``, fills ``row`` (best_lsd, best_mrsd, candidates: ``summarize``'s, with
+        renders and seconds); returns {"mel": its mel, "starts": the best candidates, closest first}."""
+        start = time.perf_counter()
+        name = row["synth"]
+        spec = self.specs[name]
+        found = self.candidate_presets(target, vectors, name, k, nearest, seed)
+        labels = list(found)
+        presets = Codec(spec).decode(np.stack([found[label] for label in labels]))
+        distances = self.searcher(workers).score(spec, target.audio, target.note, presets)
+        summary = summarize(dict(zip(labels, distances.tolist())))
+        winner = summary["winner"]
+        written = write_preset_outputs(
+            folder,
+            spec,
+            Codec(spec).decode(found[winner]),
+            f"{target.name} ({name}, best of {len(labels)})",
+            stem=f"{name}.best",
+        )
+        write_match_bundle(folder, spec, written, target.name, f"{name}.best")
+        audio = self.renderer.render(spec, written, note=target.note)
+        write_sound(folder / f"{name}.best.wav", audio, SAMPLE_RATE, subtype="FLOAT")
+        order = np.argsort(distances, kind="stable")[:DEFAULT_STARTS_KEPT]
+        summary.update(renders=len(labels), seconds=round(time.perf_counter() - start, 2))
+        row.update(
+            best_lsd=float(log_spectral_distance(target.audio, audio)),
+            best_mrsd=float(multi_resolution_spectral_distance(target.audio, audio)),
+            candidates=summary,
+        )
+        return {"mel": mel_spectrogram(audio), "starts": {labels[i]: found[labels[i]] for i in order}}
+
+    def _refine(
+        self, target, vectors, folder, row, budget, refine_starts, workers, seed, progress, starts=None
+    ) -> dict:
+        """Searches from ``starts`` (the best of K's best candidates) or else the network's preset and
+        the nearest training presets; writes the refined preset files and wav, fills ``row``; returns
+        {"<synth> refined": mel}."""
+        name = row["synth"]
+        spec = self.specs[name]
+        if starts is None:
+            starts = {"network": np.asarray(vectors[name][0])}
+            if refine_starts > 0:
+                starts.update(self.nearest_starts(target, name, refine_starts))
+        starts = {**starts, **self.extra_starts.get(name, {})}  # --start-from
+        searcher = self.searcher(workers)
+        found = searcher.search(spec, target.audio, target.note, starts, budget, seed=seed, progress=progress)
         # the search returns the better of its winner and its best start, both rendered exactly; the
         # wav is rendered from the preset file written, so loading the file gives the same sound
         title = f"{target.name} ({name}, refined)"

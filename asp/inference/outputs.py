@@ -105,6 +105,9 @@ def plot_comparison(path: Path, target: Target, mels: dict[str, np.ndarray], res
     for r in results:
         if r["synth"] in mels:
             rows.append((r["synth"], mels[r["synth"]], f"one-shot LSD {r['lsd']:.2f}"))
+        if f"{r['synth']} best" in mels:
+            label = f"best of {r['candidates']['count']}: LSD {r['best_lsd']:.2f} (from {r['candidates']['winner']})"
+            rows.append((f"{r['synth']} best", mels[f"{r['synth']} best"], label))
         if f"{r['synth']} refined" in mels:
             label = f"LSD {r['refined_lsd']:.2f} ({r['search_renders']} renders, {r['search_seconds']:.0f} s)"
             rows.append((f"{r['synth']} refined", mels[f"{r['synth']} refined"], label))

@@ -16,9 +16,11 @@ def write_match_report(folder: Path, summary: dict, mels: dict[str, np.ndarray])
     temp folder ``Matcher.match`` fills before renaming it, so the page is never half-written).
 
     Args:
-        folder: holds ``target.wav``, ``<synth>.wav``, ``<synth>.refined.wav`` and the preset files.
+        folder: holds ``target.wav``, ``<synth>.wav``, ``<synth>.best.wav`` (best of K),
+            ``<synth>.refined.wav`` and the preset files.
         summary: what ``match.json`` holds: target, note, input or true synth, results closest first.
-        mels: {"target": mel, "<synth>": mel, "<synth> refined": mel}, each (128, frames) in [0, 1].
+        mels: {"target": mel, "<synth>": mel, "<synth> best": mel, "<synth> refined": mel}, each
+            (128, frames) in [0, 1].
     """
     folder = Path(folder)
     save_mel_png(folder / "target.mel.png", mels["target"])
@@ -26,11 +28,14 @@ def write_match_report(folder: Path, summary: dict, mels: dict[str, np.ndarray])
     for rank, row in enumerate(summary["results"], 1):
         synth = row["synth"]
         versions = []
-        for stem, key, label in ((synth, synth, "one-shot"), (f"{synth}.refined", f"{synth} refined", "refined")):
+        for stem, key, label, prefix in (
+            (synth, synth, "one-shot", ""),
+            (f"{synth}.best", f"{synth} best", "best of K", "best_"),
+            (f"{synth}.refined", f"{synth} refined", "refined", "refined_"),
+        ):
             if key not in mels:
                 continue
             save_mel_png(folder / f"{stem}.mel.png", mels[key])
-            prefix = "refined_" if label == "refined" else ""
             versions.append(
                 {
                     "label": label,

@@ -25,6 +25,8 @@ DEFAULT_STARTS_KEPT = 3
 # nearest training presets a search starts from besides the network's (5 renders more than 3; with 8,
 # 17 held-out va sounds at 30 s each: mean LSD 1.10 -> 1.05, search distance 0.508 -> 0.499)
 NEAREST_STARTS = 8
+# presets drawn per synth from a model's generative heads for its best of K (docs/inference.md, "Best of K")
+BEST_OF_K = 16
 INPUT_REFINE_SECONDS = 20.0  # run_inference.py --input's budget per refined synth (the real-sound evaluation's too)
 SWEEP_EVERY = 10  # CMA-ES generations between class sweeps during a run
 RATE_STEP = 0.03  # step size of a rate coordinate, relative to the others, in a run from a rate hypothesis

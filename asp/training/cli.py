@@ -7,7 +7,7 @@ import argparse
 from asp.cli import ArgumentParser
 from asp.config import PAPER_LOSS, PAPER_MODEL, add_arguments, from_arguments
 from asp.training.fit import train
-from models import ENCODERS, SPEC_DECODERS
+from models import ENCODERS, GENERATIVE_HEADS, SPEC_DECODERS
 
 
 def parser(description: str, *, approach: str, synth: str | None = None) -> argparse.ArgumentParser:
@@ -16,7 +16,8 @@ def parser(description: str, *, approach: str, synth: str | None = None) -> argp
     skip = ["synth"] if approach != "synth" or synth is not None else []
     if approach == "synth":
         skip.append("synths")
-    add_arguments(p, choices={"encoder": sorted(ENCODERS), "spec_decoder": sorted(SPEC_DECODERS)}, skip=skip)
+    choices = {"encoder": sorted(ENCODERS), "spec_decoder": sorted(SPEC_DECODERS)}
+    add_arguments(p, choices={**choices, "generative_head": sorted(GENERATIVE_HEADS)}, skip=skip)
     p.add_argument(
         "--paper-loss",
         action="store_true",

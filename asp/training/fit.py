@@ -17,6 +17,7 @@ from asp.files import write_json
 from asp.runs import run_name
 from asp.training.checkpoints import Checkpoints, restore, saved_whole, trim_log
 from asp.training.distributed import Cluster, connect
+from asp.training.generative import add_generative_head
 from asp.training.monitor import LatentMonitor, mean_vectors
 from asp.training.planning import Plan, check_parts, open_run, plan, run_config
 from asp.training.stream import batch_keys
@@ -71,7 +72,7 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> dict:
         if done:
             if cfg.verbose and cluster.chief:
                 print(f"{run_dir} already has {config['epochs_done']} epochs; nothing to do (raise --epochs to go on)")
-            return config
+            return _with_generative(cfg, folder, config, cluster)
         with cluster.lost_workers():
             start = _resume(model, folder, config, checkpoints, cfg, p, streams, cluster)
             cluster.agree(config, resuming_after_epoch=start)
@@ -95,7 +96,22 @@ def train(cfg: TrainConfig, *, callbacks: list | None = None) -> dict:
         config = read_config(folder)
         if cfg.verbose and cluster.chief:
             print_summary(config, run_dir, monitor, validation=bool(len(p.valid_idx)))
+        return _with_generative(cfg, folder, config, cluster)
+
+
+def _with_generative(cfg: TrainConfig, folder: Path, config: dict, cluster: Cluster) -> dict:
+    """With ``--generative-head``: the run's generative heads added on its frozen encoder
+    (``asp.training.generative``), unless it has heads of that kind; the config as it then is."""
+    if (
+        cfg.generative_head is None
+        or not cluster.chief
+        or (config.get("generative") or {}).get("kind") == cfg.generative_head
+    ):
         return config
+    add_generative_head(
+        folder, data_dir=cfg.data_dir, kind=cfg.generative_head, seed=cfg.seed, progress=cfg.verbose > 0
+    )
+    return read_config(folder)
 
 
 def _streams(cfg: TrainConfig, p: Plan, cluster: Cluster) -> tuple:

@@ -27,7 +27,7 @@ from data.dataset import (
     training_rows,
 )
 from data_generation.spec import SynthSpec
-from models import ENCODERS, MODEL_VERSION, SPEC_DECODERS
+from models import ENCODERS, GENERATIVE_HEADS, MODEL_VERSION, SPEC_DECODERS
 
 
 def _check_every_synth_has_samples(cfg: TrainConfig, available: dict[str, int], picked: np.ndarray) -> None:
@@ -81,6 +81,11 @@ def check_parts(cfg: TrainConfig) -> None:
             raise ASPError(
                 f"{flag} {getattr(cfg, name)!r} is not a registered part; use one of {', '.join(sorted(table))}"
             )
+    if cfg.generative_head is not None and cfg.generative_head not in GENERATIVE_HEADS:
+        raise ASPError(
+            f"--generative-head {cfg.generative_head!r} is not a registered head; "
+            f"use one of {', '.join(sorted(GENERATIVE_HEADS))}"
+        )
 
 
 def plan(cfg: TrainConfig) -> Plan:
