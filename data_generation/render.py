@@ -272,19 +272,15 @@ class Renderer:
             proc, addresses = self._faust_processor(spec)
             for address, value in zip(addresses, native, strict=True):
                 proc.set_parameter(address, float(value))
+            midi = (note, velocity, start, held)
             if spec.num_voices == 0:  # monophonic: drive the DSP's freq, gain and gate directly
-                voice = self._faust_voice[spec.name]
+                voice, midi = self._faust_voice[spec.name], None
                 proc.set_parameter(voice["freq"], 440.0 * 2.0 ** ((note - 69) / 12.0))
                 proc.set_parameter(voice["gain"], velocity / 127.0)
                 gate = np.zeros(int(round(length * r.sample_rate)) + r.block_size, dtype=np.float32)
                 gate[int(round(start * r.sample_rate)) : int(round((start + held) * r.sample_rate))] = 1.0
                 proc.set_automation(voice["gate"], gate)
-            else:
-                proc.clear_midi()
-                proc.add_midi_note(note, velocity, start, held)
-            engine.load_graph([(proc, [])])
-            with flushed_denormals():
-                engine.render(length)
+            return play_note(engine, proc, length, r.sample_rate, midi)
         else:
             proc = self._plugin_processor(spec)
             with quiet_native_output():  # some plugins (Calf) print on every activation
@@ -294,17 +290,7 @@ class Renderer:
                         proc.set_automation(p.index, np.full(n, value, dtype=np.float32))
                     else:
                         proc.set_parameter(p.index, float(value))
-                proc.clear_midi()
-                proc.add_midi_note(note, velocity, start, held)
-                engine.load_graph([(proc, [])])
-                with flushed_denormals():
-                    engine.render(length)
-        audio = engine.get_audio()
-        n = int(round(length * r.sample_rate))
-        mono = audio.mean(axis=0)[:n].astype(np.float32)
-        if mono.shape[0] < n:
-            mono = np.pad(mono, (0, n - mono.shape[0]))
-        return mono
+                return play_note(engine, proc, length, r.sample_rate, (note, velocity, start, held))
 
     def render_batch(
         self,
@@ -346,6 +332,21 @@ def default_renderer() -> Renderer:
     if _DEFAULT is None:
         _DEFAULT = Renderer()
     return _DEFAULT
+
+
+def play_note(engine, proc, length: float, sample_rate: int, midi: tuple | None) -> np.ndarray:
+    """Plays a processor alone in ``engine`` for ``length`` seconds, with one MIDI note ``midi``
+    (note, velocity, start s, held s; None: the processor's own automation plays it): the
+    (length * sample_rate,) float32 mono audio, the mean of the output channels, zero-padded."""
+    if midi is not None:
+        proc.clear_midi()
+        proc.add_midi_note(*midi)
+    engine.load_graph([(proc, [])])
+    with flushed_denormals():
+        engine.render(length)
+    n = int(round(length * sample_rate))
+    mono = engine.get_audio().mean(axis=0)[:n].astype(np.float32)
+    return np.pad(mono, (0, n - mono.shape[0]))
 
 
 def render(spec: SynthSpec | str, preset: np.ndarray | dict | None = None, **settings) -> np.ndarray:

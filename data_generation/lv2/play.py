@@ -17,7 +17,7 @@ from asp.errors import ASPError
 from data_generation.lv2.build import install_plugin, plugin_status
 from data_generation.lv2.bundles import INSTALL_HINT, Port, _installed, dawdreamer_path, find_plugin, read_preset_bundle
 from data_generation.lv2.presets import write_preset_bundle
-from data_generation.render import Renderer, flushed_denormals, quiet_native_output
+from data_generation.render import Renderer, play_note, quiet_native_output
 from data_generation.spec import SynthSpec, load_spec
 
 # ---------------------------------------------------------------------------------------
@@ -81,12 +81,8 @@ def _render_bundles(paths: list[Path], note: int | None = None) -> np.ndarray:
                 value = preset.values.get(port.symbol, port.default)
                 proc.set_automation(k, np.full(n, _normalized(port, value), dtype=np.float32))
             start, held = _note_times(spec)
-            proc.add_midi_note(r.note if note is None else note, r.velocity, start, held)
-            engine.load_graph([(proc, [])])
-            with flushed_denormals():
-                engine.render(r.duration)
-        audio = engine.get_audio().mean(axis=0)[: r.num_samples].astype(np.float32)
-        out.append(np.pad(audio, (0, r.num_samples - audio.shape[0])))
+            midi = (r.note if note is None else note, r.velocity, start, held)
+            out.append(play_note(engine, proc, r.duration, r.sample_rate, midi))
         engine.remove_processor(f"lv2_{count}")
     return np.stack(out) if out else np.zeros((0, 0), dtype=np.float32)
 
