@@ -231,6 +231,10 @@ def test_render_presets_renders_rom_voices_by_name(tmp_path):
     done = subprocess.run([*command, "--name", "e.piano 1", "--name", "BRASS   1"], cwd=root, capture_output=True,
                           text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr[-1000:]
-    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["000_BRASS_1.wav", "001_E.PIANO_1.wav"]
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
+        ".asp-written.json",
+        "000_BRASS_1.wav",
+        "001_E.PIANO_1.wav",
+    ]
     done = subprocess.run([*command, "--name", "NO SUCH"], cwd=root, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: no preset named 'NO SUCH'")
