@@ -40,7 +40,7 @@ from keras import layers, ops
 
 from asp.checkpoints import CONFIG as CONFIG_NAME
 from asp.checkpoints import EXPORTED_WEIGHTS, WEIGHTS, damaged_fix, read_config, verify_export
-from asp.config import APPROACHES, LEGACY, PARAM_LOSSES
+from asp.config import DEFAULTS, LEGACY, check_settings
 from asp.errors import ASPError
 from data.encoding import Codec
 from data_generation.spec import SynthSpec, load_spec, spec_from_json
@@ -519,30 +519,24 @@ class SynthVAE(keras.Model):
         approach: str,
         layouts: list[Layout],
         latent_size: int,
-        encoder: str = "paper",
-        spec_decoder: str = "paper",
-        param_loss: str = "mse",
+        encoder: str = DEFAULTS["encoder"],
+        spec_decoder: str = DEFAULTS["spec_decoder"],
+        param_loss: str = DEFAULTS["param_loss"],
         kl_warmup_steps: int = 0,
-        beta: float = 1.0,
-        free_bits: float = 0.0,
-        param_weight: float = 1.0,
-        note_input: bool = False,
-        seed: int = 0,
+        beta: float = DEFAULTS["beta"],
+        free_bits: float = DEFAULTS["free_bits"],
+        param_weight: float = DEFAULTS["param_weight"],
+        note_input: bool = DEFAULTS["note_input"],
+        seed: int = DEFAULTS["seed"],
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if approach not in APPROACHES:
-            raise ASPError(f"unknown approach {approach!r}; use one of {', '.join(APPROACHES)}")
-        if param_loss not in PARAM_LOSSES:
-            raise ASPError(f"unknown parameter loss {param_loss!r}; use one of {', '.join(PARAM_LOSSES)}")
+        # the values TrainConfig refuses, refused by its own check (a model built from Python has none)
+        check_settings(
+            approach=approach, param_loss=param_loss, beta=beta, free_bits=free_bits, param_weight=param_weight
+        )
         if approach == "synth" and len(layouts) != 1:
             raise ASPError("the per-synth approach takes exactly one synth")
-        if not (np.isfinite(beta) and beta >= 0):
-            raise ASPError(f"beta must be a finite number >= 0, got {beta}")
-        if not (np.isfinite(free_bits) and free_bits >= 0):
-            raise ASPError(f"free bits must be a finite number >= 0, got {free_bits}")
-        if not (np.isfinite(param_weight) and param_weight > 0):
-            raise ASPError(f"the parameter loss weight must be a finite number > 0, got {param_weight}")
         self.approach = approach
         self.layouts = list(layouts)
         self.latent_size = int(latent_size)

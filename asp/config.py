@@ -279,10 +279,7 @@ class TrainConfig:
 
     def check(self) -> TrainConfig:
         """Refuses a value of the wrong kind, naming the flag; returns itself."""
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if not f.metadata["check"](value):
-                raise ASPError(f"{_name(f)} must be {f.metadata['what']}, got {value!r}")
+        check_settings(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
         if self.approach == "synth" and not self.synth:
             raise ASPError("the per-synth approach needs --synth NAME")
         return self
@@ -300,6 +297,17 @@ OPERATIONAL = ("model_dir", "fresh", "verbose", "distribute", "devices")  # how 
 # settings added after runs were keyed (asp.runs.identity), with the value that leaves a run's key as it was
 KEYED_WITHOUT = {"generative_head": None}
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# each setting's one default: TrainConfig's, which the model (models.SynthVAE) takes too
+DEFAULTS = {name: f.default for name, f in FIELDS.items()}
+
+
+def check_settings(**values) -> None:
+    """Refuses a setting's value of the wrong kind, naming its flag: TrainConfig's check, which a
+    model built without a TrainConfig (models.SynthVAE) runs too."""
+    for name, value in values.items():
+        f = FIELDS[name]
+        if not f.metadata["check"](value):
+            raise ASPError(f"{_name(f)} must be {f.metadata['what']}, got {value!r}")
 
 
 def _name(f: dataclasses.Field) -> str:

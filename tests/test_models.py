@@ -155,15 +155,15 @@ def test_paper_mse_loss_of_a_masked_head_is_zero():
 
 
 def test_bad_model_arguments():
-    with pytest.raises(ASPError, match="unknown approach"):
+    with pytest.raises(ASPError, match="approach must be multi, single or synth"):
         SynthVAE(approach="triple", layouts=layouts(), latent_size=8)
     with pytest.raises(ASPError, match="exactly one synth"):
         SynthVAE(approach="synth", layouts=layouts(), latent_size=8)
-    with pytest.raises(ASPError, match="beta must be"):
+    with pytest.raises(ASPError, match="--beta must be"):
         SynthVAE(approach="multi", layouts=layouts(), latent_size=8, beta=-1.0)
-    with pytest.raises(ASPError, match="free bits must be"):
+    with pytest.raises(ASPError, match="--free-bits must be"):
         SynthVAE(approach="multi", layouts=layouts(), latent_size=8, free_bits=float("nan"))
-    with pytest.raises(ASPError, match="parameter loss weight must be"):
+    with pytest.raises(ASPError, match="--param-weight must be"):
         SynthVAE(approach="multi", layouts=layouts(), latent_size=8, param_weight=0.0)
 
 
