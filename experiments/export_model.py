@@ -11,6 +11,7 @@ Writes to ``--out`` (a new folder, written whole or not at all):
     index.npz            per synth of the training split: ``params_<synth>`` (n, encoded size) and
                          ``z_<synth>`` (n, latent) the network's z_mean of each training sound, and
                          ``note_<synth>`` (n,): the search's nearest starts without the dataset
+                         (compressed; --index-dtype uint8 stores 8-bit codes, asp.training.export)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from asp.checkpoints import read_config
 from asp.cli import ArgumentParser, run_cli
 from asp.config import DATA_DIR
-from asp.training.export import DTYPES, export
+from asp.training.export import DTYPES, INDEX_DTYPES, export
 
 
 def main() -> int:
@@ -33,11 +34,23 @@ def main() -> int:
     p.add_argument("run_dir", help="a trained run folder")
     p.add_argument("-d", "--data-dir", default=DATA_DIR, help="the dataset it was trained on (for the index)")
     p.add_argument("--out", required=True, help="a new folder")
-    p.add_argument("--dtype", default="float16", choices=DTYPES)
+    p.add_argument("--dtype", default="float16", choices=DTYPES, help="the weights' (default float16)")
+    p.add_argument(
+        "--index-dtype",
+        choices=INDEX_DTYPES,
+        help="the start index's (default: --dtype; uint8: 8-bit codes, a quarter of float32's bytes)",
+    )
     p.add_argument("--command", default="", help="the command that made the run, recorded in config.json")
     args = p.parse_args()
     read_config(Path(args.run_dir))
-    out = export(args.run_dir, args.data_dir, args.out, dtype=args.dtype, command=args.command or " ".join(sys.argv))
+    out = export(
+        args.run_dir,
+        args.data_dir,
+        args.out,
+        dtype=args.dtype,
+        index_dtype=args.index_dtype,
+        command=args.command or " ".join(sys.argv),
+    )
     print(f"exported {args.run_dir} to {out}")
     return 0
 

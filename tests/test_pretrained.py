@@ -72,13 +72,13 @@ def test_training_rows_are_the_runs_own(tiny_data, tiny_models):
     assert trained_rows(other, train, tiny_data) is None
 
 
-@pytest.mark.parametrize("dtype", ["float32", "float16"])
-def test_exported_model_predicts_as_the_run(tiny_data, tiny_models, tmp_path, dtype):
-    from asp.training.export import export
+@pytest.mark.parametrize("dtype,index_dtype", [("float32", "float32"), ("float16", "float16"), ("float16", "uint8")])
+def test_exported_model_predicts_as_the_run(tiny_data, tiny_models, tmp_path, dtype, index_dtype):
+    from asp.training.export import export, read_index
     from models import load_model
 
     run = tiny_models / "vae_multi_8_paper"
-    out = export(run, tiny_data, tmp_path / "exported", dtype=dtype, command="test")
+    out = export(run, tiny_data, tmp_path / "exported", dtype=dtype, index_dtype=index_dtype, command="test")
     assert not (out / "model.weights.h5").exists()
     model, config = load_model(run)
     shipped, shipped_config = load_model(out)
@@ -91,15 +91,24 @@ def test_exported_model_predicts_as_the_run(tiny_data, tiny_models, tmp_path, dt
     tol = 0 if dtype == "float32" else 0.02
     for synth in a:
         assert np.abs(a[synth] - b[synth]).max() <= tol
-    with np.load(out / "index.npz") as index:
-        train = load_split(tiny_data, "train")
-        for synth in config["trained_synths"]:
-            mine = np.flatnonzero(train.synth == synth)
-            assert index[f"params_{synth}"].shape == (len(mine), train.params[synth].shape[1])
-            assert index[f"z_{synth}"].shape == (len(mine), config["latent_size"])
-            assert np.array_equal(index[f"note_{synth}"], train.note[mine])
-            z, _ = model.encoder(np.asarray(train.mels[mine[:2]]), training=False)
-            assert np.allclose(index[f"z_{synth}"][:2], np.asarray(z), atol=0.01 * (1 + np.abs(np.asarray(z)).max()))
+    assert shipped_config["export"]["index_dtype"] == index_dtype
+    with np.load(out / "index.npz") as stored:
+        assert stored["z_va"].dtype == np.dtype(index_dtype)
+    index = read_index(out / "index.npz")
+    train = load_split(tiny_data, "train")
+    for synth in config["trained_synths"]:
+        mine = np.flatnonzero(train.synth == synth)
+        assert index[f"params_{synth}"].shape == (len(mine), train.params[synth].shape[1])
+        assert index[f"z_{synth}"].shape == (len(mine), config["latent_size"])
+        assert np.array_equal(index[f"note_{synth}"], train.note[mine])
+        # 8-bit codes: within half a step of 1/255 of each dimension's range; presets in [0, 1] too
+        assert np.abs(index[f"params_{synth}"] - train.params[synth][mine]).max() <= (
+            0.5 / 255 + 1e-6 if index_dtype == "uint8" else 1e-3
+        )
+        z, _ = model.encoder(np.asarray(train.mels[mine]), training=False)
+        z = np.asarray(z)
+        step = (z.max(axis=0) - z.min(axis=0)) / 255 if index_dtype == "uint8" else 0
+        assert np.all(np.abs(index[f"z_{synth}"] - z) <= 0.5 * step + 0.01 * (1 + np.abs(z).max()))
 
 
 def test_shipped_config_records_no_absolute_path():

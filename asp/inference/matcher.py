@@ -19,7 +19,7 @@ from asp.inference.target import Target
 from asp.metrics import log_spectral_distance, multi_resolution_spectral_distance
 from asp.report import write_match_report
 from asp.search import BEST_OF_K, DEFAULT_STARTS_KEPT, NEAREST_STARTS, Budget, Searcher, SearchObjective
-from asp.training.export import INDEX
+from asp.training.export import INDEX, read_index
 from data.dataset import load_split
 from data.encoding import Codec
 from data.features import mel_spectrogram
@@ -106,8 +106,7 @@ class Matcher:
         preset and note of every training sound), or None for a run without one."""
         if self._index is None and (self.run_dir / INDEX).is_file():
             try:
-                with np.load(self.run_dir / INDEX) as saved:
-                    self._index = {k: saved[k] for k in saved.files}
+                self._index = read_index(self.run_dir / INDEX)
             except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # an export without checksums
                 why = " ".join(str(err).split())[:120] or type(err).__name__
                 raise ASPError(f"{self.run_dir / INDEX} is damaged ({why}); {damaged_fix(self.run_dir)}") from None

@@ -22,6 +22,46 @@ from models import INFERENCE_WEIGHTS, inference_variables, load_model
 
 INDEX = "index.npz"
 DTYPES = ("float16", "float32")
+INDEX_DTYPES = (*DTYPES, "uint8")
+
+
+def pack_index(index: dict[str, np.ndarray], dtype: str) -> dict[str, np.ndarray]:
+    """The index as ``index.npz`` stores it: float16/float32 as they are; uint8 as 8-bit codes (a
+    quarter of float32's bytes): each z dimension between its minimum and maximum in 255 steps
+    (``zlo_<synth>``/``zstep_<synth>`` per dimension), presets (in [0, 1]) in steps of 1/255."""
+    out = {}
+    for key, value in index.items():
+        if value.dtype != np.float32:
+            out[key] = value  # the notes
+        elif dtype != "uint8":
+            out[key] = value.astype(dtype)
+        elif key.startswith("z_"):
+            lo = value.min(axis=0) if len(value) else np.zeros(value.shape[1], np.float32)
+            step = np.maximum((value.max(axis=0) if len(value) else lo) - lo, 1e-12) / 255
+            out[key] = np.rint((value - lo) / step).astype(np.uint8)
+            out[f"zlo_{key[2:]}"], out[f"zstep_{key[2:]}"] = lo.astype(np.float32), step.astype(np.float32)
+        else:
+            out[key] = np.rint(np.clip(value, 0, 1) * 255).astype(np.uint8)
+    return out
+
+
+def read_index(path: Path) -> dict[str, np.ndarray]:
+    """An ``index.npz`` as float32 ``z_<synth>``/``params_<synth>`` and ``note_<synth>``, whichever
+    dtype it was packed in (``pack_index``)."""
+    with np.load(path) as saved:
+        stored = {k: saved[k] for k in saved.files}
+    out = {}
+    for key, value in stored.items():
+        if key.startswith(("zlo_", "zstep_")):
+            continue
+        if key.startswith("z_") and value.dtype == np.uint8:
+            synth = key[2:]
+            out[key] = stored[f"zlo_{synth}"] + value.astype(np.float32) * stored[f"zstep_{synth}"]
+        elif key.startswith("params_") and value.dtype == np.uint8:
+            out[key] = value.astype(np.float32) / 255
+        else:
+            out[key] = value.astype(np.float32) if value.dtype.kind == "f" else value
+    return out
 
 
 def latent_index(model, data_dir: str | Path, config: dict, batch_size: int = 256) -> dict[str, np.ndarray]:
@@ -52,22 +92,33 @@ def git_revision() -> str | None:
     return out.stdout.strip()
 
 
-def export(run_dir: str | Path, data_dir: str | Path, out: str | Path, *, dtype: str = "float16", command: str = ""):
-    """Writes the shipped form of a run (see the module docstring) to ``out``."""
+def export(
+    run_dir: str | Path,
+    data_dir: str | Path,
+    out: str | Path,
+    *,
+    dtype: str = "float16",
+    index_dtype: str | None = None,
+    command: str = "",
+):
+    """Writes the shipped form of a run (see the module docstring) to ``out``; the index in
+    ``index_dtype`` (default: ``dtype``)."""
+    index_dtype = index_dtype or dtype
     if dtype not in DTYPES:
         raise ASPError(f"--dtype {dtype!r}: use one of {', '.join(DTYPES)}")
+    if index_dtype not in INDEX_DTYPES:
+        raise ASPError(f"--index-dtype {index_dtype!r}: use one of {', '.join(INDEX_DTYPES)}")
     out = Path(out)
     if out.exists():
         raise ASPError(f"{out} exists; choose a new --out folder (an export is written whole)")
     model, config = load_model(run_dir)
     variables = {k: v.astype(dtype) for k, v in inference_variables(model).items()}
-    index = {
-        k: (v.astype(dtype) if v.dtype == np.float32 else v) for k, v in latent_index(model, data_dir, config).items()
-    }
+    index = pack_index(latent_index(model, data_dir, config), index_dtype)
     config = dict(config)
     config.pop("data_dir", None)  # the training machine's folder: the data is data_fingerprint
     config["export"] = {
         "dtype": dtype,
+        "index_dtype": index_dtype,
         "data_fingerprint": config.get("data_fingerprint"),
         "index_samples": int(sum(len(index[f"note_{s}"]) for s in config["trained_synths"])),
         "command": command,
@@ -75,7 +126,7 @@ def export(run_dir: str | Path, data_dir: str | Path, out: str | Path, *, dtype:
     }
     with atomic_folder(out) as tmp:
         np.savez(tmp / INFERENCE_WEIGHTS, **variables)
-        np.savez(tmp / INDEX, **index)
+        np.savez_compressed(tmp / INDEX, **index)
         config["export"].update(export_checksums(tmp, config, [INFERENCE_WEIGHTS, INDEX]))  # verified on load
         write_json(tmp / CONFIG, config)
     return out

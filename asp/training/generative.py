@@ -22,7 +22,7 @@ from tqdm import tqdm
 from asp.checkpoints import CONFIG, read_config
 from asp.errors import ASPError
 from asp.files import atomic_path, write_json
-from asp.training.export import INDEX, latent_index
+from asp.training.export import INDEX, latent_index, read_index
 from models import FLOW_UNITS, GENERATIVE_HEADS, GENERATIVE_WEIGHTS, GenerativeHeads, load_model
 
 DEFAULT_EPOCHS = 40
@@ -36,8 +36,7 @@ def training_set(model, config: dict, run_dir: Path, data_dir: str | Path | None
     """Per synth ``z_<synth>`` (n, latent), ``params_<synth>`` (n, size), ``note_<synth>`` (n,):
     from the run's index.npz when it has one, else its training split in ``data_dir``."""
     if (run_dir / INDEX).is_file():
-        with np.load(run_dir / INDEX) as saved:
-            return {k: saved[k] for k in saved.files}
+        return read_index(run_dir / INDEX)
     if data_dir is None or not Path(data_dir).is_dir():
         raise ASPError(
             f"{run_dir} has no {INDEX} (an exported run's training sounds); pass -d with the dataset it was trained on"
