@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-all lint bench venv venv-ray clean data heldout heldout-pitch data-dx7 heldout-dx7 data-real pretrained pretrained-data real-sounds plugins plugins-install
+.PHONY: demo test test-all lint bench venv venv-ray clean data heldout heldout-pitch data-dx7 heldout-dx7 data-real pretrained pretrained-data scaling-data real-sounds plugins plugins-install
 
 venv: $(VENV)/.installed
 
@@ -113,22 +113,29 @@ bench: venv
 clean:
 	rm -rf demo_out renders .pytest_cache .ruff_cache
 
-# the shipped model, saved_models/pretrained: 21,000 presets of each built-in synth at notes 36-84 (one
-# note each; 50,043 training sounds), the multi model trained 3 epochs, exported (float16 weights and
-# the search's start index). About 15 minutes of data and 17 of training on 2 cores (2026-12-04); the
-# same run as the 50,043-sound row of experiments/configs/scaling.json.
-# Writes saved_models/pretrained only when it is not there (remove it first to replace it).
+# the shipped model, saved_models/pretrained: 21,000 presets of each of va, fm, modal and dx7 at notes
+# 36-84 (one note each; TRAIN_SOUNDS training sounds), the multi model trained EPOCHS epochs, exported
+# (float16 weights, the search's start index as 8-bit codes) with a generative (flow) head per synth
+# for best of K. About GEN_MIN minutes of data, TRAIN_MIN of training and HEAD_MIN of heads on 2 cores
+# (2026-12-08). Writes saved_models/pretrained only when it is not there (remove it first to replace it).
 PRETRAINED_DATA ?= npy_pretrained
 pretrained: pretrained-data
-	$(PY) train_multi.py -d $(PRETRAINED_DATA) --model-dir runs_pretrained --epochs 3 --batch-size 64 --lr 2e-4 \
+	$(PY) train_multi.py -d $(PRETRAINED_DATA) --model-dir runs_pretrained --epochs EPOCHS --batch-size 64 --lr 2e-4 \
 		--param-weight 10
 	$(PY) experiments/export_model.py runs_pretrained/vae_multi_64_paper -d $(PRETRAINED_DATA) \
-		--out saved_models/pretrained --command "make pretrained"
+		--out saved_models/pretrained --index-dtype uint8 --command "make pretrained"
+	$(PY) add_generative_head.py saved_models/pretrained --epochs 20 --dtype float16
 
-# its data alone (the scaling and pitch experiments and the real-sound lookup train or look up in it)
+# its data alone (the real-sound lookup and the DX7 figures look up in it): float16 mels in shards
 pretrained-data: venv
+	$(PY) data_generation/generate.py --synths va fm modal dx7 --n 21000 --notes 36-84 --one-note --no-hpss \
+		--mel-dtype float16 --layout sharded --out $(PRETRAINED_DATA)
+
+# the scaling and pitch experiments' data (experiments/configs/scaling.json, pitch.json): the three
+# Faust synths, 21,000 presets each at notes 36-84 (50,043 training sounds; the first shipped model's)
+scaling-data: venv
 	$(PY) data_generation/generate.py --synths va fm modal --n 21000 --notes 36-84 --one-note --no-hpss \
-		--out $(PRETRAINED_DATA)
+		--out npy_scaling
 
 # recorded and sampled notes no synth of ours made (apt: sonic-pi-samples fluidsynth timgm6mb-soundfont)
 real-sounds: venv

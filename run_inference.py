@@ -9,12 +9,12 @@ synth, and says which synth gets closest.
     python run_inference.py --input my_sound.wav --refine 60 --refine-synths 3   # search longer, more synths
     python run_inference.py -s 12 --refine-renders 1000      # refine a test sample's match (reproducible)
 
-A sound file's closest matches are refined by searching with the synth in the loop (asp/search/) for
-20 s per synth by default (--no-refine for the network alone); a test sample's only with --refine
-or --refine-renders. Each output folder has a report.html to open in a browser (the target and every
-match, playable), and an --input folder's --out has an index.html linking them. A sound's folder is
-named after its file (tone.wav -> tone/); files of one name (tone.wav, tone.flac) get tone-wav/ and
-tone-flac/.
+A sound file's closest matches are refined by searching with the synth in the loop (asp/search/),
+200 renders per synth by default (a few seconds; --no-refine for the network alone); a test
+sample's only with --refine or --refine-renders. Each output folder has a report.html to open in a
+browser (the target and every match, playable), and an --input folder's --out has an index.html
+linking them. A sound's folder is named after its file (tone.wav -> tone/); files of one name
+(tone.wav, tone.flac) get tone-wav/ and tone-flac/.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from asp.cli import ArgumentParser, nonnegative_int, parse_plugin_paths, positiv
 from asp.config import DATA_DIR, MODEL_DIR
 from asp.errors import ASPError
 from asp.parallel import cap_workers
-from asp.search import BEST_OF_K, INPUT_REFINE_SECONDS, NEAREST_STARTS, Budget
+from asp.search import BEST_OF_K, INPUT_REFINE_RENDERS, INPUT_REFINE_SECONDS, NEAREST_STARTS, Budget
 from data_generation.lv2 import install_lines
 
 
@@ -70,7 +70,8 @@ def parser() -> argparse.ArgumentParser:
         "--refine",
         type=float,
         metavar="SECONDS",
-        help=f"search with the synth for this long per refined synth (default {INPUT_REFINE_SECONDS:g} for --input)",
+        help=f"search with the synth for this long per refined synth (default for --input: {INPUT_REFINE_RENDERS} "
+        f"renders or {INPUT_REFINE_SECONDS:g} s, whichever ends first)",
     )
     p.add_argument(
         "--refine-renders",
@@ -210,7 +211,7 @@ def refine_settings(args) -> tuple:
     if asked:
         budget = Budget(renders=args.refine_renders, seconds=args.refine)
     elif args.input and not args.no_refine:
-        budget = Budget(seconds=INPUT_REFINE_SECONDS)
+        budget = Budget(renders=INPUT_REFINE_RENDERS, seconds=INPUT_REFINE_SECONDS)
     synths: int | list[str] = 2
     if args.refine_synths:
         if len(args.refine_synths) == 1 and args.refine_synths[0].lstrip("-").isdigit():

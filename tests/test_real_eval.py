@@ -324,3 +324,21 @@ def test_real_sounds_end_to_end_on_tiny_data(tiny_data, tiny_models, tmp_path):
     names = set(load_split(other, "train").names)
     assert all(r["lookup_name"] in names for r in again if r["method"] == "lookup")
     assert "not the model's own training data" in (out / "table.md").read_text()
+    # as run_inference.py does: only the closest one-shot synth searched (the match made again: its stamp
+    # changed), and match.json keeps each search's quality-against-renders curve
+    config.write_text(json.dumps({**settings, "refine_synths": 1}))
+    run_config(config, "small", results=tmp_path / "results", workers=1)
+    assert (out / "sounds" / "tone48" / "report.html").stat().st_mtime_ns != before
+    with open(out / "samples.csv", newline="") as f:
+        narrow = list(csv.DictReader(f))
+    for name in sounds:
+        assert len([r for r in narrow if r["sound"] == name and r["method"] == "searched"]) == 1
+        refined = [
+            r
+            for r in json.loads((out / "sounds" / name / "match.json").read_text())["results"]
+            if "search_history" in r
+        ]
+        assert len(refined) == 1
+        curve = np.array(refined[0]["search_history"])
+        assert np.all(np.diff(curve[:, 0]) > 0) and np.all(np.diff(curve[:, 1]) <= 0)
+        assert curve[-1, 0] == refined[0]["search_renders"] <= 12 + 3

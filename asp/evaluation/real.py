@@ -240,6 +240,7 @@ def evaluate_real_sounds(
     out: str | Path,
     *,
     refine: Budget,
+    refine_synths: int | None = None,
     refine_starts: int = NEAREST_STARTS,
     workers: int = 1,
     seed: int = 0,
@@ -256,6 +257,7 @@ def evaluate_real_sounds(
         run_dir: the model's folder (a run or an exported model).
         data_dir: its training data (or a dataset of the same synths and specs): lookup and mean.
         refine: the search budget per synth and sound.
+        refine_synths: how many of a sound's closest one-shot synths are searched (None: every one).
         refine_starts: nearest training presets the search also starts from.
         workers: search render processes.
         report_samples: how many sounds report/index.html plays (the best, median and worst by
@@ -271,7 +273,9 @@ def evaluate_real_sounds(
     specs = matcher.specs
     train = load_split(data_dir, "train")
     within = trained_rows(matcher.config, train, data_dir)
-    stamps, base_stamp = _stamps(sounds, run_dir, data_fingerprint(data_dir), within, refine, refine_starts, seed)
+    stamps, base_stamp = _stamps(
+        sounds, run_dir, data_fingerprint(data_dir), within, refine, refine_starts, seed, refine_synths
+    )
     targets = [matcher.wav_target(s.file, s.note, name=s.name) for s in sounds]
     saved, whole = _saved_rows(out, sounds, stamps, base_stamp)
     todo = [k for k, s in enumerate(sounds) if s.name not in whole]  # lookup and mean still to score
@@ -281,7 +285,12 @@ def evaluate_real_sounds(
     means = {}
     for name, spec in specs.items():
         means[name] = Codec(spec).decode(mean_vector(train, name, within).astype(np.float32)[None])[0]
-    search = {"refine": refine, "refine_synths": list(specs), "refine_starts": refine_starts, "workers": workers}
+    search = {
+        "refine": refine,
+        "refine_synths": list(specs) if refine_synths is None else refine_synths,
+        "refine_starts": refine_starts,
+        "workers": workers,
+    }
     rows: list[dict] = []
     bar = tqdm(total=len(sounds), desc="real sounds", unit="sound", disable=not progress)
     try:
@@ -312,7 +321,9 @@ def evaluate_real_sounds(
     return rows
 
 
-def _stamps(sounds, run_dir: Path, fingerprint: str, within, refine: Budget, refine_starts: int, seed: int):
+def _stamps(
+    sounds, run_dir: Path, fingerprint: str, within, refine: Budget, refine_starts: int, seed: int, refine_synths=None
+):
     """What each part of a sound's scores depends on: ({sound: its match's stamp}, the baselines'
     stamp). A match depends on the model, the data only where the search's nearest starts come
     from it (a model without its own index), the budget, the seed, the sound file and its note."""
@@ -324,6 +335,7 @@ def _stamps(sounds, run_dir: Path, fingerprint: str, within, refine: Budget, ref
         "refine": {"renders": refine.renders, "seconds": refine.seconds},
         "refine_starts": refine_starts,
         "seed": seed,
+        **({} if refine_synths is None else {"refine_synths": refine_synths}),  # (absent: every synth, as before)
     }
     stamps = {s.name: {**match, "sound": _file_hash(s.file), "note": s.note} for s in sounds}  # each file hashed once
     return stamps, {"data": fingerprint, "rows": None if within is None else len(within)}

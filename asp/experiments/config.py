@@ -28,6 +28,9 @@ SETTINGS = {
     # a real-sound config (asp.evaluation.real): no rows; a model matched to the sounds of a folder
     "real_sounds": (text, "a folder of real sounds (make real-sounds)"),
     "model": (text, "a run folder, or a run name in model_dir"),
+    # how many of a sound's closest one-shot synths its search refines, as run_inference.py --refine-synths
+    # does (null: every synth)
+    "refine_synths": (or_null(integer(1)), "an integer >= 1 or null"),
     # every training setting (asp.config.TrainConfig, by field name), for all rows; a row may override it
     **{k: v for k, v in experiment_checks().items() if k not in ("approach", "synth", "synths")},
 }

@@ -26,7 +26,7 @@ from asp.files import write_json
 from asp.locks import LOCK_FILE, folder_lock
 from asp.report import PRESETS, REPORT_SAMPLES, evaluation_report
 from asp.runs import identity, run_name
-from asp.search import INPUT_REFINE_SECONDS, NEAREST_STARTS, Budget
+from asp.search import INPUT_REFINE_RENDERS, INPUT_REFINE_SECONDS, NEAREST_STARTS, Budget
 from data.dataset import data_fingerprint, dataset_synths
 
 
@@ -102,12 +102,13 @@ def _run_real_sounds(config: dict, settings: dict, profile: str, *, results: Pat
     chosen = choose_sounds(sounds, settings.get("eval_max_samples"), seed)
     data_line = check_pair(model_config, settings["data_dir"], run_dir)
     budget = {k: settings.get(f"refine_{k}") for k in ("renders", "seconds") if settings.get(f"refine_{k}")}
-    refine = Budget(**budget) if budget else Budget(seconds=INPUT_REFINE_SECONDS)
+    refine = Budget(**budget) if budget else Budget(renders=INPUT_REFINE_RENDERS, seconds=INPUT_REFINE_SECONDS)
     size = f"{len(chosen)} of the {len(sounds)} sounds (seeded choice)" if len(chosen) < len(sounds) else "every sound"
     about = (
         f"Sounds: {settings['real_sounds']}, {size}. Model: {run_dir}. {data_line} Search: "
         f"{refine.describe()} per synth "
-        f"and sound, from the network's preset and the {NEAREST_STARTS} nearest training presets."
+        f"and sound ({_refined(settings.get('refine_synths'))}), from the network's preset and the {NEAREST_STARTS} "
+        "nearest training presets (and its best of K, for a model with generative heads)."
     )
     out = results / config["name"]
     with _removed_if_empty_on_failure(out):
@@ -119,6 +120,7 @@ def _run_real_sounds(config: dict, settings: dict, profile: str, *, results: Pat
                 settings["data_dir"],
                 out,
                 refine=refine,
+                refine_synths=settings.get("refine_synths"),
                 workers=workers or cores(),
                 seed=seed,
                 report_samples=settings.get("report_samples", REPORT_SAMPLES),
@@ -127,6 +129,10 @@ def _run_real_sounds(config: dict, settings: dict, profile: str, *, results: Pat
             )
     print(f"results in {out}: table.md, table.csv, samples.csv; report: {out / 'report' / 'index.html'}")
     return out
+
+
+def _refined(synths: int | None) -> str:
+    return "every synth" if synths is None else f"the {synths} closest one-shot synths, as run_inference.py does"
 
 
 def check_rows(config: dict, settings: dict, synths: list[str]) -> None:

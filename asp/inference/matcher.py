@@ -369,5 +369,7 @@ class Matcher:
             search_distance=float(distance),
             search_renders=found.renders,
             search_seconds=round(found.seconds, 2),
+            # the quality-against-renders curve: (renders so far, best distance so far) after each batch
+            search_history=[[int(r), round(float(d), 5)] for r, d in found.history],
         )
         return {f"{name} refined": mel_spectrogram(audio)}

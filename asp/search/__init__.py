@@ -42,12 +42,21 @@ are then re-rendered exactly and the better of the two is returned, with its exa
 
 from asp.search.objective import SearchObjective, modulation_rates
 from asp.search.result import SearchResult
-from asp.search.run import BEST_OF_K, DEFAULT_STARTS_KEPT, INPUT_REFINE_SECONDS, NEAREST_STARTS, Search, Searcher
+from asp.search.run import (
+    BEST_OF_K,
+    DEFAULT_STARTS_KEPT,
+    INPUT_REFINE_RENDERS,
+    INPUT_REFINE_SECONDS,
+    NEAREST_STARTS,
+    Search,
+    Searcher,
+)
 from asp.search.space import Budget, SearchSpace
 
 __all__ = [
     "BEST_OF_K",
     "DEFAULT_STARTS_KEPT",
+    "INPUT_REFINE_RENDERS",
     "INPUT_REFINE_SECONDS",
     "NEAREST_STARTS",
     "Budget",

@@ -27,7 +27,12 @@ DEFAULT_STARTS_KEPT = 3
 NEAREST_STARTS = 8
 # presets drawn per synth from a model's generative heads for its best of K (docs/inference.md, "Best of K")
 BEST_OF_K = 16
-INPUT_REFINE_SECONDS = 20.0  # run_inference.py --input's budget per refined synth (the real-sound evaluation's too)
+# run_inference.py --input's budget per refined synth (the real-sound evaluation's too): renders, so that
+# a match is reproducible for a seed, with a time cap for slow plugins (whichever ends first). The
+# renders come from the quality-against-renders curve on the real-sound set (docs/inference.md,
+# "How long to search"): past them the closest match improved little for its seconds.
+INPUT_REFINE_RENDERS = 200
+INPUT_REFINE_SECONDS = 20.0
 SWEEP_EVERY = 10  # CMA-ES generations between class sweeps during a run
 RATE_STEP = 0.03  # step size of a rate coordinate, relative to the others, in a run from a rate hypothesis
 RATE_HYPOTHESIS_STARTS = 3  # best starts each estimated modulation rate is tried on
