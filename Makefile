@@ -39,7 +39,7 @@ demo: venv
 	$(PY) data_generation/view_parameters.py --list
 	$(PY) data_generation/generate.py $(DATA_ARGS)
 	$(HELDOUT)
-	$(PY) train_multi.py --epochs $(DEMO_EPOCHS)
+	$(PY) train_multi.py --epochs $(DEMO_EPOCHS) --generative-head flow
 	$(PY) experiments/evaluate.py saved_models/vae_multi_64_paper -d npy_data --test-dir npy_heldout \
 		--max-samples 90 --out demo_out/heldout --overwrite
 	@echo "the shipped pretrained model (saved_models/pretrained: 50,043 sounds at notes 36-84) on the same sounds:"
