@@ -51,13 +51,18 @@ def ways(k_max: int) -> dict[str, list[str]]:
     return out
 
 
+def present(matcher: Matcher, test) -> dict:
+    """The model's synths that have sounds in the test split (e.g. not dx7 in make heldout-pitch's)."""
+    return {name: spec for name, spec in matcher.specs.items() if np.any(test.synth == name)}
+
+
 def score(matcher: Matcher, test, args) -> tuple[dict, dict]:
     """Each way's LSD and log-mel of every sound ({(synth, way): {"lsd": [...], "mel": [...]}}) and
     the seconds of drawing and of one render ({"sample": [...], "render": [...]})."""
     index, exact, table = matcher.index(), Renderer(), ways(args.max_k)
     scores: dict[tuple[str, str], dict[str, list[float]]] = {}
     seconds = {"sample": [], "render": []}
-    for synth, spec in matcher.specs.items():
+    for synth, spec in present(matcher, test).items():
         codec = Codec(spec)
         rows = np.flatnonzero(test.synth == synth)[: args.sounds]
         mean = index[f"params_{synth}"].astype(np.float32).mean(0)
@@ -125,14 +130,15 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     matcher = Matcher(args.run)
-    scores, seconds = score(matcher, load_split(args.test_dir, "test"), args)
+    test = load_split(args.test_dir, "test")
+    scores, seconds = score(matcher, test, args)
     matcher.close()
     sample_s, render_s = float(np.mean(seconds["sample"])), float(np.mean(seconds["render"]))
     print(f"\n{common.machine_line()}; {args.run} on {args.test_dir}: drawing {args.max_k} presets", end="")
     print(
         f" {1000 * sample_s:.0f} ms a sound, one render + score {1000 * render_s:.0f} ms ({args.workers} worker(s))\n"
     )
-    print_table(list(matcher.specs), ways(args.max_k), scores, sample_s, render_s)
+    print_table(list(present(matcher, test)), ways(args.max_k), scores, sample_s, render_s)
 
 
 if __name__ == "__main__":
