@@ -22,7 +22,7 @@ import numpy as np
 from asp.stats import mean_ci
 from bench import common
 
-MARKS = (25, 50, 100, 200, 300, 400, 600, 800)
+MARKS = (25, 50, 100, 200, 300, 400, 600)
 
 
 def at(history: list[list[float]], renders: int) -> float:
