@@ -28,9 +28,9 @@ NEAREST_STARTS = 8
 # presets drawn per synth from a model's generative heads for its best of K (docs/inference.md, "Best of K")
 BEST_OF_K = 16
 # run_inference.py --input's budget per refined synth (the real-sound evaluation's too): renders, so that
-# a match is reproducible for a seed, with a time cap for slow plugins (whichever ends first). The
-# renders come from the quality-against-renders curve on the real-sound set (docs/inference.md,
-# "How long to search"): past them the closest match improved little for its seconds.
+# a match is reproducible for a seed, with a time cap for slow plugins (whichever ends first). On the
+# real-sound set's quality-against-renders curve (docs/inference.md, "How long to search") more
+# renders keep paying; 200 is what keeps the command within about 10 s a sound on 2 cores.
 INPUT_REFINE_RENDERS = 200
 INPUT_REFINE_SECONDS = 20.0
 SWEEP_EVERY = 10  # CMA-ES generations between class sweeps during a run
