@@ -282,15 +282,9 @@ def evaluate_real_sounds(
     found_rows, found_distance = (np.zeros(0, np.int64), np.zeros(0))
     if todo:
         found_rows, found_distance = nearest_any(train, np.stack([targets[k].mel for k in todo]), within)
-    means = {}
-    for name, spec in specs.items():
-        means[name] = Codec(spec).decode(mean_vector(train, name, within).astype(np.float32)[None])[0]
-    search = {
-        "refine": refine,
-        "refine_synths": list(specs) if refine_synths is None else refine_synths,
-        "refine_starts": refine_starts,
-        "workers": workers,
-    }
+    means = _mean_presets(specs, train, within)
+    search = dict(refine=refine, refine_starts=refine_starts, workers=workers)
+    search["refine_synths"] = list(specs) if refine_synths is None else refine_synths  # None: every synth
     rows: list[dict] = []
     bar = tqdm(total=len(sounds), desc="real sounds", unit="sound", disable=not progress)
     try:
@@ -319,6 +313,14 @@ def evaluate_real_sounds(
         matcher.close()
     _write_tables(out, sounds, rows, title=title, about=about, seed=seed, report_samples=report_samples)
     return rows
+
+
+def _mean_presets(specs: dict, train: Split, within) -> dict:
+    """Each synth's training-mean preset (over the run's own training rows ``within``)."""
+    return {
+        name: Codec(spec).decode(mean_vector(train, name, within).astype(np.float32)[None])[0]
+        for name, spec in specs.items()
+    }
 
 
 def _stamps(
