@@ -42,7 +42,7 @@ demo: venv
 	$(PY) train_multi.py --epochs $(DEMO_EPOCHS) --generative-head flow
 	$(PY) experiments/evaluate.py saved_models/vae_multi_64_paper -d npy_data --test-dir npy_heldout \
 		--max-samples 90 --out demo_out/heldout --overwrite
-	@echo "the shipped pretrained model (saved_models/pretrained: 50,043 sounds at notes 36-84) on the same sounds:"
+	@echo "the shipped pretrained model (saved_models/pretrained: 66,223 sounds of va, fm, modal and dx7 at notes 36-84) on the same sounds:"
 	$(PY) experiments/evaluate.py saved_models/pretrained -d npy_data --test-dir npy_heldout \
 		--max-samples 90 --baselines none --report-samples 0 --out demo_out/heldout_pretrained --overwrite
 	$(PY) run_inference.py -s 0 -a --refine-renders 300 --out demo_out/test_sample
